@@ -1,0 +1,296 @@
+using Google.Protobuf;
+using Onnx.Protobuf;
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.IO;
+
+public sealed record LoadOptions
+{
+    /// <summary>When true (the default) every external data file must exist and be long enough, and is
+    /// memory-mapped. When false (used by <c>inspect</c>) missing files are recorded in
+    /// <see cref="Model.MissingExternalFiles"/> and only reading their tensors fails.</summary>
+    public bool RequireExternalData { get; init; } = true;
+
+    /// <summary>Protobuf nesting limit (nested graphs count); Google.Protobuf's default is 100.</summary>
+    public int RecursionLimit { get; init; } = 200;
+}
+
+/// <summary>Loads an ONNX file into the IR. External tensors are memory-mapped and read lazily; any
+/// problem becomes a <see cref="ModelLoadException"/> naming the file.</summary>
+public static class ModelReader
+{
+    public static Model Load(string path, LoadOptions? options = null)
+    {
+        options ??= new LoadOptions();
+        string fullPath = Path.GetFullPath(path);
+        byte[] bytes = ReadModelBytes(path, fullPath);
+        ModelProto proto;
+        try
+        {
+            using var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, options.RecursionLimit);
+            proto = ModelProto.Parser.ParseFrom(input);
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            throw new ModelLoadException(path, $"not a valid ONNX protobuf ({FirstLine(ex.Message)})", ex);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            throw new ModelLoadException(path, $"not a valid ONNX protobuf ({FirstLine(ex.Message)})", ex);
+        }
+        return FromProto(proto, path, options);
+    }
+
+    /// <summary>Builds the IR from a parsed protobuf. <paramref name="path"/> locates external data
+    /// (relative to its folder) and names the file in errors. The protobuf is taken over, not copied.</summary>
+    public static Model FromProto(ModelProto proto, string path, LoadOptions? options = null)
+    {
+        options ??= new LoadOptions();
+        if (proto.Graph is null)
+            throw new ModelLoadException(path, "no graph: the file parses as protobuf but is not an ONNX model");
+        if (proto.IrVersion <= 0)
+            throw new ModelLoadException(path, $"invalid ir_version {proto.IrVersion}: the file is not an ONNX model");
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var graphProto = proto.Graph;
+        proto.Graph = null;
+        var model = new Model(proto, new Graph()) { SourcePath = Path.GetFullPath(path) };
+        try
+        {
+            var builder = new IrBuilder(model, folder, options, path);
+            model.Graph = builder.BuildGraph(graphProto, null);
+            return model;
+        }
+        catch (ModelLoadException)
+        {
+            model.Dispose();
+            throw;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            model.Dispose();
+            throw new ModelLoadException(path, FirstLine(ex.Message), ex);
+        }
+    }
+
+    private static byte[] ReadModelBytes(string path, string fullPath)
+    {
+        if (Directory.Exists(fullPath)) throw new ModelLoadException(path, "is a directory, not an ONNX model file");
+        if (!File.Exists(fullPath)) throw new ModelLoadException(path, "file not found");
+        try
+        {
+            var info = new FileInfo(fullPath);
+            if (info.Length == 0) throw new ModelLoadException(path, "empty file (0 bytes)");
+            if (info.Length > Array.MaxLength)
+                throw new ModelLoadException(path, $"{info.Length} bytes: a single ONNX protobuf is limited to 2 GB (large models keep weights in external data)");
+            return File.ReadAllBytes(fullPath);
+        }
+        catch (IOException ex) { throw new ModelLoadException(path, $"cannot read: {FirstLine(ex.Message)}", ex); }
+        catch (UnauthorizedAccessException ex) { throw new ModelLoadException(path, $"cannot read: {FirstLine(ex.Message)}", ex); }
+    }
+
+    internal static string FirstLine(string message)
+    {
+        int i = message.IndexOfAny(['\r', '\n']);
+        return (i < 0 ? message : message[..i]).Trim();
+    }
+
+    /// <summary>Protobuf -> IR, one graph at a time, resolving names through nested scopes.</summary>
+    private sealed class IrBuilder(Model model, string folder, LoadOptions options, string path)
+    {
+        public Graph BuildGraph(GraphProto gp, Graph? parent, Node? parentNode = null)
+        {
+            var nodes = gp.Node.ToArray();
+            var inputs = gp.Input.ToArray();
+            var outputs = gp.Output.ToArray();
+            var inits = gp.Initializer.ToArray();
+            var infos = gp.ValueInfo.ToArray();
+            gp.Node.Clear(); gp.Input.Clear(); gp.Output.Clear(); gp.Initializer.Clear(); gp.ValueInfo.Clear();
+
+            var graph = new Graph(gp, gp.HasName ? gp.Name : "") { ParentNode = parentNode };
+            var scope = new Dictionary<string, Value>(StringComparer.Ordinal);
+
+            foreach (var vi in inputs)
+            {
+                var v = new Value(graph, vi.Name);
+                v.SetTypeFromFile(vi.Type);
+                if (!scope.TryAdd(vi.Name, v)) throw new ModelLoadException(path, $"graph '{graph.Name}' declares input '{vi.Name}' twice");
+                graph.AddInputRaw(v, Decl(vi));
+            }
+            foreach (var tp in inits)
+            {
+                var tensor = MakeTensor(tp);
+                if (scope.TryGetValue(tp.Name, out var existing))
+                {
+                    if (!existing.IsGraphInput || existing.IsInitializer)
+                        throw new ModelLoadException(path, $"graph '{graph.Name}' defines initializer '{tp.Name}' twice");
+                    existing.ConstValue = tensor; // IR < 4 style: initializer that is also a graph input
+                    graph.AddInitializerRaw(existing);
+                }
+                else
+                {
+                    var v = new Value(graph, tp.Name) { ConstValue = tensor };
+                    scope[tp.Name] = v;
+                    graph.AddInitializerRaw(v);
+                }
+            }
+            foreach (var sp in gp.SparseInitializer)
+            {
+                string name = sp.Values?.Name ?? "";
+                if (name.Length == 0 || scope.ContainsKey(name)) continue;
+                var v = new Value(graph, name) { IsSparseInitializer = true };
+                scope[name] = v;
+                graph.OtherValues.Add(v);
+            }
+
+            // Pass 1: nodes and their outputs, so inputs can refer to values produced later in the file.
+            var built = new List<(Node node, NodeProto proto, string[] inputs, AttributeProto[] attrs)>(nodes.Length);
+            foreach (var np in nodes)
+            {
+                var inputNames = np.Input.ToArray();
+                var outputNames = np.Output.ToArray();
+                var attrs = np.Attribute.ToArray();
+                np.Input.Clear(); np.Output.Clear(); np.Attribute.Clear();
+                var node = new Node(np, np.HasDomain ? np.Domain : "", np.OpType, np.HasName ? np.Name : "");
+                for (int i = 0; i < outputNames.Length; i++)
+                {
+                    string name = outputNames[i];
+                    if (name.Length == 0) { node.AddOutputRaw(null); continue; }
+                    var v = new Value(graph, name) { Producer = node, OutputIndex = i };
+                    // Some real exports define a name twice (two identical Constants in torch 1.6 GPT-2); like
+                    // ONNX Runtime we accept that, and later uses bind to the last definition.
+                    if (scope.TryGetValue(name, out var earlier) && (earlier.IsGraphInput || earlier.IsInitializer))
+                        throw new ModelLoadException(path, $"value '{name}' is both a graph input or initializer and an output of {node.Describe()} in graph '{graph.Name}'");
+                    scope[name] = v;
+                    node.AddOutputRaw(v);
+                }
+                graph.AppendRaw(node);
+                built.Add((node, np, inputNames, attrs));
+            }
+
+            // Pass 2: inputs (this scope, then enclosing graphs) and attributes (nested graphs see all of this scope).
+            foreach (var (node, _, inputNames, attrs) in built)
+            {
+                foreach (string name in inputNames)
+                    node.AddInputRaw(name.Length == 0 ? null : Resolve(name, graph, scope));
+                node.AttachUses();
+                foreach (var ap in attrs) node.AddAttributeRaw(BuildAttribute(ap, graph, node, scope));
+            }
+
+            foreach (var vi in outputs)
+            {
+                var v = Resolve(vi.Name, graph, scope);
+                v.SetTypeFromFile(vi.Type);
+                graph.AddOutputRaw(v, Decl(vi));
+            }
+            foreach (var vi in infos)
+            {
+                if (!scope.TryGetValue(vi.Name, out var v))
+                {
+                    v = new Value(graph, vi.Name);
+                    graph.OtherValues.Add(v);
+                    scope[vi.Name] = v;
+                }
+                v.SetTypeFromFile(vi.Type);
+                v.InfoEntry = Decl(vi);
+                graph.ValueInfos.Add(v);
+            }
+            _scopes.Remove(graph);
+            return graph;
+        }
+
+        // Scopes of the graphs being built, so a nested graph can resolve outer names.
+        private readonly Dictionary<Graph, Dictionary<string, Value>> _scopes = [];
+
+        private Value Resolve(string name, Graph graph, Dictionary<string, Value> scope)
+        {
+            if (scope.TryGetValue(name, out var v)) return v;
+            for (var g = graph.Parent; g is not null; g = g.Parent)
+                if (_scopes.TryGetValue(g, out var outer) && outer.TryGetValue(name, out v)) return v;
+            // Referenced but defined nowhere: keep the name so the graph round-trips as it was.
+            v = new Value(graph, name);
+            scope[name] = v;
+            graph.OtherValues.Add(v);
+            return v;
+        }
+
+        private Attr BuildAttribute(AttributeProto ap, Graph graph, Node node, Dictionary<string, Value> scope)
+        {
+            if (ap.G is null && ap.Graphs.Count == 0) return new Attr(ap);
+            _scopes[graph] = scope;
+            var subgraphs = new List<Graph>();
+            if (ap.G is not null)
+            {
+                var g = ap.G;
+                ap.G = null;
+                subgraphs.Add(BuildGraph(g, graph, node));
+            }
+            if (ap.Graphs.Count > 0)
+            {
+                var gs = ap.Graphs.ToArray();
+                ap.Graphs.Clear();
+                foreach (var g in gs) subgraphs.Add(BuildGraph(g, graph, node));
+            }
+            return new Attr(ap, subgraphs);
+        }
+
+        /// <summary>A declaration as read, without its name (names may change; the rest is kept).</summary>
+        private static ValueInfoProto Decl(ValueInfoProto vi)
+        {
+            vi.ClearName();
+            return vi;
+        }
+
+        private Tensor MakeTensor(TensorProto tp)
+        {
+            try
+            {
+                if (tp.DataLocation != TensorProto.Types.DataLocation.External) return new ProtoTensor(tp);
+                return MakeExternalTensor(tp);
+            }
+            catch (TensorFormatException ex)
+            {
+                throw new ModelLoadException(path, $"initializer '{tp.Name}': {ex.Message}", ex);
+            }
+        }
+
+        private Tensor MakeExternalTensor(TensorProto tp)
+        {
+            var reference = ExternalDataReference.Parse(tp);
+            string location = reference.Location;
+            if (Path.IsPathRooted(location) || location.StartsWith('/') || location.StartsWith('\\'))
+                throw new ModelLoadException(path, $"initializer '{tp.Name}': external data location '{location}' is an absolute path; locations must be relative to the model folder");
+            string full = Path.GetFullPath(Path.Combine(folder, location));
+            string root = folder.EndsWith(Path.DirectorySeparatorChar) ? folder : folder + Path.DirectorySeparatorChar;
+            if (!full.StartsWith(root, StringComparison.Ordinal))
+                throw new ModelLoadException(path, $"initializer '{tp.Name}': external data location '{location}' escapes the model folder");
+
+            var probe = new MissingExternalTensor(tp, location, "");
+            long needed = probe.ByteLength;
+            if (reference.Length is long declared && declared != needed)
+                throw new ModelLoadException(path, $"initializer '{tp.Name}': external length {declared} does not match {probe.DataType.OnnxName()}[{string.Join(",", probe.Dims)}] ({needed} bytes)");
+
+            if (!model.ExternalFiles.TryGetValue(full, out var file))
+            {
+                if (!File.Exists(full))
+                {
+                    string reason = Directory.Exists(full) ? "is a directory" : "not found";
+                    if (options.RequireExternalData)
+                        throw new ModelLoadException(path, $"external data file '{location}' {reason} (needed by initializer '{tp.Name}')");
+                    model.AddMissing(location, reason);
+                    return new MissingExternalTensor(tp, location, $"'{location}' {reason}");
+                }
+                file = new ExternalDataFile(full);
+                model.AddExternalFile(file);
+            }
+            if (reference.Offset + needed > file.Length)
+            {
+                string problem = $"external data file '{location}' is too short: initializer '{tp.Name}' needs bytes {reference.Offset}..{reference.Offset + needed} but the file has {file.Length}";
+                if (options.RequireExternalData) throw new ModelLoadException(path, problem);
+                model.AddMissing(location, "too short");
+                return new MissingExternalTensor(tp, location, problem);
+            }
+            return new MappedTensor(tp, file, reference.Offset);
+        }
+    }
+}

@@ -1,0 +1,142 @@
+using Onnx.Protobuf;
+
+namespace OnnxOutlierTools.Ir;
+
+/// <summary>An operator application. Inputs may be null (an omitted optional input, "" in ONNX);
+/// outputs may be null (an output the model does not request).</summary>
+public sealed class Node
+{
+    private readonly List<Value?> _inputs = [];
+    private readonly List<Value?> _outputs = [];
+    private readonly List<Attr> _attributes = [];
+
+    /// <summary>Creates a node (not yet in a graph) whose outputs are new values named
+    /// <paramref name="outputNames"/> (null entries are absent outputs).</summary>
+    public Node(string domain, string opType, IEnumerable<Value?> inputs, IEnumerable<string?> outputNames,
+        IEnumerable<Attr>? attributes = null, string? name = null)
+    {
+        Domain = domain;
+        OpType = opType;
+        Name = name ?? "";
+        Extras = new NodeProto();
+        foreach (var input in inputs) _inputs.Add(input);
+        foreach (var outputName in outputNames) _outputs.Add(outputName is null ? null : NewOutput(outputName, _outputs.Count));
+        if (attributes is not null) _attributes.AddRange(attributes);
+    }
+
+    internal Node(NodeProto extras, string domain, string opType, string name)
+    {
+        Extras = extras;
+        Domain = domain;
+        OpType = opType;
+        Name = name;
+    }
+
+    /// <summary>The operator domain as written ("" and "ai.onnx" both mean the default domain).</summary>
+    public string Domain { get; set; }
+    public string OpType { get; set; }
+    /// <summary>The node name ("" when the model has none).</summary>
+    public string Name { get; set; }
+
+    public string? DocString
+    {
+        get => Extras.HasDocString ? Extras.DocString : null;
+        set { if (value is null) Extras.ClearDocString(); else Extras.DocString = value; }
+    }
+
+    /// <summary>Fields the IR does not model (doc_string, overload, metadata_props, device
+    /// configurations, unknown fields), written back unchanged.</summary>
+    internal NodeProto Extras { get; }
+
+    /// <summary>The graph that holds this node; null while detached.</summary>
+    public Graph? Graph { get; internal set; }
+
+    public IReadOnlyList<Value?> Inputs => _inputs;
+    public IReadOnlyList<Value?> Outputs => _outputs;
+    public IReadOnlyList<Attr> Attributes => _attributes;
+
+    public bool IsDefaultDomain => Domain is "" or "ai.onnx";
+
+    /// <summary>True for <paramref name="opType"/> in <paramref name="domain"/> ("" = the default domain).</summary>
+    public bool Is(string opType, string domain = "") =>
+        OpType == opType && (domain is "" or "ai.onnx" ? IsDefaultDomain : Domain == domain);
+
+    public Attr? GetAttribute(string name) => _attributes.FirstOrDefault(a => a.Name == name);
+    public long GetInt(string name, long fallback) => GetAttribute(name)?.AsInt() ?? fallback;
+    public float GetFloat(string name, float fallback) => GetAttribute(name)?.AsFloat() ?? fallback;
+    public string? GetString(string name) => GetAttribute(name)?.AsString();
+
+    public void SetAttribute(Attr attribute)
+    {
+        int i = _attributes.FindIndex(a => a.Name == attribute.Name);
+        if (i >= 0) _attributes[i] = attribute; else _attributes.Add(attribute);
+    }
+
+    public bool RemoveAttribute(string name) => _attributes.RemoveAll(a => a.Name == name) > 0;
+
+    internal void AddAttributeRaw(Attr attribute) => _attributes.Add(attribute);
+
+    /// <summary>Subgraphs held in this node's attributes.</summary>
+    public IEnumerable<Graph> Subgraphs => _attributes.SelectMany(a => a.Graphs);
+
+    public Value? Input(int index) => index < _inputs.Count ? _inputs[index] : null;
+    public Value? Output(int index) => index < _outputs.Count ? _outputs[index] : null;
+
+    /// <summary>Points input <paramref name="index"/> at <paramref name="value"/> (null = omitted).</summary>
+    public void ReplaceInput(int index, Value? value)
+    {
+        var old = _inputs[index];
+        if (ReferenceEquals(old, value)) return;
+        if (Graph is not null) old?.RemoveUse(new Usage(this, null, index));
+        _inputs[index] = value;
+        if (Graph is not null) value?.AddUse(new Usage(this, null, index));
+    }
+
+    public void AppendInput(Value? value)
+    {
+        _inputs.Add(value);
+        if (Graph is not null) value?.AddUse(new Usage(this, null, _inputs.Count - 1));
+    }
+
+    internal void AddInputRaw(Value? value) => _inputs.Add(value);
+    internal void AddOutputRaw(Value? value) => _outputs.Add(value);
+
+    /// <summary>Returns output <paramref name="index"/>, creating it when the model does not request it
+    /// (e.g. SkipSimplifiedLayerNormalization's residual-sum output 3). The name comes from
+    /// <paramref name="names"/>.</summary>
+    public Value EnsureOutput(int index, NameAuthority names, string hint)
+    {
+        while (_outputs.Count <= index) _outputs.Add(null);
+        if (_outputs[index] is { } existing) return existing;
+        var value = NewOutput(names.NewValueName(hint), index);
+        _outputs[index] = value;
+        return value;
+    }
+
+    private Value NewOutput(string name, int index)
+    {
+        // A detached node's outputs belong to no graph yet; Graph.Insert adopts them.
+        var value = new Value(Graph!, name) { Producer = this, OutputIndex = index };
+        return value;
+    }
+
+    internal void AttachUses()
+    {
+        for (int i = 0; i < _inputs.Count; i++) _inputs[i]?.AddUse(new Usage(this, null, i));
+    }
+
+    internal void DetachUses()
+    {
+        for (int i = 0; i < _inputs.Count; i++) _inputs[i]?.RemoveUse(new Usage(this, null, i));
+    }
+
+    /// <summary>"OpType 'name'" (or the first output when unnamed), for messages.</summary>
+    public string Describe()
+    {
+        string op = IsDefaultDomain ? OpType : $"{Domain}::{OpType}";
+        string id = Name.Length > 0 ? Name : _outputs.FirstOrDefault(o => o is not null)?.Name ?? "?";
+        return $"{op} '{id}'";
+    }
+
+    public override string ToString() => Describe();
+}

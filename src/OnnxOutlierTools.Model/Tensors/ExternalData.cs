@@ -1,0 +1,115 @@
+using System.IO.MemoryMappedFiles;
+using Onnx.Protobuf;
+
+namespace OnnxOutlierTools.Tensors;
+
+/// <summary>One external data file, memory-mapped read-only once and shared by all tensors in it.
+/// Mapping reads nothing: pages are faulted in when a tensor's bytes are touched.</summary>
+public sealed unsafe class ExternalDataFile : IDisposable
+{
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private byte* _pointer;
+
+    public ExternalDataFile(string fullPath)
+    {
+        FullPath = fullPath;
+        var info = new FileInfo(fullPath);
+        Length = info.Length;
+        if (Length == 0) return; // an empty file cannot be mapped; any non-empty read is out of range
+        _map = MemoryMappedFile.CreateFromFile(fullPath, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref _pointer);
+        _pointer += _view.PointerOffset;
+    }
+
+    public string FullPath { get; }
+    public long Length { get; }
+
+    public ReadOnlySpan<byte> Slice(long offset, int length)
+    {
+        ObjectDisposedException.ThrowIf(_view is not null && _pointer == null, this);
+        if (offset < 0 || length < 0 || offset + length > Length)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset + length}) is outside {FullPath} ({Length} bytes)");
+        return length == 0 ? ReadOnlySpan<byte>.Empty : new ReadOnlySpan<byte>(_pointer + offset, length);
+    }
+
+    public void Dispose()
+    {
+        if (_view is not null && _pointer != null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _pointer = null;
+        }
+        _view?.Dispose();
+        _map?.Dispose();
+    }
+}
+
+/// <summary>A tensor stored in an external data file (data_location = EXTERNAL).</summary>
+public sealed class MappedTensor : Tensor
+{
+    private readonly ExternalDataFile _file;
+    private readonly TensorProto _source;
+
+    public MappedTensor(TensorProto source, ExternalDataFile file, long offset)
+        : base((TensorDataType)source.DataType, source.Dims.ToArray())
+    {
+        _source = source;
+        _file = file;
+        Offset = offset;
+    }
+
+    public override TensorStorage Storage => TensorStorage.External;
+    public override TensorProto Source => _source;
+    public ExternalDataFile File => _file;
+    public long Offset { get; }
+
+    public override ReadOnlySpan<byte> GetBytes(long offset, int length)
+    {
+        if (offset < 0 || offset + length > ByteLength) throw new ArgumentOutOfRangeException(nameof(offset));
+        return _file.Slice(Offset + offset, length);
+    }
+}
+
+/// <summary>An external tensor whose data file is absent: shape and type are known (enough for
+/// <c>inspect</c>), reading the data is an error naming the file.</summary>
+public sealed class MissingExternalTensor(TensorProto source, string location, string reason)
+    : Tensor((TensorDataType)source.DataType, source.Dims.ToArray())
+{
+    public string Location { get; } = location;
+    public string Reason { get; } = reason;
+    public override TensorStorage Storage => TensorStorage.External;
+    public override TensorProto Source => source;
+    public override ReadOnlySpan<byte> GetBytes(long offset, int length) =>
+        throw new InvalidOperationException($"external data of tensor '{source.Name}' is unavailable: {Reason}");
+}
+
+/// <summary>The external_data entries of a TensorProto (location, offset, length).</summary>
+public readonly record struct ExternalDataReference(string Location, long Offset, long? Length)
+{
+    public static ExternalDataReference Parse(TensorProto tensor)
+    {
+        string? location = null;
+        long offset = 0;
+        long? length = null;
+        foreach (var entry in tensor.ExternalData)
+        {
+            switch (entry.Key)
+            {
+                case "location": location = entry.Value; break;
+                case "offset":
+                    if (!long.TryParse(entry.Value, out offset) || offset < 0)
+                        throw new TensorFormatException($"tensor '{tensor.Name}' has an invalid external offset '{entry.Value}'");
+                    break;
+                case "length":
+                    if (!long.TryParse(entry.Value, out long l) || l < 0)
+                        throw new TensorFormatException($"tensor '{tensor.Name}' has an invalid external length '{entry.Value}'");
+                    length = l;
+                    break;
+            }
+        }
+        if (string.IsNullOrEmpty(location)) throw new TensorFormatException($"tensor '{tensor.Name}' is EXTERNAL but has no location");
+        return new ExternalDataReference(location, offset, length);
+    }
+}
