@@ -1,0 +1,291 @@
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Patterns;
+using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Structure.Rules;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Structure.Recognition;
+
+/// <summary>Finds attention units: fused ops (com.microsoft Attention / MultiHeadAttention /
+/// GroupQueryAttention, ai.onnx Attention) and the decomposed MatMul-Softmax-MatMul form. Q, K and V are
+/// traced back to their linear layers through reshapes, RoPE, KV-cache concatenation and repeat-kv.</summary>
+internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, RecognitionTrace trace)
+{
+    private const string Ms = "com.microsoft";
+
+    // Ops a Q/K/V path may pass through between a projection and the attention core.
+    private static readonly HashSet<string> PathOps =
+    [
+        "Reshape", "Transpose", "Cast", "Identity", "Squeeze", "Unsqueeze", "Split", "Slice", "Concat", "Expand", "Tile",
+        "Gather", "Mul", "Add", "Sub", "Div", "Neg", "Where", "RotaryEmbedding", "TensorScatter", "ScatterND",
+    ];
+
+    public List<AttentionRole> Recognize()
+    {
+        var found = new List<AttentionRole>();
+        foreach (var node in graph.Nodes)
+        {
+            AttentionRole? role = null;
+            string? rule = null;
+            if (node.Is("GroupQueryAttention", Ms)) (rule, role) = ("GroupQueryAttention", GroupQuery(node));
+            else if (node.Is("MultiHeadAttention", Ms)) (rule, role) = ("MultiHeadAttention", MultiHead(node));
+            else if (node.Is("Attention", Ms)) (rule, role) = ("com.microsoft::Attention", FusedWeights(node));
+            else if (node.Is("Attention")) (rule, role) = ("Attention", Standard(node));
+            else if (node.Is("Softmax")) (rule, role) = ("DecomposedAttention", Decomposed(node));
+            if (rule is null) continue;
+            trace.Count(rule, role is not null);
+            if (role is not null) found.Add(role);
+        }
+        return found;
+    }
+
+    // ---- fused ops --------------------------------------------------------------------------------
+
+    private AttentionRole? GroupQuery(Node node)
+    {
+        bool packed = node.Input(1) is null && node.Input(2) is null;
+        var q = TraceLinears(node.Input(0));
+        int heads = (int)node.GetInt("num_heads", 0), kvHeads = (int)node.GetInt("kv_num_heads", 0);
+        LinearRole? packedQkv = null, ql = null, kl = null, vl = null;
+        if (packed) packedQkv = Single(q, node, "packed QKV input");
+        else { ql = Single(q, node, "query"); kl = Single(TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
+        long qkvWidth = packedQkv?.OutFeatures ?? ((ql?.OutFeatures ?? 0) + (kl?.OutFeatures ?? 0) + (vl?.OutFeatures ?? 0));
+        int? headSize = heads + 2 * kvHeads > 0 && qkvWidth > 0 ? (int)(qkvWidth / (heads + 2 * kvHeads)) : null;
+        string rotary = node.GetInt("do_rotary", 0) != 0 ? $"GroupQueryAttention(do_rotary, interleaved={node.GetInt("rotary_interleaved", 0)})" : RotaryOf(q);
+        return Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
+            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false));
+    }
+
+    private AttentionRole? MultiHead(Node node)
+    {
+        int heads = (int)node.GetInt("num_heads", 0);
+        var q = TraceLinears(node.Input(0));
+        LinearRole? ql = Single(q, node, "query"), kl = null, vl = null, packedQkv = null;
+        if (node.Input(1) is null && node.Input(2) is null) { packedQkv = ql; ql = null; }
+        else { kl = Single(TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
+        int? headSize = heads > 0 && ql is not null ? (int)(ql.OutFeatures / heads) : packedQkv is not null && heads > 0 ? (int)(packedQkv.OutFeatures / 3 / heads) : null;
+        return Finish("MultiHeadAttention", node, ql, kl, vl, packedQkv, heads, heads, headSize, RotaryOf(q), node.Input(5) ?? node.Input(4), null,
+            new KvCacheRole(node.Input(6), node.Input(7), node.Output(1), node.Output(2), false));
+    }
+
+    /// <summary>com.microsoft Attention holds the packed QKV weight as its input 1: a linear inside the op.</summary>
+    private AttentionRole? FusedWeights(Node node)
+    {
+        if (node.Input(0) is not { } x || node.Input(1) is not { } w || ConstantResolver.Resolve(w) is not { } weight || weight.Tensor.Dims.Count != 2)
+        {
+            trace.Note("com.microsoft::Attention", $"{node.Describe()}: weights (input 1) are not a constant matrix");
+            return null;
+        }
+        var bias = node.Input(2) is { } b && ConstantResolver.Resolve(b) is { } bc ? bc.Value : null;
+        var packed = new LinearRole("AttentionWeights", node, x, node.Output(0)!, weight.Value, WeightLayout.InOut, bias, null, false,
+            weight.Tensor.Dims[0], weight.Tensor.Dims[1], weight.PassThrough);
+        linears.Add(packed);
+        int heads = (int)node.GetInt("num_heads", 0);
+        int? headSize = heads > 0 ? (int)(weight.Tensor.Dims[1] / 3 / heads) : null;
+        var past = node.Input(4);
+        var present = node.Output(1);
+        var cache = past is not null || present is not null ? new KvCacheRole(past, past, present, present, true) : null;
+        return Finish("com.microsoft::Attention", node, null, null, null, packed, heads, heads, headSize, "none", node.Input(3), null, cache);
+    }
+
+    /// <summary>ai.onnx Attention (opset 23+): Q, K, V, attn_mask, past_key, past_value.</summary>
+    private AttentionRole? Standard(Node node)
+    {
+        int heads = (int)node.GetInt("q_num_heads", 0), kvHeads = (int)node.GetInt("kv_num_heads", 0);
+        var q = TraceLinears(node.Input(0));
+        var k = TraceLinears(node.Input(1));
+        var v = TraceLinears(node.Input(2));
+        var ql = Single(q, node, "query");
+        var kl = Single(k, node, "key");
+        var vl = Single(v, node, "value");
+        int? headSize = heads > 0 && ql is not null ? (int)(ql.OutFeatures / heads) : null;
+        // A static cache (TensorScatter) is updated before the op: its graph outputs are the present tensors.
+        var cache = new KvCacheRole(node.Input(4) ?? k.Inputs.FirstOrDefault(), node.Input(5) ?? v.Inputs.FirstOrDefault(),
+            k.Outputs.FirstOrDefault() ?? node.Output(1), v.Outputs.FirstOrDefault() ?? node.Output(2), false);
+        return Finish("Attention", node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
+            cache.PastKey is null && cache.PresentKey is null ? null : cache);
+    }
+
+    // ---- decomposed -------------------------------------------------------------------------------
+
+    /// <summary>softmax(Q K^T * scale + mask) V around one Softmax node.</summary>
+    private AttentionRole? Decomposed(Node softmax)
+    {
+        const string rule = "DecomposedAttention";
+        var probs = softmax.Output(0);
+        if (probs is null) return null;
+        var pv = GraphWalk.Consumers(probs).Select(c => c.Node).FirstOrDefault(n => n.Is("MatMul") && GraphWalk.SameTensor(n.Input(0), probs) && !IsConst(n.Input(1)));
+        if (pv is null) return Fail(rule, softmax, "its output does not feed MatMul(probabilities, V)");
+
+        // Walk back from the softmax input through the mask/scale ops to Q K^T.
+        var path = new List<Node>();
+        Node? qk = null;
+        var frontier = new Queue<(Value Value, int Depth)>();
+        frontier.Enqueue((softmax.Input(0)!, 0));
+        var seen = new HashSet<Value>();
+        while (frontier.Count > 0 && qk is null)
+        {
+            var (value, depth) = frontier.Dequeue();
+            if (!seen.Add(value) || value.Producer is not { } p || depth > 6) continue;
+            if (p.Is("MatMul") && !IsConst(p.Input(0)) && !IsConst(p.Input(1))) { qk = p; break; }
+            if (!(p.Is("Add") || p.Is("Sub") || p.Is("Mul") || p.Is("Div") || p.Is("Where") || GraphWalk.IsLayoutOp(p))) continue;
+            path.Add(p);
+            foreach (var input in p.Inputs) if (input is not null && !IsConst(input)) frontier.Enqueue((input, depth + 1));
+        }
+        if (qk is null) return Fail(rule, softmax, "no MatMul(Q, K^T) with two computed inputs behind its input");
+
+        // The scale sits right after Q K^T (Div by sqrt(d) or Mul by 1/sqrt(d)); masks join further on.
+        double? scale = ScaleAfter(qk);
+        Value? mask = null;
+        foreach (var n in path)
+        {
+            if (!(n.Is("Add") || n.Is("Where") || n.Is("Sub") || n.Is("Mul")) || mask is not null) continue;
+            mask = n.Inputs.FirstOrDefault(i => i is not null && !IsConst(i) && i.Producer is { } p && !path.Contains(p) && p != qk);
+        }
+        var q = TraceLinears(qk.Input(0));
+        var k = TraceLinears(qk.Input(1));
+        var v = TraceLinears(pv.Input(1));
+        // Otherwise Q (BERT) or Q and K (scaled by d^-1/4 each) were scaled before the product.
+        if (scale is null && (q.Scale is not null || k.Scale is not null)) scale = (q.Scale ?? 1) * (k.Scale ?? 1);
+
+        LinearRole? ql = null, kl = null, vl = null, packed = null;
+        if (q.Linears.Count == 1 && k.Linears.Count == 1 && v.Linears.Count == 1 && q.Linears[0] == k.Linears[0] && k.Linears[0] == v.Linears[0])
+            packed = q.Linears[0];
+        else
+        {
+            ql = Single(q, softmax, "query");
+            kl = Single(k, softmax, "key");
+            vl = Single(v, softmax, "value");
+            if (ql is null || kl is null || vl is null) return null;
+        }
+        int? headSize = scale is double sc && sc > 0 ? (int)Math.Round(1 / (sc * sc)) : null;
+        long qWidth = ql?.OutFeatures ?? (packed!.OutFeatures / 3);
+        long kWidth = kl?.OutFeatures ?? (packed!.OutFeatures / 3);
+        int? heads = headSize > 0 ? (int)(qWidth / headSize) : null;
+        int? kvHeads = headSize > 0 ? (int)(kWidth / headSize) : null;
+
+        KvCacheRole? cache = null;
+        var pastK = k.Inputs.FirstOrDefault();
+        var pastV = v.Inputs.FirstOrDefault();
+        var presentK = k.Outputs.FirstOrDefault();
+        var presentV = v.Outputs.FirstOrDefault();
+        if (pastK is not null || presentK is not null || pastV is not null || presentV is not null)
+            cache = new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
+        return Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
+            attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv]);
+    }
+
+    private static double? ScaleAfter(Node qk)
+    {
+        var v = qk.Output(0);
+        for (int i = 0; i < 3 && v is not null; i++)
+        {
+            var next = v.Uses.Select(u => u.Node).FirstOrDefault(n => n is not null && (n.Is("Div") || n.Is("Mul") || n.Is("Cast")));
+            if (next is null) return null;
+            if (!next.Is("Cast"))
+            {
+                var other = next.Inputs.FirstOrDefault(x => x is not null && x != v);
+                if (other is not null && ConstantResolver.ScalarOf(other) is double s && s > 0) return next.Is("Div") ? 1 / s : s;
+                return null;
+            }
+            v = next.Output(0);
+        }
+        return null;
+    }
+
+    // ---- shared -----------------------------------------------------------------------------------
+
+    private AttentionRole? Finish(string form, Node node, LinearRole? q, LinearRole? k, LinearRole? v, LinearRole? packed,
+        int? heads, int? kvHeads, int? headSize, string rotary, Value? mask, Value? probs, KvCacheRole? cache,
+        Value? attentionOutput = null, IReadOnlyList<Node>? core = null)
+    {
+        if (packed is null && (q is null || k is null || v is null)) return null;
+        var output = attentionOutput ?? node.Output(0)!;
+        var o = OutputProjection(output);
+        if (o is null) trace.Note(form, $"{node.Describe()}: no output projection reads the attention output '{output.Name}'");
+        return new AttentionRole(form, core ?? [node], q, k, v, packed, o, heads, kvHeads, headSize, rotary, mask, probs, output, cache);
+    }
+
+    /// <summary>The linear that reads the attention output (through transposes and reshapes).</summary>
+    private LinearRole? OutputProjection(Value output)
+    {
+        foreach (var (node, _, via) in GraphWalk.Consumers(output, depth: 8))
+            if (linears.ByNode(node) is { } l && GraphWalk.SameTensor(l.Input, via)) return l;
+        return null;
+    }
+
+    private AttentionRole? Fail(string rule, Node node, string reason)
+    {
+        trace.Note(rule, $"{node.Describe()}: {reason}");
+        return null;
+    }
+
+    private LinearRole? Single(PathTrace path, Node at, string what)
+    {
+        if (path.Linears.Count == 1) return path.Linears[0];
+        trace.Note("Attention", $"{at.Describe()}: the {what} path reaches {path.Linears.Count} linear layers ({string.Join(", ", path.Linears.Select(l => l.Node.Describe()))})");
+        return null;
+    }
+
+    private static bool IsConst(Value? v) => v is not null && ConstantResolver.Resolve(v) is not null;
+
+    private static string RotaryOf(PathTrace path)
+    {
+        if (path.Nodes.FirstOrDefault(n => n.OpType == "RotaryEmbedding") is { } r)
+            return $"RotaryEmbedding(interleaved={r.GetInt("interleaved", 0)})";
+        if (path.Nodes.Any(n => n.Is("Neg")) && path.Nodes.Any(n => n.Is("Concat"))) return "rotate-half (decomposed)";
+        if (path.Nodes.Count(n => n.Is("Mul") && n.Inputs.All(i => i is not null && !IsConst(i))) >= 2) return "decomposed";
+        return "none";
+    }
+
+    /// <summary>What lies behind a Q/K/V input: the linear layers reached, the graph inputs (past KV) met,
+    /// graph outputs on or next to the path (present KV), a scalar scale on the way.</summary>
+    private sealed record PathTrace(List<LinearRole> Linears, List<Value> Inputs, List<Value> Outputs, List<Node> Nodes, double? Scale);
+
+    private PathTrace TraceLinears(Value? start)
+    {
+        var result = new PathTrace([], [], [], [], null);
+        if (start is null) return result;
+        double? scale = null;
+        var queue = new Queue<(Value Value, int Depth)>();
+        var seen = new HashSet<Value>();
+        queue.Enqueue((start, 0));
+        while (queue.Count > 0)
+        {
+            var (value, depth) = queue.Dequeue();
+            if (!seen.Add(value)) continue;
+            if (value.IsGraphOutput && !result.Outputs.Contains(value)) result.Outputs.Add(value);
+            if (linears.ByOutput(value) is { } l)
+            {
+                if (!result.Linears.Contains(l)) result.Linears.Add(l);
+                continue;
+            }
+            if (value.IsGraphInput && !value.IsInitializer)
+            {
+                if (value.ElementType?.IsFloatingPoint() == true && !result.Inputs.Contains(value)) result.Inputs.Add(value);
+                continue;
+            }
+            if (value.Producer is not { } p || depth >= 16 || !p.IsDefaultDomain && p.OpType != "RotaryEmbedding") continue;
+            if (!PathOps.Contains(p.OpType)) continue;
+            result.Nodes.Add(p);
+            if ((p.Is("Div") || p.Is("Mul")) && p.Inputs.FirstOrDefault(IsConst) is { } c && ConstantResolver.ScalarOf(c) is double s && s > 0)
+                scale ??= p.Is("Div") ? 1 / s : s;
+            foreach (int i in DataInputs(p))
+                if (p.Input(i) is { } input && !IsConst(input)) queue.Enqueue((input, depth + 1));
+        }
+        // Present KV that is built next to the path (GPT-2 stacks Unsqueeze(k), Unsqueeze(v) into present).
+        if (result.Outputs.Count == 0)
+            foreach (var v in seen)
+                foreach (var o in GraphWalk.ReachableOutputs(v, 3))
+                    if (!result.Outputs.Contains(o)) result.Outputs.Add(o);
+        return result with { Scale = scale };
+    }
+
+    private static IEnumerable<int> DataInputs(Node p) => p.OpType switch
+    {
+        "Gather" or "Reshape" or "Slice" or "Expand" or "Tile" or "Split" or "Squeeze" or "Unsqueeze" or "RotaryEmbedding" => [0],
+        "TensorScatter" or "ScatterND" => [0, 1],
+        "Where" => [1, 2],
+        _ => Enumerable.Range(0, p.Inputs.Count),
+    };
+}

@@ -1,0 +1,225 @@
+using System.Text.Json;
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Patterns;
+using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Structure.Rules;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Structure.Recognition;
+
+/// <summary>Pairs attention units with the FFN that follows, finds each sublayer's residual join and the
+/// norms around it, and decides pre-norm vs post-norm from where the residual branch starts.</summary>
+internal sealed class BlockAssembler
+{
+    private readonly Graph _graph;
+    private readonly LinearIndex _linears;
+    private readonly List<NormRole> _norms;
+    private readonly List<AttentionRole> _attentions;
+    private readonly List<FfnRole> _ffns;
+    private readonly RecognitionTrace _trace;
+    private readonly Dictionary<Node, int> _position = [];
+    private readonly Dictionary<Value, NormRole> _normByOutput = [];
+
+    public BlockAssembler(Graph graph, LinearIndex linears, List<NormRole> norms, List<AttentionRole> attentions, List<FfnRole> ffns, RecognitionTrace trace)
+    {
+        (_graph, _linears, _norms, _attentions, _ffns, _trace) = (graph, linears, norms, attentions, ffns, trace);
+        for (int i = 0; i < graph.Nodes.Count; i++) _position[graph.Nodes[i]] = i;
+        foreach (var n in norms) _normByOutput.TryAdd(n.Output, n);
+    }
+
+    private int Pos(Node node) => _position.GetValueOrDefault(node, -1);
+
+    /// <summary>Where a sublayer's output rejoins the residual stream: an Add, or a fused skip norm.</summary>
+    private sealed record Join(Node Node, Value? Residual, TensorRef Sum, NormRole? SkipNorm);
+
+    private Join? ResidualJoin(Value sublayerOutput)
+    {
+        foreach (var (node, index, _) in GraphWalk.Consumers(sublayerOutput))
+        {
+            if (node.Is("Add") && node.Output(0) is { } sum)
+            {
+                var other = node.Input(1 - index);
+                if (other is not null && ConstantResolver.Resolve(other) is null) return new Join(node, other, TensorRef.Of(sum), null);
+            }
+            if (_norms.FirstOrDefault(n => n.Skip is not null && n.OutputNode == node) is { } skip && index is 0 or 1)
+                return new Join(node, node.Input(1 - index), skip.ResidualSum!, skip);
+        }
+        return null;
+    }
+
+    private NormRole? NormFeeding(Value input) => _normByOutput.GetValueOrDefault(GraphWalk.Upstream(input));
+
+    private NormRole? NormReading(Join join) =>
+        join.SkipNorm ?? (join.Sum.Value is { } sum ? _norms.FirstOrDefault(n => GraphWalk.SameTensor(n.Input.Value, sum)) : null);
+
+    public List<BlockRole> Assemble()
+    {
+        var attentions = _attentions.Where(a => a.Output is not null).OrderBy(a => Pos(a.Output!.Node)).ToList();
+        var ffns = _ffns.OrderBy(f => Pos(f.Down.Node)).ToList();
+        var blocks = new List<BlockRole>();
+        for (int i = 0; i < attentions.Count; i++)
+        {
+            var a = attentions[i];
+            int start = Pos(a.Output!.Node);
+            int end = i + 1 < attentions.Count ? Projections(attentions[i + 1]).Min(n => Pos(n)) : int.MaxValue;
+            var ffn = ffns.FirstOrDefault(f => Pos(f.Down.Node) > start && Pos(f.Down.Node) < end);
+            if (ffn is null) { _trace.Note("Blocks", $"attention {a.CoreNodes[^1].Describe()} is followed by no FFN"); continue; }
+            var block = Build(blocks.Count, a, ffn);
+            if (block is not null) blocks.Add(block);
+        }
+        return blocks;
+    }
+
+    private static IEnumerable<Node> Projections(AttentionRole a) =>
+        new[] { a.Query, a.Key, a.ValueProjection, a.PackedQkv }.Where(l => l is not null).Select(l => l!.Node).DefaultIfEmpty(a.CoreNodes[0]);
+
+    private BlockRole? Build(int index, AttentionRole attention, FfnRole ffn)
+    {
+        var attnJoin = ResidualJoin(attention.Output!.Output);
+        var ffnJoin = ResidualJoin(ffn.Down.Output);
+        if (attnJoin is null || ffnJoin is null)
+        {
+            _trace.Note("Blocks", $"block {index}: no residual {(attnJoin is null ? "add after the attention output projection" : "add after the FFN down projection")}");
+            return null;
+        }
+        var qkvInput = (attention.PackedQkv ?? attention.Query)!.Input;
+        bool postNorm = GraphWalk.SameTensor(attnJoin.Residual, qkvInput);
+        if (postNorm)
+        {
+            var attentionNorm = NormReading(attnJoin);
+            var ffnNorm = NormReading(ffnJoin);
+            return new BlockRole(index, NormPlacement.PostNorm, attentionNorm, attention,
+                attentionNorm is null ? attnJoin.Sum : TensorRef.Of(attentionNorm.Output), ffnNorm, ffn,
+                TensorRef.Of(qkvInput), ffnNorm is null ? ffnJoin.Sum : TensorRef.Of(ffnNorm.Output));
+        }
+        return new BlockRole(index, NormPlacement.PreNorm, NormFeeding(qkvInput), attention, attnJoin.Sum,
+            NormFeeding(ffn.Up.Input), ffn, TensorRef.Of(attnJoin.Residual!), ffnJoin.Sum);
+    }
+
+    // ---- model level ----------------------------------------------------------------------------------
+
+    public ModelStructure ModelLevel(List<BlockRole> blocks, string? nestedIn, string? folder)
+    {
+        var last = blocks[^1];
+        var placement = blocks[0].Placement;
+        var blockNorms = blocks.SelectMany(b => new[] { b.AttentionNorm, b.FfnNorm }).Where(n => n is not null).ToHashSet();
+        int lastDown = Pos(last.Ffn.Down.Node);
+
+        NormRole? finalNorm = null;
+        if (placement == NormPlacement.PreNorm)
+        {
+            var join = ResidualJoin(last.Ffn.Down.Output);
+            finalNorm = join?.SkipNorm is { } skip && !blockNorms.Contains(skip) ? skip
+                : _norms.Where(n => !blockNorms.Contains(n) && Pos(n.OutputNode) > lastDown)
+                    .FirstOrDefault(n => last.ResidualOut.Value is { } r && (GraphWalk.SameTensor(n.Input.Value, r) || GraphWalk.SameTensor(n.Skip, r)));
+        }
+
+        var blockLinears = blocks.SelectMany(b => new[] { b.Attention.Query, b.Attention.Key, b.Attention.ValueProjection, b.Attention.PackedQkv, b.Attention.Output, b.Ffn.Gate, b.Ffn.Up, b.Ffn.Down })
+            .Where(l => l is not null).ToHashSet();
+        var heads = _linears.All.Where(l => !blockLinears.Contains(l) && Pos(l.Node) > lastDown && ReachesOutput(l.Output)).ToList();
+        var lmHead = heads.FirstOrDefault(l => finalNorm is not null && GraphWalk.SameTensor(l.Input, finalNorm.Output)) ?? heads.FirstOrDefault();
+
+        var embedding = FindEmbedding();
+        var inputs = FindInputs(embedding);
+        bool hasCache = blocks.Any(b => b.Attention.Cache is not null);
+        string architecture = placement == NormPlacement.PostNorm && !hasCache ? "encoder" : "decoder";
+        var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
+        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints);
+    }
+
+    private static bool ReachesOutput(Value value)
+    {
+        var v = value;
+        for (int i = 0; i < 8; i++)
+        {
+            if (v.IsGraphOutput) return true;
+            var next = v.Uses.Select(u => u.Node).FirstOrDefault(n => n is not null && (GraphWalk.IsLayoutOp(n) || n.Is("Add")));
+            if (next?.Output(0) is not { } o) return false;
+            v = o;
+        }
+        return false;
+    }
+
+    private EmbeddingRole? FindEmbedding()
+    {
+        foreach (var node in _graph.Nodes)
+        {
+            if (node.Is("EmbedLayerNormalization", "com.microsoft") && node.Input(2) is { } word && node.Output(0) is { } o)
+                return new EmbeddingRole(node, ConstantResolver.Resolve(word)?.Value ?? word, node.Input(3) is { } p ? ConstantResolver.Resolve(p)?.Value : null, o, "EmbedLayerNormalization");
+        }
+        var gathers = _graph.Nodes.Where(n => n.Is("Gather") && n.Input(0) is { } d && ConstantResolver.Resolve(d)?.Tensor is { Dims.Count: 2 } t
+            && t.DataType.IsFloatingPoint() && n.Input(1) is { } idx && !idx.IsInitializer).ToList();
+        var token = gathers.FirstOrDefault(g => GraphWalk.Upstream(g.Input(1)!) is { IsGraphInput: true } i && i.Name.Contains("input_ids", StringComparison.OrdinalIgnoreCase))
+            ?? gathers.FirstOrDefault(g => GraphWalk.Upstream(g.Input(1)!).IsGraphInput);
+        if (token is null) return null;
+        var table = ConstantResolver.Resolve(token.Input(0)!)!.Value;
+        Value output = token.Output(0)!;
+        Value? positions = null;
+        // Learned position (and token-type) tables are added to the token embedding, in any order.
+        for (int step = 0; step < 3; step++)
+        {
+            var add = GraphWalk.Consumers(output).FirstOrDefault(c => c.Node.Is("Add") && c.Node.Input(1 - c.Index)?.Producer is { } o && gathers.Contains(o));
+            if (add.Node is null) break;
+            var other = add.Node.Input(1 - add.Index)!.Producer!;
+            bool tokenTypes = GraphWalk.Upstream(other.Input(1)!) is { IsGraphInput: true } i
+                && (i.Name.Contains("token_type", StringComparison.OrdinalIgnoreCase) || i.Name.Contains("segment", StringComparison.OrdinalIgnoreCase));
+            if (!tokenTypes) positions ??= ConstantResolver.Resolve(other.Input(0)!)!.Value;
+            output = add.Node.Output(0)!;
+        }
+        return new EmbeddingRole(token, table, positions, output, positions is null ? "Gather" : "Gather+positions");
+    }
+
+    private ModelInputs FindInputs(EmbeddingRole? embedding)
+    {
+        Value? Named(params string[] parts) => _graph.Inputs.FirstOrDefault(i => !i.IsInitializer && parts.Any(p => i.Name.Contains(p, StringComparison.OrdinalIgnoreCase)));
+        Value? ids = embedding?.Node.Input(embedding.Form == "EmbedLayerNormalization" ? 0 : 1) is { } idx ? GraphWalk.Upstream(idx) : null;
+        if (ids is not { IsGraphInput: true }) ids = Named("input_ids");
+        return new ModelInputs(ids, Named("attention_mask", "input_mask", "mask"), Named("position_ids", "position"), Named("token_type", "segment"));
+    }
+
+    private static List<string> Hints(List<BlockRole> blocks, string architecture, ModelInputs inputs, EmbeddingRole? embedding, LinearRole? lmHead, string? folder)
+    {
+        var hints = new List<string>();
+        if (architecture == "decoder")
+        {
+            var bos = BosFromConfig(folder);
+            hints.Add(bos is { } b
+                ? $"bos_token_id {b.Id} (from {b.File}): start calibration windows with BOS; the first token is where massive activations and the attention sink live"
+                : "no bos_token_id found next to the model (config.json / genai_config.json): pass the BOS id to probes; the first token is where massive activations and the attention sink live");
+            int cached = blocks.Count(b => b.Attention.Cache is not null);
+            if (cached > 0)
+                hints.Add($"KV cache on {cached} of {blocks.Count} layers{(blocks.Any(b => b.Attention.Cache?.Stacked == true) ? " (stacked key/value per layer)" : "")}: calibrate with an empty past and the whole window as one prompt");
+            if (inputs.PositionIds is not null)
+                hints.Add($"position ids are the input '{inputs.PositionIds.Name}': a prepended constant sink shifts them by +1");
+        }
+        else
+        {
+            hints.Add("encoder: massive activations sit at the first token ([CLS]) and at separators; calibrate with the tokenizer's special tokens");
+        }
+        if (lmHead is not null && embedding is not null && lmHead.Weight == embedding.TokenTable)
+            hints.Add("the LM head shares the token-embedding initializer: copy it before scaling one of them");
+        return hints;
+    }
+
+    private static (int Id, string File)? BosFromConfig(string? folder)
+    {
+        if (folder is null) return null;
+        foreach (var (file, path) in new[] { ("genai_config.json", new[] { "model", "bos_token_id" }), ("config.json", new[] { "bos_token_id" }) })
+        {
+            string full = Path.Combine(folder, file);
+            if (!File.Exists(full)) continue;
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(full));
+                var element = doc.RootElement;
+                foreach (var key in path)
+                    if (element.ValueKind != JsonValueKind.Object || !element.TryGetProperty(key, out element)) goto next;
+                if (element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out int id)) return (id, file);
+                if (element.ValueKind == JsonValueKind.Array && element.GetArrayLength() > 0 && element[0].TryGetInt32(out id)) return (id, file);
+            }
+            catch (JsonException) { }
+            next:;
+        }
+        return null;
+    }
+}

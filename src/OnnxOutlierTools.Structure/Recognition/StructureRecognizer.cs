@@ -1,0 +1,85 @@
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Patterns;
+using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Structure.Rules;
+
+namespace OnnxOutlierTools.Structure.Recognition;
+
+/// <summary>The outcome of recognition: the structure (null when no transformer blocks were found), a
+/// one-line message saying what was found or why not, and the tracer's record.</summary>
+public sealed record RecognitionResult(ModelStructure? Structure, string Message, RecognitionTrace Trace, IReadOnlyList<string> GraphsSearched)
+{
+    public bool Recognized => Structure is not null;
+}
+
+/// <summary>Recognizes transformer roles in any exporter's graph: rules find norms, linears and FFN
+/// activations; attention units are traced from their cores to their projections; blocks are assembled
+/// along the residual stream. When the main graph has no blocks, nested graphs are searched (the
+/// decoder inside a BeamSearch node).</summary>
+public static class StructureRecognizer
+{
+    public static RecognitionResult Recognize(Model model, string? modelFolder = null)
+    {
+        var searched = new List<string>();
+        RecognitionResult? first = null;
+        foreach (var graph in model.Graph.SelfAndSubgraphs())
+        {
+            string where = graph.ParentNode is { } owner
+                ? $"{owner.Describe()} attribute '{owner.Attributes.First(a => a.Graphs.Contains(graph)).Name}'"
+                : "main graph";
+            searched.Add($"{where} ('{graph.Name}', {graph.Nodes.Count} nodes)");
+            var result = RecognizeGraph(graph, graph.ParentNode is null ? null : where, modelFolder ?? FolderOf(model));
+            if (result.Recognized) return result with { GraphsSearched = searched };
+            first ??= result;
+        }
+        return first! with { GraphsSearched = searched };
+    }
+
+    private static string? FolderOf(Model model) => model.SourcePath is { } p ? Path.GetDirectoryName(p) : null;
+
+    public static RecognitionResult RecognizeGraph(Graph graph, string? nestedIn = null, string? modelFolder = null)
+    {
+        var trace = new RecognitionTrace();
+        var matcher = new Matcher(graph);
+
+        var linears = new LinearIndex(matcher.ApplyFirst(LinearRules.All));
+        trace.Absorb("linear", matcher, LinearRules.All);
+
+        var norms = matcher.ApplyFirst(NormRules.All);
+        // A LayerNorm's inner (x - mean) / sqrt(mean((x - mean)^2) + eps) * gamma is also an RMSNorm of x - mean:
+        // keep only the outermost norm.
+        norms.RemoveAll(n => norms.Any(other => other != n && other.Nodes.Contains(n.OutputNode)));
+        trace.Absorb("norm", matcher, NormRules.All);
+
+        var attentions = new AttentionRecognizer(graph, linears, trace).Recognize();
+
+        var ffnRules = FfnRules.Create(v => linears.ByOutput(v) is not null);
+        var ffns = new List<FfnRole>();
+        foreach (var down in linears.All.ToList())
+        {
+            var input = GraphWalk.Upstream(down.Input);
+            foreach (var rule in ffnRules)
+            {
+                if (matcher.TryMatch(rule, input) is not { } match) continue;
+                var found = rule.Build(match);
+                var up = linears.ByOutput(found.UpOutput)!;
+                var gate = found.GateOutput is null ? null : linears.ByOutput(found.GateOutput);
+                if (up == down || gate == down) continue;
+                ffns.Add(new FfnRole(found.Kind, found.Activation, gate, up, down, down.Input, found.Nodes));
+                break;
+            }
+        }
+        trace.Absorb("ffn", matcher, ffnRules);
+
+        var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace);
+        var blocks = assembly.Assemble();
+        string counts = $"{attentions.Count} attention unit(s), {ffns.Count} FFN(s), {norms.Count} norm(s), {linears.All.Count} linear layer(s)";
+        if (blocks.Count == 0)
+        {
+            string message = $"no transformer blocks recognized in graph '{graph.Name}': found {counts}";
+            return new RecognitionResult(null, message, trace, []);
+        }
+        var structure = assembly.ModelLevel(blocks, nestedIn, modelFolder);
+        return new RecognitionResult(structure, $"{blocks.Count} {structure.Placement switch { NormPlacement.PreNorm => "pre-norm", _ => "post-norm" }} {structure.Architecture} block(s) in graph '{graph.Name}' ({counts})", trace, []);
+    }
+}

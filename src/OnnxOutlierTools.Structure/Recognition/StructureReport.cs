@@ -1,0 +1,162 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Roles;
+
+namespace OnnxOutlierTools.Structure.Recognition;
+
+/// <summary>Renders a recognition result as the stable JSON other commands consume, as a text table of
+/// blocks and roles, and the tracer's near misses (--explain).</summary>
+public static class StructureReport
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+    };
+
+    // ---- JSON data (names of values and initializers; stable property names) ----------------------
+
+    public sealed record LayersJson(bool Recognized, string Message, string? Graph, string? NestedIn, string? Architecture, string? NormPlacement,
+        int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead,
+        InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<string> Hints, IReadOnlyList<string> GraphsSearched,
+        IReadOnlyList<TraceJson>? Trace);
+
+    public sealed record BlockJson(int Index, string ResidualIn, string? AttentionResidual, string ResidualOut,
+        NormJson? AttentionNorm, AttentionJson Attention, NormJson? FfnNorm, FfnJson Ffn, IReadOnlyList<string> Missing);
+
+    public sealed record NormJson(string Kind, string Form, string Node, string Input, string? Skip, string Output, string Gain, bool GainShared,
+        string? Bias, double? Epsilon, string? ResidualSum);
+
+    public sealed record LinearJson(string Form, string Node, string Input, string Output, string Weight, string Layout, string? Bias,
+        bool Quantized, long InFeatures, long OutFeatures, string? WeightType);
+
+    public sealed record AttentionJson(string Form, string Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
+        int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output);
+
+    public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput);
+
+    public sealed record EmbeddingJson(string Form, string Node, string TokenTable, string? PositionTable, string Output);
+
+    public sealed record InputsJson(string? InputIds, string? AttentionMask, string? PositionIds, string? TokenTypeIds);
+
+    public sealed record KvJson(int Layer, string? PastKey, string? PastValue, string? PresentKey, string? PresentValue, bool Stacked);
+
+    public sealed record TraceJson(string Category, string Rule, int Matches, string? NearMiss, IReadOnlyList<string> Notes);
+
+    public static LayersJson ToJson(RecognitionResult result, bool includeTrace)
+    {
+        var s = result.Structure;
+        var trace = includeTrace ? TraceItems(result).ToList() : null;
+        if (s is null)
+            return new LayersJson(false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], result.GraphsSearched, trace);
+        return new LayersJson(true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture, s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
+            s.Blocks.Count, s.Blocks.Select(Block).ToList(),
+            s.Embedding is { } e ? new EmbeddingJson(e.Form, e.Node.Describe(), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name) : null,
+            Norm(s.FinalNorm), Linear(s.LmHead),
+            new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
+            s.Blocks.Where(b => b.Attention.Cache is not null).Select(b => b.Attention.Cache is { } c
+                ? new KvJson(b.Index, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked) : null!).ToList(),
+            s.Hints, result.GraphsSearched, trace);
+    }
+
+    public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
+
+    private static BlockJson Block(BlockRole b) => new(b.Index, b.ResidualIn.ToString(), b.AttentionResidual?.ToString(), b.ResidualOut.ToString(),
+        Norm(b.AttentionNorm), Attention(b.Attention), Norm(b.FfnNorm), Ffn(b.Ffn), Missing(b));
+
+    /// <summary>Roles a complete block has but this one lacks (empty when complete).</summary>
+    public static IReadOnlyList<string> Missing(BlockRole b)
+    {
+        var missing = new List<string>();
+        if (b.AttentionNorm is null) missing.Add("attentionNorm");
+        if (b.FfnNorm is null) missing.Add("ffnNorm");
+        var a = b.Attention;
+        if (a.PackedQkv is null && (a.Query is null || a.Key is null || a.ValueProjection is null)) missing.Add("qkv");
+        if (a.Output is null) missing.Add("o");
+        if (a.NumHeads is null or 0) missing.Add("numHeads");
+        if (a.HeadSize is null or 0) missing.Add("headSize");
+        if (b.Ffn.Kind == "glu" && b.Ffn.Gate is null) missing.Add("gate");
+        return missing;
+    }
+
+    private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind == NormKind.RmsNorm ? "rms" : "layer", n.Form,
+        n.OutputNode.Describe(), n.Input.ToString(), n.Skip?.Name, n.Output.Name, n.Gain.Name, n.Gain.Uses.Count > 1, n.Bias?.Name,
+        n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum?.ToString());
+
+    private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form, l.Node.Describe(), l.Input.Name, l.Output.Name,
+        l.Weight.Name, l.Layout == WeightLayout.InOut ? "in,out" : "out,in", l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
+        l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null);
+
+    private static AttentionJson Attention(AttentionRole a) => new(a.Form, a.CoreNodes[^1].Describe(), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
+        Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary, a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name);
+
+    private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name);
+
+    private static IEnumerable<TraceJson> TraceItems(RecognitionResult result) =>
+        result.Trace.Rules.Select(r => new TraceJson(r.Category, r.Rule, r.Matches, r.NearMiss?.ToString(), r.Notes));
+
+    // ---- text ---------------------------------------------------------------------------------------
+
+    public static string ToText(RecognitionResult result, bool explain)
+    {
+        var sb = new StringBuilder();
+        var s = result.Structure;
+        if (s is null)
+        {
+            sb.AppendLine($"Structure not recognized: {result.Message}.");
+            sb.AppendLine("Graphs searched: " + string.Join("; ", result.GraphsSearched));
+            sb.AppendLine("Why (each rule's best near miss; --explain shows the same for recognized models):");
+            AppendTrace(sb, result);
+            return sb.ToString();
+        }
+        sb.AppendLine($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
+        if (s.Embedding is { } e) sb.AppendLine($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")} -> {e.Output.Name}");
+        sb.AppendLine($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
+        foreach (var b in s.Blocks)
+        {
+            var a = b.Attention;
+            sb.AppendLine($"block {b.Index}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
+            sb.AppendLine($"  residual in   {b.ResidualIn}");
+            sb.AppendLine($"  attn norm     {NormText(b.AttentionNorm)}");
+            string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";
+            sb.AppendLine($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}");
+            sb.AppendLine($"                {qkv}");
+            sb.AppendLine($"  o proj        {LinearText(a.Output)}");
+            if (a.Cache is { } c) sb.AppendLine($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
+            sb.AppendLine($"  attn residual {b.AttentionResidual?.ToString() ?? "-"}");
+            sb.AppendLine($"  ffn norm      {NormText(b.FfnNorm)}");
+            var f = b.Ffn;
+            sb.AppendLine($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
+            sb.AppendLine($"  down input    {f.DownInput.Name}");
+            sb.AppendLine($"  residual out  {b.ResidualOut}");
+        }
+        sb.AppendLine($"final norm      {NormText(s.FinalNorm)}");
+        sb.AppendLine($"lm head         {LinearText(s.LmHead)}");
+        foreach (var h in s.Hints) sb.AppendLine($"hint: {h}");
+        if (explain)
+        {
+            sb.AppendLine("Rule trace (matches, best near miss):");
+            AppendTrace(sb, result);
+        }
+        return sb.ToString();
+    }
+
+    private static void AppendTrace(StringBuilder sb, RecognitionResult result)
+    {
+        foreach (var r in result.Trace.Rules)
+        {
+            sb.AppendLine($"  [{r.Category}] {r.Rule}: {r.Matches} match(es){(r.Matches == 0 && r.NearMiss is { } m ? $"; near miss at '{m.Root.Name}' {m}" : "")}");
+            foreach (var n in r.Notes) sb.AppendLine($"      note: {n}");
+        }
+    }
+
+    private static string NormText(NormRole? n) => n is null ? "-" :
+        $"{n.Form} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";
+
+    private static string LinearText(LinearRole? l) => l is null ? "-" :
+        $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == "MatMul" ? "" : $" {l.Form}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}";
+}

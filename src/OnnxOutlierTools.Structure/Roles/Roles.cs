@@ -1,0 +1,126 @@
+using OnnxOutlierTools.Ir;
+
+namespace OnnxOutlierTools.Structure.Roles;
+
+/// <summary>A tensor: an existing value, or an output a fused node can emit but the model does not
+/// request yet (SkipSimplifiedLayerNormalization's residual sum, output 3). Probes materialize the
+/// latter with <see cref="Node.EnsureOutput"/>.</summary>
+public sealed record TensorRef(Value? Value, Node? Node = null, int OutputIndex = 0)
+{
+    public static TensorRef Of(Value value) => new(value, value.Producer, value.OutputIndex);
+    public static TensorRef Unemitted(Node node, int outputIndex) => new(null, node, outputIndex);
+    public bool IsEmitted => Value is not null;
+    public override string ToString() => Value?.Name ?? $"{Node?.Describe()} output {OutputIndex} (not emitted)";
+}
+
+public enum NormKind { LayerNorm, RmsNorm }
+
+/// <summary>A normalization: where its input comes from, its gain (and bias) initializers, and for
+/// fused skip norms the residual sum it computes.</summary>
+public sealed record NormRole(
+    NormKind Kind,
+    string Form,
+    IReadOnlyList<Node> Nodes,
+    TensorRef Input,
+    Value? Skip,
+    Value Output,
+    Value Gain,
+    Value? Bias,
+    double? Epsilon,
+    TensorRef? ResidualSum)
+{
+    /// <summary>The node that produces the normalized output.</summary>
+    public Node OutputNode => Output.Producer!;
+}
+
+public enum WeightLayout
+{
+    /// <summary>[in, out]: MatMul(X, W), Gemm transB=0. A per-input-channel scale multiplies W's rows.</summary>
+    InOut,
+    /// <summary>[out, in]: Gemm transB=1, MatMulNBits. A per-input-channel scale multiplies W's columns.</summary>
+    OutIn,
+}
+
+/// <summary>A linear layer Y = X W (+ b). <see cref="Weight"/> is the initializer to edit (behind any
+/// Transpose/Cast, listed in <see cref="WeightPath"/>). For fused attention ops the packed QKV weight
+/// is an input of the attention node itself (Form "AttentionWeights").</summary>
+public sealed record LinearRole(
+    string Form,
+    Node Node,
+    Value Input,
+    Value Output,
+    Value Weight,
+    WeightLayout Layout,
+    Value? Bias,
+    Node? BiasNode,
+    bool Quantized,
+    long InFeatures,
+    long OutFeatures,
+    IReadOnlyList<Node> WeightPath)
+{
+    public override string ToString() => $"{Form} {Weight.Name} [{InFeatures}->{OutFeatures}]";
+}
+
+/// <summary>KV cache tensors of one attention layer. GPT-2 style caches stack key and value in one
+/// tensor [2, B, H, P, D] (<see cref="Stacked"/>).</summary>
+public sealed record KvCacheRole(Value? PastKey, Value? PastValue, Value? PresentKey, Value? PresentValue, bool Stacked);
+
+public sealed record AttentionRole(
+    string Form,
+    IReadOnlyList<Node> CoreNodes,
+    LinearRole? Query,
+    LinearRole? Key,
+    LinearRole? ValueProjection,
+    LinearRole? PackedQkv,
+    LinearRole? Output,
+    int? NumHeads,
+    int? KvHeads,
+    int? HeadSize,
+    string Rotary,
+    Value? Mask,
+    Value? Probabilities,
+    Value AttentionOutput,
+    KvCacheRole? Cache);
+
+/// <summary>The feed-forward network: GLU (gate/up/down) or MLP (fc1 = Up, fc2 = Down).
+/// <see cref="DownInput"/> is the down-projection input, where massive activations are born.</summary>
+public sealed record FfnRole(
+    string Kind,
+    string Activation,
+    LinearRole? Gate,
+    LinearRole Up,
+    LinearRole Down,
+    Value DownInput,
+    IReadOnlyList<Node> ActivationNodes);
+
+public enum NormPlacement { PreNorm, PostNorm }
+
+/// <summary>One transformer block. In a pre-norm block the norms precede their sublayer
+/// (input_layernorm, post_attention_layernorm); in a post-norm block they follow the residual add.</summary>
+public sealed record BlockRole(
+    int Index,
+    NormPlacement Placement,
+    NormRole? AttentionNorm,
+    AttentionRole Attention,
+    TensorRef? AttentionResidual,
+    NormRole? FfnNorm,
+    FfnRole Ffn,
+    TensorRef ResidualIn,
+    TensorRef ResidualOut);
+
+public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, string Form);
+
+public sealed record ModelInputs(Value? InputIds, Value? AttentionMask, Value? PositionIds, Value? TokenTypeIds);
+
+/// <summary>The recognized structure of one graph (the main graph, or a nested decoder).</summary>
+public sealed record ModelStructure(
+    Graph Graph,
+    string? NestedIn,
+    string Architecture,
+    NormPlacement Placement,
+    IReadOnlyList<BlockRole> Blocks,
+    EmbeddingRole? Embedding,
+    NormRole? FinalNorm,
+    LinearRole? LmHead,
+    ModelInputs Inputs,
+    IReadOnlyList<string> Hints);

@@ -1,0 +1,75 @@
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Patterns;
+using OnnxOutlierTools.Structure.Roles;
+
+namespace OnnxOutlierTools.Structure.Rules;
+
+/// <summary>Linear layers: MatMul with a constant weight (directly, behind Cast, or behind a Transpose of an
+/// [out, in] weight), with or without a bias Add; Gemm (transB); MatMulNBits (int4/int8, flagged quantized).</summary>
+public static class LinearRules
+{
+    private static Pattern Weight => P.AnyOf(P.Const("w"), P.Node(["Transpose"], [P.Const("w")], bindAs: "transpose", check: IsMatrixTranspose, checkText: "a 2-D transpose"));
+
+    private static Pattern MatMul => P.Node(["MatMul"], [P.Var("x"), Weight], bindAs: "mm", check: n => n.Outputs.Count == 1, checkText: "one output");
+
+    public static IReadOnlyList<Rule<LinearRole>> All { get; } =
+    [
+        new("MatMul+BiasAdd", P.Node(["Add"], [MatMul, P.Const("b")], commutative: true, bindAs: "add"), CheckBias, m => BuildMatMul(m, bias: true)),
+        new("MatMul", MatMul, CheckWeight, m => BuildMatMul(m, bias: false)),
+        new("Gemm", P.Node(["Gemm"], [P.Var("x"), P.Const("w")], bindAs: "gemm", check: n => n.GetInt("transA", 0) == 0, checkText: "transA = 0"), CheckWeight, BuildGemm),
+        new("MatMulNBits", P.Node(["MatMulNBits"], [P.Var("x"), P.Const("w")], "com.microsoft", bindAs: "nbits"), null, BuildNBits),
+    ];
+
+    private static bool IsMatrixTranspose(Node node) =>
+        node.GetAttribute("perm") is not { } perm || perm.AsInts() is [1, 0];
+
+    private static Check CheckWeight(Match m)
+    {
+        var w = ConstantResolver.Resolve(m["w"])?.Tensor;
+        return Check.Require(w is { Dims.Count: 2 }, "the weight is not a 2-D matrix", m["w"]);
+    }
+
+    private static Check CheckBias(Match m)
+    {
+        var weight = CheckWeight(m);
+        if (!weight.Ok) return weight;
+        var b = ConstantResolver.Resolve(m["b"])?.Tensor;
+        var (_, outFeatures) = Features(m);
+        return Check.Require(b is not null && b.Dims.Count == 1 && b.Dims[0] == outFeatures, "the added constant is not a bias of the output width", m["b"]);
+    }
+
+    private static (long In, long Out) Features(Match m)
+    {
+        var dims = ConstantResolver.Resolve(m["w"])!.Tensor.Dims;
+        return m.Has("transpose") ? (dims[1], dims[0]) : (dims[0], dims[1]);
+    }
+
+    private static LinearRole BuildMatMul(Match m, bool bias)
+    {
+        var mm = m.Node("mm");
+        var (inF, outF) = Features(m);
+        var path = new List<Node>();
+        if (m.TryNode("transpose") is { } t) path.Add(t);
+        path.AddRange(ConstantResolver.Resolve(mm.Input(1)!.Producer is { } p && p.Is("Transpose") ? p.Input(0)! : mm.Input(1)!)!.PassThrough);
+        return new LinearRole("MatMul", mm, m["x"], m.Root, m["w"], m.Has("transpose") ? WeightLayout.OutIn : WeightLayout.InOut,
+            bias ? m["b"] : null, bias ? m.Node("add") : null, false, inF, outF, path);
+    }
+
+    private static LinearRole BuildGemm(Match m)
+    {
+        var gemm = m.Node("gemm");
+        var dims = ConstantResolver.Resolve(m["w"])!.Tensor.Dims;
+        bool transB = gemm.GetInt("transB", 0) != 0;
+        var bias = gemm.Input(2) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
+        return new LinearRole("Gemm", gemm, m["x"], m.Root, m["w"], transB ? WeightLayout.OutIn : WeightLayout.InOut, bias, null, false,
+            transB ? dims[1] : dims[0], transB ? dims[0] : dims[1], ConstantResolver.Resolve(gemm.Input(1)!)!.PassThrough);
+    }
+
+    private static LinearRole BuildNBits(Match m)
+    {
+        var node = m.Node("nbits");
+        var bias = node.Input(5) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
+        return new LinearRole("MatMulNBits", node, m["x"], m.Root, m["w"], WeightLayout.OutIn, bias, null, true,
+            node.GetInt("K", 0), node.GetInt("N", 0), []);
+    }
+}

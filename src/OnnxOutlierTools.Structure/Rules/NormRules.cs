@@ -1,0 +1,121 @@
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Patterns;
+using OnnxOutlierTools.Structure.Roles;
+
+namespace OnnxOutlierTools.Structure.Rules;
+
+/// <summary>Rules for every normalization form exporters produce: the fused ops (LayerNormalization,
+/// SimplifiedLayerNormalization, RMSNormalization, Skip*/EmbedLayerNormalization) and the decomposed
+/// LayerNorm and RMSNorm chains with their variants (Div vs Reciprocal+Mul, Pow vs Mul, optional Casts).</summary>
+public static class NormRules
+{
+    private const string Ms = "com.microsoft";
+
+    public static IReadOnlyList<Rule<NormRole>> All { get; } =
+    [
+        Fused("LayerNormalization", "", NormKind.LayerNorm, hasBias: true),
+        Fused("SimplifiedLayerNormalization", "", NormKind.RmsNorm, hasBias: false),
+        Fused("RMSNormalization", "", NormKind.RmsNorm, hasBias: false),
+        Skip("SkipLayerNormalization", NormKind.LayerNorm),
+        Skip("SkipSimplifiedLayerNormalization", NormKind.RmsNorm),
+        EmbedLayerNormalization(),
+        DecomposedLayerNorm(),
+        DecomposedRmsNorm(),
+    ];
+
+    /// <summary>LayerNormalization(x, gamma[, beta]) and the RMS variants (opset 17 / ORT / opset 23).</summary>
+    private static Rule<NormRole> Fused(string op, string domain, NormKind kind, bool hasBias) => new(
+        op,
+        P.Node([op], [P.Var("x"), P.Const("gain"), hasBias ? null : null], domain, bindAs: "norm"),
+        m => Check.Require(m.Node("norm").Output(0) == m.Root, "only the normalized output (0) is a norm output"),
+        m =>
+        {
+            var node = m.Node("norm");
+            var bias = hasBias && node.Input(2) is { } b && ConstantResolver.Resolve(b) is { } c ? c.Value : null;
+            return new NormRole(kind, op, [node], TensorRef.Of(m["x"]), null, m.Root, m["gain"], bias,
+                node.GetAttribute("epsilon")?.AsFloat(), null);
+        });
+
+    /// <summary>Skip(Simplified)LayerNormalization(input, skip, gamma[, beta, bias]): s = input + skip (+ bias)
+    /// is the residual stream, emitted as output 3 when requested.</summary>
+    private static Rule<NormRole> Skip(string op, NormKind kind) => new(
+        op,
+        P.Node([op], [P.Var("input"), P.Var("skip"), P.Const("gain")], Ms, bindAs: "norm"),
+        null,
+        m =>
+        {
+            var node = m.Node("norm");
+            Value? beta = null;
+            if (kind == NormKind.LayerNorm && node.Input(3) is { } b && ConstantResolver.Resolve(b) is { } c) beta = c.Value;
+            var sum = node.Output(3) is { } s ? TensorRef.Of(s) : TensorRef.Unemitted(node, 3);
+            return new NormRole(kind, op, [node], TensorRef.Of(m["input"]), m["skip"], m.Root, m["gain"], beta,
+                node.GetAttribute("epsilon")?.AsFloat(), sum);
+        });
+
+    /// <summary>EmbedLayerNormalization: word + position (+ segment) embeddings, then LayerNorm. Its input is
+    /// the embedding sum (output 2).</summary>
+    private static Rule<NormRole> EmbedLayerNormalization() => new(
+        "EmbedLayerNormalization",
+        P.Node(["EmbedLayerNormalization"], [P.Var("ids"), null, P.Const("word"), null, null, P.Const("gain"), P.Const("beta")], Ms, bindAs: "norm"),
+        null,
+        m =>
+        {
+            var node = m.Node("norm");
+            var sum = node.Output(2) is { } s ? TensorRef.Of(s) : TensorRef.Unemitted(node, 2);
+            return new NormRole(NormKind.LayerNorm, "EmbedLayerNormalization", [node], sum, null, m.Root, m["gain"], m["beta"],
+                node.GetAttribute("epsilon")?.AsFloat(), sum);
+        });
+
+    private static Pattern Square(string name) => P.AnyOf(P.Op("Pow", P.Var(name), P.Scalar(2)), P.Op("Mul", P.Var(name), P.Var(name)));
+
+    private static Pattern ReduceMean(Pattern inner) => P.Node(["ReduceMean"], [inner], check: LastAxis, checkText: "ReduceMean over the last axis");
+
+    /// <summary>(x - mean) / sqrt(var + eps) * gamma + beta, as torch.onnx exports it.</summary>
+    private static Rule<NormRole> DecomposedLayerNorm()
+    {
+        // x - mean is usually one node shared by the variance and the numerator; some exports compute it twice.
+        var mean = P.Bind("mean", ReduceMean(P.Var("x")));
+        var centered = P.AnyOf(P.Bind("d", P.Op("Sub", P.Var("x"), mean)), P.Op("Sub", P.Var("x"), mean));
+        var square = P.AnyOf(P.Op("Pow", P.MaybeCast(centered), P.Scalar(2)), P.Op("Mul", centered, centered));
+        var std = P.Op("Sqrt", P.Commuted("Add", ReduceMean(P.MaybeCast(square)), P.AnyScalar("eps")));
+        var normalized = P.AnyOf(P.Op("Div", centered, std), P.Commuted("Mul", centered, P.Op("Reciprocal", std)));
+        var scaled = P.Commuted("Mul", P.MaybeCast(normalized), P.Const("gain"));
+        return new Rule<NormRole>(
+            "DecomposedLayerNorm",
+            P.Commuted("Add", scaled, P.Const("beta")),
+            m => CheckGain(m),
+            m => new NormRole(NormKind.LayerNorm, "DecomposedLayerNorm", m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], m["beta"],
+                ConstantResolver.ScalarOf(m["eps"]), null));
+    }
+
+    /// <summary>x / sqrt(mean(x^2) + eps) * gamma: Div, Reciprocal+Mul or Div(1, .)+Mul forms, with the
+    /// float->float Casts HF exports put around it.</summary>
+    private static Rule<NormRole> DecomposedRmsNorm()
+    {
+        var rms = P.Op("Sqrt", P.Commuted("Add", ReduceMean(Square("x")), P.AnyScalar("eps")));
+        var normalized = P.AnyOf(
+            P.Op("Div", P.Var("x"), rms),
+            P.Commuted("Mul", P.Var("x"), P.Op("Reciprocal", rms)),
+            P.Commuted("Mul", P.Var("x"), P.Op("Div", P.Scalar(1), rms)));
+        return new Rule<NormRole>(
+            "DecomposedRmsNorm",
+            P.Commuted("Mul", P.MaybeCast(normalized), P.Const("gain")),
+            m => CheckGain(m),
+            m => new NormRole(NormKind.RmsNorm, "DecomposedRmsNorm", m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
+                ConstantResolver.ScalarOf(m["eps"]), null));
+    }
+
+    /// <summary>A gain is a per-channel vector (a scalar multiply is not a norm gain).</summary>
+    private static Check CheckGain(Match m)
+    {
+        var gain = m["gain"].ConstValue ?? ConstantResolver.Resolve(m["gain"])?.Tensor;
+        return Check.Require(gain is not null && gain.Dims.Count >= 1 && gain.ElementCount > 1, "the gain is not a per-channel vector", m["gain"]);
+    }
+
+    private static bool LastAxis(Node node)
+    {
+        if (node.GetAttribute("axes") is { } axes) return axes.AsInts() is [-1] || axes.AsInts().Count == 1;
+        // Opset 18+: axes is an input.
+        return node.Input(1) is { } a && ConstantResolver.Resolve(a)?.Tensor is { ElementCount: 1 };
+    }
+}
