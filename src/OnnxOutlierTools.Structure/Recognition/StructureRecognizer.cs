@@ -42,13 +42,10 @@ public static class StructureRecognizer
         var trace = new RecognitionTrace();
         var matcher = new Matcher(graph);
 
-        var linears = new LinearIndex(matcher.ApplyFirst(LinearRules.All));
+        var linears = new LinearIndex(LinearRules.Find(matcher));
         trace.Absorb("linear", matcher, LinearRules.All);
 
-        var norms = matcher.ApplyFirst(NormRules.All);
-        // A LayerNorm's inner (x - mean) / sqrt(mean((x - mean)^2) + eps) * gamma is also an RMSNorm of x - mean:
-        // keep only the outermost norm.
-        norms.RemoveAll(n => norms.Any(other => other != n && other.Nodes.Contains(n.OutputNode)));
+        var norms = NormRules.Find(matcher);
         trace.Absorb("norm", matcher, NormRules.All);
 
         var attentions = new AttentionRecognizer(graph, linears, trace).Recognize();

@@ -20,6 +20,13 @@ public static class LinearRules
         new("MatMulNBits", P.Node(["MatMulNBits"], [P.Var("x"), P.Const("w")], "com.microsoft", bindAs: "nbits"), null, BuildNBits),
     ];
 
+    /// <summary>All linears in the matcher's graph, one per MatMul/Gemm node (with its bias when it has one).</summary>
+    public static List<LinearRole> Find(Matcher matcher)
+    {
+        var seen = new HashSet<Node>();
+        return matcher.ApplyFirst(All).Where(l => seen.Add(l.Node)).ToList();
+    }
+
     private static bool IsMatrixTranspose(Node node) =>
         node.GetAttribute("perm") is not { } perm || perm.AsInts() is [1, 0];
 

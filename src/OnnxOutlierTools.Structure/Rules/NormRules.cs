@@ -23,6 +23,15 @@ public static class NormRules
         DecomposedRmsNorm(),
     ];
 
+    /// <summary>All norms in the matcher's graph, outermost only: a decomposed LayerNorm's inner
+    /// (x - mean) / sqrt(mean((x - mean)^2) + eps) * gamma is also an RMSNorm of x - mean.</summary>
+    public static List<NormRole> Find(Matcher matcher)
+    {
+        var norms = matcher.ApplyFirst(All);
+        norms.RemoveAll(n => norms.Any(other => other != n && other.Nodes.Contains(n.OutputNode)));
+        return norms;
+    }
+
     /// <summary>LayerNormalization(x, gamma[, beta]) and the RMS variants (opset 17 / ORT / opset 23).</summary>
     private static Rule<NormRole> Fused(string op, string domain, NormKind kind, bool hasBias) => new(
         op,
