@@ -59,8 +59,9 @@ public static class StructureRecognizer
             {
                 if (matcher.TryMatch(rule, input) is not { } match) continue;
                 var found = rule.Build(match);
-                var up = linears.ByOutput(found.UpOutput)!;
-                var gate = found.GateOutput is null ? null : linears.ByOutput(found.GateOutput);
+                LinearRole? Resolve(Value v) => linears.ByOutput(v) ?? (FfnRules.PackedPart(v) is { } whole ? linears.ByOutput(whole) : null);
+                var up = Resolve(found.UpOutput)!;
+                var gate = found.GateOutput is null ? null : Resolve(found.GateOutput);
                 if (up == down || gate == down) continue;
                 ffns.Add(new FfnRole(found.Kind, found.Activation, gate, up, down, down.Input, found.Nodes));
                 break;

@@ -37,7 +37,7 @@ public static class StructureReport
     public sealed record AttentionJson(string Form, string Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
         int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output);
 
-    public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput);
+    public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput, bool PackedGateUp);
 
     public sealed record EmbeddingJson(string Form, string Node, string TokenTable, string? PositionTable, string Output);
 
@@ -94,7 +94,7 @@ public static class StructureReport
     private static AttentionJson Attention(AttentionRole a) => new(a.Form, a.CoreNodes[^1].Describe(), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
         Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary, a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name);
 
-    private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name);
+    private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
 
     private static IEnumerable<TraceJson> TraceItems(RecognitionResult result) =>
         result.Trace.Rules.Select(r => new TraceJson(r.Category, r.Rule, r.Matches, r.NearMiss?.ToString(), r.Notes));

@@ -83,7 +83,8 @@ public sealed record AttentionRole(
     KvCacheRole? Cache);
 
 /// <summary>The feed-forward network: GLU (gate/up/down) or MLP (fc1 = Up, fc2 = Down).
-/// <see cref="DownInput"/> is the down-projection input, where massive activations are born.</summary>
+/// <see cref="DownInput"/> is the down-projection input, where massive activations are born. A packed
+/// gate_up projection (one MatMul, then Split/Slice) is both <see cref="Gate"/> and <see cref="Up"/>.</summary>
 public sealed record FfnRole(
     string Kind,
     string Activation,

@@ -15,7 +15,8 @@ public static class FfnRules
     /// recognized linear layers (the rules' leaves).</summary>
     public static IReadOnlyList<Rule<FfnMatch>> Create(Func<Value, bool> isLinearOutput)
     {
-        Pattern Linear(string name) => P.Var(name, v => isLinearOutput(GraphWalk.Upstream(v)), "the output of a linear layer");
+        Pattern Linear(string name) => P.Var(name, v => isLinearOutput(GraphWalk.Upstream(v)) || PackedPart(v) is { } p && isLinearOutput(p),
+            "the output of a linear layer (or a Split/Slice of a packed one)");
 
         var rules = new List<Rule<FfnMatch>>();
         foreach (var (act, pattern) in Activations(Linear("gate")))
@@ -25,6 +26,13 @@ public static class FfnRules
             rules.Add(new Rule<FfnMatch>($"MLP/{act}", pattern, null,
                 m => new FfnMatch("mlp", act, null, m["up"], m.TryValue("actbias"), m.Nodes)));
         return rules;
+    }
+
+    /// <summary>For a Split/Slice output, the tensor it was cut from (a packed gate_up projection).</summary>
+    public static Value? PackedPart(Value value)
+    {
+        var v = GraphWalk.Upstream(value);
+        return v.Producer is { } p && (p.Is("Split") || p.Is("Slice")) && p.Input(0) is { } whole ? GraphWalk.Upstream(whole) : null;
     }
 
     /// <summary>Activation forms over an input pattern (the same variable must be read everywhere).</summary>

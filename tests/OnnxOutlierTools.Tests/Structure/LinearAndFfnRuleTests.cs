@@ -116,6 +116,20 @@ public class LinearAndFfnRuleTests
     }
 
     [Fact]
+    public void Glu_PackedGateUp_SplitOfOneProjection_IsRecognized()
+    {
+        var b = new GraphBuilder();
+        var x = b.Input("x", TensorDataType.Float, 1, 4, 8);
+        var gateUp = b.Op("MatMul", x, b.Initializer("w_gate_up", Ones(8 * 32), 8, 32));
+        var halves = b.Node("Split", [gateUp], [Attr.Int("axis", -1)], outputs: 2);
+        var y6 = b.Op("Mul", b.Op("Mul", halves[0], b.Op("Sigmoid", halves[0])), halves[1]);
+        var m = MatchFfn(b, y6);
+        Assert.Equal(("glu", "silu"), (m!.Kind, m.Activation));
+        Assert.Same(gateUp, FfnRules.PackedPart(m.GateOutput!));
+        Assert.Same(gateUp, FfnRules.PackedPart(m.UpOutput));
+    }
+
+    [Fact]
     public void Mlp_GeluErf_IsRecognized()
     {
         var (b, fc1, _) = Projections();
