@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using System.Globalization;
+using OnnxOutlierTools.Import;
+using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.ModelGen;
+
+public static class Program
+{
+    private const string Usage = """
+        usage:
+          ModelGen tiny-llama <outdir> [--seed N] [--flavour F]
+              tiny synthetic Llama (dim 64, hidden 176, 2 layers, 4 heads / 2 KV heads, vocab 256), FLOAT,
+              weights of 1 KiB+ in model.onnx.data; the repository's onnx-models/tiny-llama
+          ModelGen bench-llama <outdir> [--gigabytes G] [--seed N] [--flavour F]
+              Llama-shaped FLOAT16 model of about G GiB (default 1) for load/save benchmarks; weights are
+              generated while saving, external data
+          ModelGen llama2c <checkpoint.bin> <outdir> [--flavour F] [--fp16]
+              converts a llama2.c (legacy format) checkpoint
+        flavours: decomposed (default), decomposed-past, genai-gqa
+        """;
+
+    public static int Main(string[] args)
+    {
+        try
+        {
+            if (args.Length < 2) return Fail(Usage);
+            var options = ParseOptions(args.Skip(2).ToArray(), out var positional);
+            switch (args[0])
+            {
+                case "tiny-llama":
+                    if (positional.Count != 0) return Fail(Usage);
+                    return TinyLlama(args[1], Int(options, "seed", SyntheticDecoder.TinySeed), Flavour(options));
+                case "bench-llama":
+                    if (positional.Count != 0) return Fail(Usage);
+                    return BenchLlama(args[1], Double(options, "gigabytes", 1.0), Int(options, "seed", 1), Flavour(options));
+                case "llama2c":
+                    if (positional.Count != 1) return Fail(Usage);
+                    return Llama2c(args[1], positional[0], Flavour(options), options.ContainsKey("fp16"));
+                default:
+                    return Fail(Usage);
+            }
+        }
+        catch (Exception ex) when (ex is ArgumentException or Llama2cFormatException or ModelSaveException or IOException or FormatException)
+        {
+            return Fail($"error: {ex.Message}");
+        }
+    }
+
+    private static int TinyLlama(string outDir, int seed, LlamaOnnxFlavour flavour)
+    {
+        var config = SyntheticDecoder.TinyConfig;
+        var options = new LlamaOnnxOptions
+        {
+            Flavour = flavour,
+            Description = $"tiny synthetic Llama (OnnxOutlierTools.Import SyntheticDecoder, TinyConfig, seed {seed}); random weights",
+        };
+        using var model = SyntheticDecoder.CreateModel(config, seed, options);
+        Save(model, outDir, config, flavour, "float32");
+        return 0;
+    }
+
+    private static int BenchLlama(string outDir, double gigabytes, int seed, LlamaOnnxFlavour flavour)
+    {
+        var config = SyntheticDecoder.BenchmarkConfig(gigabytes);
+        Console.WriteLine($"bench-llama: {config.Layers} layers, dim {config.Dim}, {config.ParameterCount:N0} parameters ({config.ParameterCount * 2.0 / (1L << 30):F2} GiB FLOAT16)");
+        using var model = SyntheticDecoder.CreateBenchmarkModel(config, seed, flavour);
+        Save(model, outDir, config, flavour, "float16");
+        return 0;
+    }
+
+    private static int Llama2c(string checkpoint, string outDir, LlamaOnnxFlavour flavour, bool fp16)
+    {
+        var weights = Llama2cCheckpoint.Load(checkpoint);
+        var options = new LlamaOnnxOptions
+        {
+            Flavour = flavour,
+            WeightType = fp16 ? TensorDataType.Float16 : TensorDataType.Float,
+            Description = $"converted from llama2.c checkpoint {Path.GetFileName(checkpoint)}",
+        };
+        using var model = LlamaOnnxBuilder.Build(weights, options);
+        Save(model, outDir, weights.Config, flavour, fp16 ? "float16" : "float32");
+        return 0;
+    }
+
+    private static void Save(Model model, string outDir, DecoderConfig config, LlamaOnnxFlavour flavour, string dtype)
+    {
+        Directory.CreateDirectory(outDir);
+        var clock = Stopwatch.StartNew();
+        var result = ModelWriter.Save(model, Path.Combine(outDir, "model.onnx"), new SaveOptions { Layout = TensorLayout.External });
+        File.WriteAllText(Path.Combine(outDir, "config.json"), HfConfigJson.Create(config, flavour != LlamaOnnxFlavour.Decomposed, dtype));
+        Console.WriteLine($"wrote {result.ModelPath} ({result.EmbeddedTensors} embedded, {result.ExternalTensors} external tensors, " +
+            $"{result.ExternalBytes:N0} bytes in {Path.GetFileName(result.DataPath ?? "-")}) in {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    private static Dictionary<string, string> ParseOptions(string[] args, out List<string> positional)
+    {
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        positional = [];
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal)) { positional.Add(args[i]); continue; }
+            string name = args[i][2..];
+            if (name == "fp16") { options[name] = "true"; continue; }
+            if (i + 1 >= args.Length) throw new ArgumentException($"option --{name} needs a value");
+            options[name] = args[++i];
+        }
+        foreach (var key in options.Keys)
+            if (key is not ("seed" or "gigabytes" or "flavour" or "fp16")) throw new ArgumentException($"unknown option --{key}");
+        return options;
+    }
+
+    private static LlamaOnnxFlavour Flavour(Dictionary<string, string> options) =>
+        options.GetValueOrDefault("flavour", "decomposed") switch
+        {
+            "decomposed" => LlamaOnnxFlavour.Decomposed,
+            "decomposed-past" => LlamaOnnxFlavour.DecomposedWithPast,
+            "genai-gqa" => LlamaOnnxFlavour.GenAiGqa,
+            var other => throw new ArgumentException($"unknown flavour '{other}' (decomposed, decomposed-past, genai-gqa)"),
+        };
+
+    private static int Int(Dictionary<string, string> options, string name, int fallback) =>
+        options.TryGetValue(name, out var s) ? int.Parse(s, CultureInfo.InvariantCulture) : fallback;
+
+    private static double Double(Dictionary<string, string> options, string name, double fallback) =>
+        options.TryGetValue(name, out var s) ? double.Parse(s, CultureInfo.InvariantCulture) : fallback;
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine(message);
+        return 2;
+    }
+}
