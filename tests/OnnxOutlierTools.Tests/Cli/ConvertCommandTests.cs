@@ -96,6 +96,31 @@ public class ConvertCommandTests
         Assert.Equal(["model.onnx", "model.onnx.data"], temp.Files());
     }
 
+    [Theory]
+    [InlineData("under a file", "file.onnx/out.onnx", "cannot create the output folder")]
+    [InlineData("a directory", "folder", "is a directory")]
+    [InlineData("empty", "", "empty path")]
+    [InlineData("data file named like the model", "out.onnx", "is the model file's own name", "--external-data", "--data-file", "out.onnx")]
+    [InlineData("data file in another folder", "out.onnx", "must be a plain file name", "--external-data", "--data-file", "../weights.bin")]
+    public void Convert_BadOutput_ReportsOneLineErrorAndWritesNothing(string kind, string output, string problem, params string[] options)
+    {
+        using var temp = new TempDirectory();
+        File.WriteAllBytes(temp.PathOf("file.onnx"), [1, 2, 3]);
+        Directory.CreateDirectory(temp.PathOf("folder"));
+        string target = output.Length > 0 ? temp.PathOf(output) : "";
+        string[] before = temp.Files();
+
+        var result = CliRunner.Run(["convert", EmbeddedModel, "-o", target, .. options]);
+
+        Assert.True(result.ExitCode == 2, kind + "\n" + result);
+        string line = Assert.Single(result.StderrLines);
+        Assert.StartsWith($"error: {target}: ", line);
+        Assert.Contains(problem, line);
+        Assert.DoesNotContain("   at ", result.Stderr);
+        Assert.Equal("", result.Stdout);
+        Assert.Equal(before, temp.Files());
+    }
+
     [Fact]
     public void Convert_EmbedBeyondProtobufLimit_WarnsThatDataWentExternal()
     {
