@@ -22,22 +22,31 @@ public static class ModelReader
 {
     public static Model Load(string path, LoadOptions? options = null)
     {
-        options ??= new LoadOptions();
-        string fullPath = Path.GetFullPath(path);
+        string fullPath = FullPath(path);
         byte[] bytes = ReadModelBytes(path, fullPath);
+        return LoadFromBytes(bytes, path, options);
+    }
+
+    /// <summary>Loads a model from bytes already in memory. <paramref name="path"/> names the model in
+    /// errors and locates external data (relative to its folder); the file itself need not exist.
+    /// The array is used in place and must not change while the model is alive.</summary>
+    public static Model LoadFromBytes(byte[] bytes, string path, LoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        options ??= new LoadOptions();
+        FullPath(path);
+        if (bytes.Length == 0) throw new ModelLoadException(path, "empty file (0 bytes)");
         ModelProto proto;
-        try
+        using (var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, options.RecursionLimit))
         {
-            using var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, options.RecursionLimit);
-            proto = ModelProto.Parser.ParseFrom(input);
-        }
-        catch (InvalidProtocolBufferException ex)
-        {
-            throw new ModelLoadException(path, $"not a valid ONNX protobuf ({FirstLine(ex.Message)})", ex);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            throw new ModelLoadException(path, $"not a valid ONNX protobuf ({FirstLine(ex.Message)})", ex);
+            try
+            {
+                proto = ModelProto.Parser.ParseFrom(input);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                throw new ModelLoadException(path, $"not a valid ONNX protobuf: error at byte {input.Position} of {bytes.Length} ({FirstLine(ex.Message)})", ex);
+            }
         }
         return FromProto(proto, path, options);
     }
@@ -51,10 +60,11 @@ public static class ModelReader
             throw new ModelLoadException(path, "no graph: the file parses as protobuf but is not an ONNX model");
         if (proto.IrVersion <= 0)
             throw new ModelLoadException(path, $"invalid ir_version {proto.IrVersion}: the file is not an ONNX model");
-        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        string fullPath = FullPath(path);
+        string folder = Path.GetDirectoryName(fullPath)!;
         var graphProto = proto.Graph;
         proto.Graph = null;
-        var model = new Model(proto, new Graph()) { SourcePath = Path.GetFullPath(path) };
+        var model = new Model(proto, new Graph()) { SourcePath = fullPath };
         try
         {
             var builder = new IrBuilder(model, folder, options, path);
@@ -70,6 +80,18 @@ public static class ModelReader
         {
             model.Dispose();
             throw new ModelLoadException(path, FirstLine(ex.Message), ex);
+        }
+    }
+
+    /// <summary>The absolute path, or a load error naming <paramref name="path"/> when it is not a usable path.</summary>
+    private static string FullPath(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (string.IsNullOrWhiteSpace(path)) throw new ModelLoadException(path, "empty path");
+        try { return Path.GetFullPath(path); }
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            throw new ModelLoadException(path, $"invalid path: {FirstLine(ex.Message)}", ex);
         }
     }
 
@@ -257,6 +279,8 @@ public static class ModelReader
         private Tensor MakeExternalTensor(TensorProto tp)
         {
             var reference = ExternalDataReference.Parse(tp);
+            var dataType = (TensorDataType)tp.DataType;
+            if (!dataType.IsKnown()) throw new TensorFormatException($"unknown data type {tp.DataType}");
             string location = reference.Location;
             if (Path.IsPathRooted(location) || location.StartsWith('/') || location.StartsWith('\\'))
                 throw new ModelLoadException(path, $"initializer '{tp.Name}': external data location '{location}' is an absolute path; locations must be relative to the model folder");
@@ -283,9 +307,10 @@ public static class ModelReader
                 file = new ExternalDataFile(full);
                 model.AddExternalFile(file);
             }
-            if (reference.Offset + needed > file.Length)
+            // Written as a subtraction: offset + needed can overflow for a corrupt offset.
+            if (reference.Offset > file.Length - needed)
             {
-                string problem = $"external data file '{location}' is too short: initializer '{tp.Name}' needs bytes {reference.Offset}..{reference.Offset + needed} but the file has {file.Length}";
+                string problem = $"external data file '{location}' is too short: initializer '{tp.Name}' needs {needed} bytes at offset {reference.Offset} but the file has {file.Length}";
                 if (options.RequireExternalData) throw new ModelLoadException(path, problem);
                 model.AddMissing(location, "too short");
                 return new MissingExternalTensor(tp, location, problem);

@@ -51,7 +51,14 @@ public static class ModelWriter
     public static SaveResult Save(Model model, string path, SaveOptions? options = null)
     {
         options ??= new SaveOptions();
-        string modelPath = Path.GetFullPath(path);
+        ArgumentNullException.ThrowIfNull(path);
+        if (string.IsNullOrWhiteSpace(path)) throw new ModelSaveException(path, "empty path");
+        string modelPath;
+        try { modelPath = Path.GetFullPath(path); }
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            throw new ModelSaveException(path, $"invalid path: {ModelReader.FirstLine(ex.Message)}", ex);
+        }
         string folder = Path.GetDirectoryName(modelPath)!;
         string dataName = options.DataFileName ?? Path.GetFileName(modelPath) + ".data";
         if (dataName.Contains('/') || dataName.Contains('\\') || dataName is "." or "..")
@@ -68,8 +75,15 @@ public static class ModelWriter
         var external = ChooseExternal(model, initializers, options, out bool forced);
         if (forced && EstimateSize(model, external) > options.ProtobufLimit)
             throw new ModelSaveException(path, $"the graph is larger than the {options.ProtobufLimit}-byte protobuf limit even with all tensors of {options.ExternalThreshold}+ bytes external");
+        // Same name: both temporary files would collide, and the model would replace its own data.
+        if (external.Count > 0 && string.Equals(dataPath, modelPath, StringComparison.Ordinal))
+            throw new ModelSaveException(path, $"external data file name '{dataName}' is the model file's own name");
 
-        Directory.CreateDirectory(folder);
+        try { Directory.CreateDirectory(folder); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelSaveException(path, $"cannot create the output folder: {ModelReader.FirstLine(ex.Message)}", ex);
+        }
         string token = Guid.NewGuid().ToString("N")[..12];
         string modelTemp = Path.Combine(folder, $".{Path.GetFileName(modelPath)}.{token}.tmp");
         string dataTemp = Path.Combine(folder, $".{dataName}.{token}.tmp");

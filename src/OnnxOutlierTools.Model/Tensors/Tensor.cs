@@ -31,8 +31,14 @@ public abstract class Tensor
         foreach (long d in dims)
         {
             if (d < 0) throw new TensorFormatException($"negative dimension {d} in shape [{string.Join(",", dims)}]");
-            count = d == 0 ? 0 : checked(count * d);
+            if (count != 0 && d > long.MaxValue / count)
+                throw new TensorFormatException($"shape [{string.Join(",", dims)}] has more than {long.MaxValue} elements");
+            count *= d;
         }
+        // Checked here once so that ByteLength cannot overflow later.
+        int bits = dataType.BitsPerElement();
+        if (bits > 0 && count > (long.MaxValue - 7) / bits)
+            throw new TensorFormatException($"{dataType.OnnxName()}[{string.Join(",", dims)}] is larger than {long.MaxValue} bytes");
         ElementCount = count;
     }
 

@@ -1,0 +1,100 @@
+using System.CommandLine;
+using System.Globalization;
+using OnnxOutlierTools.IO;
+
+namespace OnnxOutlierTools.Cli.Commands;
+
+/// <summary><c>convert MODEL -o OUT [--external-data [--threshold BYTES] | --embed] [--data-file NAME]</c>:
+/// re-saves a model with another tensor layout.</summary>
+public static class ConvertCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var model = new Argument<string>("MODEL") { Description = "The .onnx model to read (with its external data)." };
+        var output = new Option<string>("--output", "-o")
+        {
+            Description = "The .onnx file to write; must differ from MODEL. An external data file goes beside it.",
+            HelpName = "OUT",
+            Required = true,
+        };
+        var external = new Option<bool>("--external-data")
+        {
+            Description = "Store tensors of at least --threshold bytes in one external data file.",
+        };
+        var threshold = new Option<long?>("--threshold")
+        {
+            Description = "With --external-data: the smallest tensor, in bytes, to store externally (default 1024).",
+            HelpName = "BYTES",
+        };
+        threshold.CustomParser = result =>
+        {
+            string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long bytes)) return bytes;
+            result.AddError($"--threshold must be a whole number of bytes (0 or more), not '{text}'.");
+            return null;
+        };
+        var embed = new Option<bool>("--embed")
+        {
+            Description = "Embed all tensors in the .onnx file (models above the 2 GB protobuf limit still need external data; a warning says so).",
+        };
+        var dataFile = new Option<string?>("--data-file")
+        {
+            Description = "Name of the external data file, in the output folder (default: OUT's file name + \".data\").",
+            HelpName = "NAME",
+        };
+        // Lowers the 2 GB protobuf limit so tests can exercise the forced-external path cheaply.
+        var protobufLimit = new Option<long?>("--protobuf-limit") { Hidden = true };
+
+        var command = new Command("convert",
+            "Re-save a model with a chosen tensor layout: as it is (default: external tensors stay external, " +
+            "embedded stay embedded), all embedded (--embed) or large tensors external (--external-data). " +
+            "The write is atomic; the input is never overwritten.")
+        {
+            model, output, external, threshold, embed, dataFile, protobufLimit,
+        };
+        command.Validators.Add(result =>
+        {
+            bool wantsExternal = result.GetValue(external), wantsEmbed = result.GetValue(embed);
+            if (wantsExternal && wantsEmbed) result.AddError("--external-data and --embed cannot be used together.");
+            if (!wantsExternal && result.GetResult(threshold) is { Implicit: false })
+                result.AddError("--threshold applies only with --external-data.");
+        });
+
+        command.SetAction(parseResult => context.Guard(parseResult, () =>
+        {
+            var layout = parseResult.GetValue(external) ? TensorLayout.External
+                : parseResult.GetValue(embed) ? TensorLayout.Embed
+                : TensorLayout.Preserve;
+            var options = new SaveOptions
+            {
+                Layout = layout,
+                ExternalThreshold = parseResult.GetValue(threshold) ?? new SaveOptions().ExternalThreshold,
+                DataFileName = parseResult.GetValue(dataFile),
+                ProtobufLimit = parseResult.GetValue(protobufLimit) ?? new SaveOptions().ProtobufLimit,
+            };
+            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(output)!, options, context.Out, context.Error);
+        }));
+        return command;
+    }
+
+    public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr)
+    {
+        SaveResult result;
+        using (var model = ModelReader.Load(input))
+            result = ModelWriter.Save(model, output, options);
+
+        if (result.ForcedExternal && options.Layout != TensorLayout.External)
+            stderr.WriteLine($"warning: {output}: the model exceeds the {N(options.ProtobufLimit)}-byte protobuf limit, " +
+                $"so {N(result.ExternalTensors)} tensors were stored in external data ({Path.GetFileName(result.DataPath)}) " +
+                $"although {(options.Layout == TensorLayout.Embed ? "--embed was asked" : "the layout was to be preserved")}");
+
+        long modelBytes = new FileInfo(result.ModelPath).Length;
+        string externalPart = result.ExternalTensors > 0
+            ? $"{N(result.ExternalTensors)} external ({N(result.ExternalBytes)} bytes in {Path.GetFileName(result.DataPath)})"
+            : "0 external";
+        stdout.WriteLine($"wrote {output} ({N(modelBytes)} bytes): {N(result.EmbeddedTensors)} tensors embedded, {externalPart}");
+        return ErrorHandler.Success;
+    }
+
+    private static string N(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
+}

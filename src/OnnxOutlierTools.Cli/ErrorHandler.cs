@@ -1,0 +1,71 @@
+using System.CommandLine;
+using System.Text;
+using OnnxOutlierTools.IO;
+
+namespace OnnxOutlierTools.Cli;
+
+/// <summary>A command line that is valid for the parser but not for the command (conflicting options).</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Turns failures into exit codes and exactly one <c>error: ...</c> line on stderr (plus the
+/// stack trace with <c>--verbose</c>).</summary>
+public static class ErrorHandler
+{
+    public const int Success = 0;
+    public const int InternalError = 1;
+    public const int BadInput = 2;
+
+    public static int Report(Exception ex, bool verbose, TextWriter stderr)
+    {
+        int code;
+        string message;
+        switch (ex)
+        {
+            // Already "<path>: <problem>", one line, fit to show as is.
+            case ModelLoadException or ModelSaveException or UsageException:
+                code = BadInput;
+                message = ex.Message;
+                break;
+            default:
+                code = InternalError;
+                message = $"internal error ({ex.GetType().Name}): {ex.Message}" + (verbose ? "" : " (run with --verbose for details)");
+                break;
+        }
+        stderr.WriteLine("error: " + OneLine(message));
+        if (verbose) stderr.WriteLine(ex.ToString());
+        return code;
+    }
+
+    /// <summary>Parse errors (unknown options, missing arguments, conflicting options): one line each,
+    /// then where to find the usage.</summary>
+    public static int ReportUsage(ParseResult parseResult, TextWriter stderr)
+    {
+        foreach (var error in parseResult.Errors) stderr.WriteLine("error: " + OneLine(error.Message));
+        var command = parseResult.CommandResult.Command;
+        string name = command is RootCommand ? "onnx-outliers" : "onnx-outliers " + command.Name;
+        stderr.WriteLine($"Run '{name} --help' for usage.");
+        return BadInput;
+    }
+
+    /// <summary>Escapes line breaks and other control characters (file names and tensor names come
+    /// from user files) so a message stays on one line.</summary>
+    public static string OneLine(string message)
+    {
+        StringBuilder? sb = null;
+        for (int i = 0; i < message.Length; i++)
+        {
+            char c = message[i];
+            bool control = char.IsControl(c) || c is '\u2028' or '\u2029';
+            if (!control) { sb?.Append(c); continue; }
+            sb ??= new StringBuilder(message, 0, i, message.Length + 16);
+            sb.Append(c switch
+            {
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                _ => $"\\u{(int)c:x4}",
+            });
+        }
+        return sb?.ToString() ?? message;
+    }
+}
