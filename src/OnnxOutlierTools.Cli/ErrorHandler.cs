@@ -14,6 +14,8 @@ public static class ErrorHandler
     public const int Success = 0;
     public const int InternalError = 1;
     public const int BadInput = 2;
+    /// <summary><c>inspect --layers</c> found no transformer structure (the report says why).</summary>
+    public const int NotRecognized = 3;
 
     public static int Report(Exception ex, bool verbose, TextWriter stderr)
     {
@@ -22,7 +24,7 @@ public static class ErrorHandler
         switch (ex)
         {
             // Already "<path>: <problem>", one line, fit to show as is.
-            case ModelLoadException or ModelSaveException or UsageException:
+            case ModelLoadException or ModelSaveException or UsageException or Import.Llama2cFormatException:
                 code = BadInput;
                 message = ex.Message;
                 break;

@@ -5,7 +5,7 @@ using OnnxOutlierTools.Cli.Commands;
 namespace OnnxOutlierTools.Cli;
 
 /// <summary>The <c>onnx-outliers</c> command line. Exit codes: 0 success, 1 internal error,
-/// 2 bad input or bad usage (one <c>error: ...</c> line on stderr).</summary>
+/// 2 bad input or bad usage (one <c>error: ...</c> line on stderr), 3 structure not recognized (<c>inspect --layers</c>).</summary>
 public static class Program
 {
     public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
@@ -40,10 +40,11 @@ public static class Program
     {
         var root = new RootCommand(
             "Inspect, probe, mitigate and quantize activation outliers in ONNX LLM models.\n" +
-            "Exit codes: 0 success, 1 internal error, 2 bad input or usage.");
+            "Exit codes: 0 success, 1 internal error, 2 bad input or usage, 3 structure not recognized (inspect --layers).");
         root.Options.Add(context.Verbose);
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
+        root.Subcommands.Add(ImportLlama2cCommand.Create(context));
         return root;
     }
 }

@@ -73,27 +73,20 @@ public static class Program
 
     private static int Llama2c(string checkpoint, string outDir, LlamaOnnxFlavour flavour, bool fp16)
     {
-        var weights = Llama2cCheckpoint.Load(checkpoint);
-        var options = new LlamaOnnxOptions
-        {
-            Flavour = flavour,
-            WeightType = fp16 ? TensorDataType.Float16 : TensorDataType.Float,
-            Description = $"converted from llama2.c checkpoint {Path.GetFileName(checkpoint)}",
-        };
-        using var model = LlamaOnnxBuilder.Build(weights, options);
-        Save(model, outDir, weights.Config, flavour, fp16 ? "float16" : "float32");
+        var clock = Stopwatch.StartNew();
+        Report(DecoderFolder.FromLlama2c(checkpoint, outDir, flavour, fp16), clock);
         return 0;
     }
 
     private static void Save(Model model, string outDir, DecoderConfig config, LlamaOnnxFlavour flavour, string dtype)
     {
-        Directory.CreateDirectory(outDir);
         var clock = Stopwatch.StartNew();
-        var result = ModelWriter.Save(model, Path.Combine(outDir, "model.onnx"), new SaveOptions { Layout = TensorLayout.External });
-        File.WriteAllText(Path.Combine(outDir, "config.json"), HfConfigJson.Create(config, flavour != LlamaOnnxFlavour.Decomposed, dtype));
+        Report(DecoderFolder.Save(model, outDir, config, flavour, dtype), clock);
+    }
+
+    private static void Report(SaveResult result, Stopwatch clock) =>
         Console.WriteLine($"wrote {result.ModelPath} ({result.EmbeddedTensors} embedded, {result.ExternalTensors} external tensors, " +
             $"{result.ExternalBytes:N0} bytes in {Path.GetFileName(result.DataPath ?? "-")}) in {clock.Elapsed.TotalSeconds:F1} s");
-    }
 
     private static Dictionary<string, string> ParseOptions(string[] args, out List<string> positional)
     {
@@ -113,13 +106,7 @@ public static class Program
     }
 
     private static LlamaOnnxFlavour Flavour(Dictionary<string, string> options) =>
-        options.GetValueOrDefault("flavour", "decomposed") switch
-        {
-            "decomposed" => LlamaOnnxFlavour.Decomposed,
-            "decomposed-past" => LlamaOnnxFlavour.DecomposedWithPast,
-            "genai-gqa" => LlamaOnnxFlavour.GenAiGqa,
-            var other => throw new ArgumentException($"unknown flavour '{other}' (decomposed, decomposed-past, genai-gqa)"),
-        };
+        DecoderFolder.ParseFlavour(options.GetValueOrDefault("flavour", "decomposed"));
 
     private static int Int(Dictionary<string, string> options, string name, int fallback) =>
         options.TryGetValue(name, out var s) ? int.Parse(s, CultureInfo.InvariantCulture) : fallback;

@@ -1,10 +1,13 @@
 using System.CommandLine;
 using OnnxOutlierTools.Inspection;
+using System.Text.Json.Nodes;
 using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Structure.Recognition;
 
 namespace OnnxOutlierTools.Cli.Commands;
 
-/// <summary><c>inspect MODEL [--json]</c>: what a model contains, without reading tensor data.</summary>
+/// <summary><c>inspect MODEL [--json] [--layers [--explain]]</c>: what a model contains, without reading
+/// tensor data; with <c>--layers</c>, its recognized transformer structure.</summary>
 public static class InspectCommand
 {
     public static Command Create(CliContext context)
@@ -17,26 +20,60 @@ public static class InspectCommand
         {
             Description = "Write the summary as JSON (camelCase, stable property names) instead of text.",
         };
+        var layers = new Option<bool>("--layers")
+        {
+            Description = "Also recognize the transformer structure: per block the residual stream in/out, norms (gain, bias), " +
+                "q/k/v/o or packed qkv, attention form and heads, KV cache, FFN gate/up/down and the down-projection input; " +
+                "embeddings, final norm, LM head. With --json it is the 'layers' property. Exit code 3 if no blocks are recognized.",
+        };
+        var explain = new Option<bool>("--explain")
+        {
+            Description = "With --layers: add each recognition rule's matches and best near miss (the tracer).",
+        };
         var command = new Command("inspect",
             "Summarize a model: producer, opsets, inputs and outputs, node and op-type counts (nested graphs " +
             "included), initializers by data type, and external data files. Reads no tensor data.")
         {
             model,
             json,
+            layers,
+            explain,
         };
-        command.SetAction(parseResult => context.Guard(parseResult,
-            () => Execute(parseResult.GetValue(model)!, parseResult.GetValue(json), context.Out)));
+        command.SetAction(parseResult => context.Guard(parseResult, () =>
+        {
+            if (parseResult.GetValue(explain) && !parseResult.GetValue(layers)) throw new UsageException("--explain needs --layers");
+            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(json), context.Out, parseResult.GetValue(layers), parseResult.GetValue(explain));
+        }));
         return command;
     }
 
-    public static int Execute(string path, bool json, TextWriter stdout)
+    public static int Execute(string path, bool json, TextWriter stdout, bool layers = false, bool explain = false)
     {
         ModelSummary summary;
+        RecognitionResult? structure = null;
         using (var model = ModelReader.Load(path, new LoadOptions { RequireExternalData = false }))
+        {
             summary = ModelSummary.Create(model);
+            if (layers) structure = StructureRecognizer.Recognize(model);
+        }
         // Rendered in full before anything is written, so a failure never leaves half a report.
-        string text = json ? summary.ToJson() + Environment.NewLine : SummaryText.Render(summary, path);
+        string text;
+        if (json)
+        {
+            if (structure is null) text = summary.ToJson() + Environment.NewLine;
+            else
+            {
+                var node = JsonNode.Parse(summary.ToJson())!.AsObject();
+                node["layers"] = JsonNode.Parse(StructureReport.Serialize(StructureReport.ToJson(structure, explain)));
+                text = node.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + Environment.NewLine;
+            }
+        }
+        else
+        {
+            text = SummaryText.Render(summary, path);
+            if (structure is not null) text += Environment.NewLine + StructureReport.ToText(structure, explain);
+        }
         stdout.Write(text);
-        return ErrorHandler.Success;
+        return structure is { Recognized: false } ? ErrorHandler.NotRecognized : ErrorHandler.Success;
     }
 }
