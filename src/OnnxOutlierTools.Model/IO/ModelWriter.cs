@@ -119,6 +119,10 @@ public static class ModelWriter
     {
         if (model.SourcePath is { } source && string.Equals(source, modelPath, StringComparison.Ordinal))
             throw new ModelSaveException(path, "is the file the model was loaded from; choose another output path");
+        if (string.Equals(dataPath, modelPath, StringComparison.Ordinal))
+            throw new ModelSaveException(path, "the external data file name is the model file name; choose another data file name");
+        if (model.SourcePath is { } src && string.Equals(src, dataPath, StringComparison.Ordinal))
+            throw new ModelSaveException(path, $"its data file '{dataPath}' is the file the model was loaded from; choose another data file name");
         foreach (var file in model.ExternalFiles.Keys)
         {
             if (string.Equals(file, modelPath, StringComparison.Ordinal))

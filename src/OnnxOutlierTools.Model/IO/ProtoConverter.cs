@@ -115,7 +115,7 @@ public sealed class ProtoConverter(Func<Value, TensorProto> writeTensor)
     }
 
     /// <summary>Name, type, shape and the source's extras (doc_string, metadata_props), no data.</summary>
-    private static TensorProto Header(string name, Tensor tensor)
+    public static TensorProto Header(string name, Tensor tensor)
     {
         TensorProto proto;
         if (tensor.Source is { } source)

@@ -1,0 +1,113 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Runtime;
+
+/// <summary>An ONNX Runtime session on one model file, fed and read through <see cref="TensorData"/>.
+/// Every OrtValue it creates is disposed before a call returns.</summary>
+public sealed class ModelSession : IDisposable
+{
+    internal ModelSession(InferenceSession session, string modelPath, ExecutionDevice device, string? deviceNote)
+    {
+        Session = session;
+        ModelPath = modelPath;
+        Device = device;
+        DeviceNote = deviceNote;
+        Inputs = InputSpec.FromSession(session);
+    }
+
+    /// <summary>The underlying session, for what this wrapper does not cover.</summary>
+    public InferenceSession Session { get; }
+    public string ModelPath { get; }
+
+    /// <summary>The device the session runs on (never Auto).</summary>
+    public ExecutionDevice Device { get; }
+
+    /// <summary>The one-line note when Auto fell back to the CPU; null otherwise.</summary>
+    public string? DeviceNote { get; }
+
+    public IReadOnlyList<InputSpec> Inputs { get; }
+    public IReadOnlyList<string> OutputNames => Session.OutputNames;
+
+    /// <summary>Deterministic inputs for this session (see <see cref="InputSynthesizer"/>).</summary>
+    public IReadOnlyList<TensorData> SynthesizeInputs(InputSynthesisOptions options) => InputSynthesizer.Create(Inputs, options);
+
+    /// <summary>Runs the model and returns the requested outputs (all by default) in order.</summary>
+    public IReadOnlyList<TensorData> Run(IEnumerable<TensorData> inputs, IEnumerable<string>? outputNames = null)
+    {
+        var feeds = inputs.ToList();
+        var names = (outputNames ?? Session.OutputNames).ToList();
+        var values = new List<OrtValue>(feeds.Count);
+        try
+        {
+            foreach (var feed in feeds) values.Add(ToOrtValue(feed));
+            using var runOptions = new RunOptions();
+            using var results = Session.Run(runOptions, feeds.Select(f => f.Name).ToList(), values, names);
+            var outputs = new List<TensorData>(names.Count);
+            for (int i = 0; i < names.Count; i++) outputs.Add(FromOrtValue(names[i], results[i]));
+            return outputs;
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw new ModelRunException($"{ModelPath}: ONNX Runtime run failed: {SessionFactory.FirstLine(ex.Message)}", ex);
+        }
+        finally
+        {
+            foreach (var v in values) v.Dispose();
+        }
+    }
+
+    private static OrtValue ToOrtValue(TensorData data)
+    {
+        if (data.ElementType is TensorDataType.String or TensorDataType.Undefined)
+            throw new NotSupportedException($"input '{data.Name}': {data.ElementType.OnnxName()} tensors are not supported");
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, (TensorElementType)data.ElementType, data.Dims.ToArray());
+        try
+        {
+            if (data.Bytes.Length > 0) data.Bytes.CopyTo(value.GetTensorMutableRawData());
+            return value;
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
+
+    private static TensorData FromOrtValue(string name, OrtValue value)
+    {
+        if (!value.IsTensor)
+            throw new NotSupportedException($"output '{name}' is a {value.OnnxType}, not a tensor");
+        var info = value.GetTensorTypeAndShape();
+        var type = (TensorDataType)info.ElementDataType;
+        if (type == TensorDataType.String || type.BitsPerElement() == 0)
+            throw new NotSupportedException($"output '{name}': {type.OnnxName()} tensors are not supported");
+        long[] dims = info.Shape;
+        var bytes = new byte[type.ByteLength(info.ElementCount)];
+        if (bytes.Length > 0) value.GetTensorMutableRawData()[..bytes.Length].CopyTo(bytes);
+        return new TensorData(name, type, dims, bytes);
+    }
+
+    public void Dispose() => Session.Dispose();
+}
+
+/// <summary>Runs a model file once: open, run, dispose.</summary>
+public static class ModelRunner
+{
+    public static IReadOnlyList<TensorData> Run(string modelPath, IEnumerable<TensorData> inputs,
+        SessionSettings? settings = null, IEnumerable<string>? outputNames = null)
+    {
+        using var session = SessionFactory.Open(modelPath, settings);
+        return session.Run(inputs, outputNames);
+    }
+
+    /// <summary>Opens the model, synthesizes its inputs, runs it; returns inputs and outputs.</summary>
+    public static (IReadOnlyList<TensorData> Inputs, IReadOnlyList<TensorData> Outputs) RunSynthesized(
+        string modelPath, InputSynthesisOptions inputOptions, SessionSettings? settings = null)
+    {
+        using var session = SessionFactory.Open(modelPath, settings);
+        var inputs = session.SynthesizeInputs(inputOptions);
+        return (inputs, session.Run(inputs));
+    }
+}
