@@ -75,9 +75,6 @@ public static class ModelWriter
         var external = ChooseExternal(model, initializers, options, out bool forced);
         if (forced && EstimateSize(model, external) > options.ProtobufLimit)
             throw new ModelSaveException(path, $"the graph is larger than the {options.ProtobufLimit}-byte protobuf limit even with all tensors of {options.ExternalThreshold}+ bytes external");
-        // Same name: both temporary files would collide, and the model would replace its own data.
-        if (external.Count > 0 && string.Equals(dataPath, modelPath, StringComparison.Ordinal))
-            throw new ModelSaveException(path, $"external data file name '{dataName}' is the model file's own name");
 
         try { Directory.CreateDirectory(folder); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -119,8 +116,9 @@ public static class ModelWriter
     {
         if (model.SourcePath is { } source && string.Equals(source, modelPath, StringComparison.Ordinal))
             throw new ModelSaveException(path, "is the file the model was loaded from; choose another output path");
+        // Same name: both temporary files would collide, and the model would replace its own data.
         if (string.Equals(dataPath, modelPath, StringComparison.Ordinal))
-            throw new ModelSaveException(path, "the external data file name is the model file name; choose another data file name");
+            throw new ModelSaveException(path, $"external data file name '{Path.GetFileName(dataPath)}' is the model file's own name; choose another data file name");
         if (model.SourcePath is { } src && string.Equals(src, dataPath, StringComparison.Ordinal))
             throw new ModelSaveException(path, $"its data file '{dataPath}' is the file the model was loaded from; choose another data file name");
         foreach (var file in model.ExternalFiles.Keys)

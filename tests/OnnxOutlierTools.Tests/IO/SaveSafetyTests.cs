@@ -73,7 +73,7 @@ public sealed class SaveSafetyTests : IDisposable
         Assert.Contains("loaded from", ex.Message);
         // ...or the model file being written.
         ex = Assert.Throws<ModelSaveException>(() => ModelWriter.Save(model, Path.Combine(folder, "copy.onnx"), external with { DataFileName = "copy.onnx" }));
-        Assert.Contains("is the model file name", ex.Message);
+        Assert.Contains("is the model file's own name", ex.Message);
 
         Assert.Equal(before, Hash(path));
         Assert.Equal(["model.onnx"], Directory.GetFiles(folder).Select(Path.GetFileName));
