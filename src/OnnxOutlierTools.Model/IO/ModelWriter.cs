@@ -187,7 +187,9 @@ public static class ModelWriter
             long aligned = (position + alignment - 1) / alignment * alignment;
             if (aligned > position) stream.Write(new byte[aligned - position]);
             offsets[v] = aligned;
-            t.CopyTo(stream);
+            // An unchanged external tensor is copied file to file by the kernel when it can be.
+            if (!(t is MappedTensor { File.Handle: { } handle } mapped && KernelCopy.TryAppend(handle, mapped.Offset, stream, t.ByteLength)))
+                t.CopyTo(stream);
             position = aligned + t.ByteLength;
         }
         if (options.Durable) stream.Flush(flushToDisk: true);

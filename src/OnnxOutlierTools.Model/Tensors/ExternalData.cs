@@ -7,6 +7,7 @@ namespace OnnxOutlierTools.Tensors;
 /// Mapping reads nothing: pages are faulted in when a tensor's bytes are touched.</summary>
 public sealed unsafe class ExternalDataFile : IDisposable
 {
+    private readonly FileStream? _stream;
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
     private byte* _pointer;
@@ -17,13 +18,17 @@ public sealed unsafe class ExternalDataFile : IDisposable
         var info = new FileInfo(fullPath);
         Length = info.Length;
         if (Length == 0) return; // an empty file cannot be mapped; any non-empty read is out of range
-        _map = MemoryMappedFile.CreateFromFile(fullPath, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        _stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+        _map = MemoryMappedFile.CreateFromFile(_stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
         _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref _pointer);
         _pointer += _view.PointerOffset;
     }
 
     public string FullPath { get; }
+
+    /// <summary>The open file (for kernel-side copies of unchanged tensors); null for an empty file.</summary>
+    internal Microsoft.Win32.SafeHandles.SafeFileHandle? Handle => _stream?.SafeFileHandle;
     public long Length { get; }
 
     public ReadOnlySpan<byte> Slice(long offset, int length)
@@ -43,6 +48,7 @@ public sealed unsafe class ExternalDataFile : IDisposable
         }
         _view?.Dispose();
         _map?.Dispose();
+        _stream?.Dispose();
     }
 }
 
