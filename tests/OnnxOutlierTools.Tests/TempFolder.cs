@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+
 namespace OnnxOutlierTools.Tests;
 
 /// <summary>A fresh folder under the system temp directory, deleted (with its contents) on dispose.</summary>
@@ -15,6 +17,25 @@ public sealed class TempFolder : IDisposable
 
     /// <summary>A new empty subfolder.</summary>
     public string Folder(string name) => Directory.CreateDirectory(Path(name)).FullName;
+
+    /// <summary>Copies a fixture file (a plain, writable copy: the fixtures themselves are read-only).</summary>
+    public string CopyFixture(string flavour, string file, string? destination = null)
+    {
+        string target = Path(destination ?? file);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(target)!);
+        File.WriteAllBytes(target, File.ReadAllBytes(Fixtures.Export(flavour, file)));
+        return target;
+    }
+
+    /// <summary>The GQA fixture (model.onnx, and model.onnx.data when <paramref name="withData"/>) in <paramref name="folder"/>.</summary>
+    public string CopyGqaModel(bool withData = true, string folder = "")
+    {
+        string model = CopyFixture("llama-genai-gqa-fp32", "model.onnx", System.IO.Path.Combine(folder, "model.onnx"));
+        if (withData) CopyFixture("llama-genai-gqa-fp32", "model.onnx.data", System.IO.Path.Combine(folder, "model.onnx.data"));
+        return model;
+    }
+
+    public static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
 
     /// <summary>Names of all files below the folder, relative to it, sorted.</summary>
     public string[] Files() => Directory.EnumerateFiles(FullPath, "*", SearchOption.AllDirectories)

@@ -99,12 +99,14 @@ public sealed class Value
     }
 
     /// <summary>Makes every use of this value (node inputs, also in nested graphs, and graph outputs)
-    /// use <paramref name="replacement"/> instead.</summary>
-    public void ReplaceAllUsesWith(Value replacement)
+    /// use <paramref name="replacement"/> instead, except the inputs of <paramref name="except"/> (the node
+    /// that computes the replacement from this value, which must keep reading it).</summary>
+    public void ReplaceAllUsesWith(Value replacement, Node? except = null)
     {
         if (ReferenceEquals(replacement, this)) return;
         foreach (var use in _uses.ToArray())
         {
+            if (except is not null && ReferenceEquals(use.Node, except)) continue;
             if (use.Node is not null) use.Node.ReplaceInput(use.Index, replacement);
             else use.GraphOutputOf!.SetOutput(use.Index, replacement);
         }

@@ -6,7 +6,7 @@ namespace OnnxOutlierTools.Structure.Patterns;
 /// (number of pattern nodes matched before it failed) — the tracer ranks near misses by that.</summary>
 public sealed record MatchFailure(string Reason, Value? At, int Progress, Value Root)
 {
-    public override string ToString() => $"at '{At?.Name ?? "?"}' after {Progress} matched node(s): {Reason}";
+    public override string ToString() => $"after {Progress} matched node(s), at '{At?.Name ?? "?"}': {Reason}";
 }
 
 /// <summary>Bindings and matched nodes of one attempt, with cheap backtracking (marks).</summary>

@@ -149,7 +149,7 @@ public static class StructureReport
     {
         foreach (var r in result.Trace.Rules)
         {
-            sb.AppendLine($"  [{r.Category}] {r.Rule}: {r.Matches} match(es){(r.Matches == 0 && r.NearMiss is { } m ? $"; near miss at '{m.Root.Name}' {m}" : "")}");
+            sb.AppendLine($"  [{r.Category}] {r.Rule}: {r.Matches} match(es){(r.Matches == 0 && r.NearMiss is { } m ? $"; near miss rooted at '{m.Root.Name}', {m}" : "")}");
             foreach (var n in r.Notes) sb.AppendLine($"      note: {n}");
         }
     }

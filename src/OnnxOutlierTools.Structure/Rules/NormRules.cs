@@ -86,8 +86,10 @@ public static class NormRules
         var mean = P.Bind("mean", ReduceMean(P.Var("x")));
         var centered = P.AnyOf(P.Bind("d", P.Op("Sub", P.Var("x"), mean)), P.Op("Sub", P.Var("x"), mean));
         var square = P.AnyOf(P.Op("Pow", P.MaybeCast(centered), P.Scalar(2)), P.Op("Mul", centered, centered));
-        var std = P.Op("Sqrt", P.Commuted("Add", ReduceMean(P.MaybeCast(square)), P.AnyScalar("eps")));
-        var normalized = P.AnyOf(P.Op("Div", centered, std), P.Commuted("Mul", centered, P.Op("Reciprocal", std)));
+        var variance = P.Commuted("Add", ReduceMean(P.MaybeCast(square)), P.AnyScalar("eps"));
+        var std = SqrtLike(variance);
+        var normalized = P.AnyOf(P.Op("Div", centered, std), P.Commuted("Mul", centered, P.Op("Reciprocal", std)),
+            P.Commuted("Mul", centered, P.Op("Pow", variance, P.Scalar(-0.5))));
         var scaled = P.Commuted("Mul", P.MaybeCast(normalized), P.Const("gain"));
         return new Rule<NormRole>(
             "DecomposedLayerNorm",
@@ -97,22 +99,30 @@ public static class NormRules
                 ConstantResolver.ScalarOf(m["eps"]), null));
     }
 
-    /// <summary>x / sqrt(mean(x^2) + eps) * gamma: Div, Reciprocal+Mul or Div(1, .)+Mul forms, with the
-    /// float->float Casts HF exports put around it.</summary>
+    private static Pattern SqrtLike(Pattern inner) => P.AnyOf(P.Op("Sqrt", inner), P.Op("Pow", inner, P.Scalar(0.5)));
+
+    /// <summary>x / sqrt(mean(x^2) + eps) * gamma: Div, Reciprocal+Mul, Div(1, .)+Mul or an rsqrt-like
+    /// Pow(., -0.5)+Mul, with Sqrt or Pow(., 0.5), and the float->float Casts HF exports put around it.</summary>
     private static Rule<NormRole> DecomposedRmsNorm()
     {
-        var rms = P.Op("Sqrt", P.Commuted("Add", ReduceMean(Square("x")), P.AnyScalar("eps")));
+        var meanSquare = P.Commuted("Add", ReduceMean(Square("x")), P.AnyScalar("eps"));
+        var rms = SqrtLike(meanSquare);
         var normalized = P.AnyOf(
             P.Op("Div", P.Var("x"), rms),
             P.Commuted("Mul", P.Var("x"), P.Op("Reciprocal", rms)),
-            P.Commuted("Mul", P.Var("x"), P.Op("Div", P.Scalar(1), rms)));
+            P.Commuted("Mul", P.Var("x"), P.Op("Div", P.Scalar(1), rms)),
+            P.Commuted("Mul", P.Var("x"), P.Op("Pow", meanSquare, P.Scalar(-0.5))));
         return new Rule<NormRole>(
             "DecomposedRmsNorm",
             P.Commuted("Mul", P.MaybeCast(normalized), P.Const("gain")),
-            m => CheckGain(m),
+            m => IsCentered(m["x"]) ? Check.Fail("x is x' - mean(x'): this is the inside of a LayerNorm", m["x"]) : CheckGain(m),
             m => new NormRole(NormKind.RmsNorm, "DecomposedRmsNorm", m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
                 ConstantResolver.ScalarOf(m["eps"]), null));
     }
+
+    private static bool IsCentered(Value x) =>
+        GraphWalk.Upstream(x).Producer is { } sub && sub.Is("Sub") && sub.Input(1)?.Producer is { } mean && mean.Is("ReduceMean")
+        && GraphWalk.SameTensor(mean.Input(0), sub.Input(0));
 
     /// <summary>A gain is a per-channel vector (a scalar multiply is not a norm gain).</summary>
     private static Check CheckGain(Match m)

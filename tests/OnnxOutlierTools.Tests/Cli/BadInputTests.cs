@@ -9,12 +9,12 @@ namespace OnnxOutlierTools.Tests.Cli;
 public class BadInputTests
 {
     /// <summary>Builds a bad input in <paramref name="temp"/> and returns the model path to pass.</summary>
-    private static readonly Dictionary<string, Func<TempDirectory, string>> Cases = new()
+    private static readonly Dictionary<string, Func<TempFolder, string>> Cases = new()
     {
-        ["missing file"] = t => t.PathOf("absent.onnx"),
-        ["directory"] = t => Directory.CreateDirectory(t.PathOf("folder.onnx")).FullName,
-        ["empty file"] = t => Write(t.PathOf("empty.onnx"), []),
-        ["random bytes"] = t => Write(t.PathOf("random.onnx"), RandomBytes(4096, seed: 7)),
+        ["missing file"] = t => t.Path("absent.onnx"),
+        ["directory"] = t => Directory.CreateDirectory(t.Path("folder.onnx")).FullName,
+        ["empty file"] = t => Write(t.Path("empty.onnx"), []),
+        ["random bytes"] = t => Write(t.Path("random.onnx"), RandomBytes(4096, seed: 7)),
         ["truncated model"] = t =>
         {
             string model = t.CopyGqaModel();
@@ -25,7 +25,7 @@ public class BadInputTests
         ["too-short external data file"] = t =>
         {
             string model = t.CopyGqaModel();
-            string data = t.PathOf("model.onnx.data");
+            string data = t.Path("model.onnx.data");
             Write(data, File.ReadAllBytes(data)[..1_000_000]);
             return model;
         },
@@ -40,7 +40,7 @@ public class BadInputTests
         ["absolute external location"] = t =>
         {
             string model = t.CopyGqaModel(withData: true);
-            RewriteLocations(model, t.PathOf("model.onnx.data"));
+            RewriteLocations(model, t.Path("model.onnx.data"));
             return model;
         },
     };
@@ -55,7 +55,7 @@ public class BadInputTests
     [MemberData(nameof(InspectCases))]
     public void Inspect_BadInput_ReportsOneLineErrorAndExits2(string kind)
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = Cases[kind](temp);
         string[] before = temp.Files();
 
@@ -72,10 +72,10 @@ public class BadInputTests
     [MemberData(nameof(ConvertCases))]
     public void Convert_BadInput_ReportsOneLineErrorAndWritesNothing(string kind)
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = Cases[kind](temp);
         string[] before = temp.Files();
-        string outFolder = temp.PathOf("out");
+        string outFolder = temp.Path("out");
 
         foreach (string layout in new[] { "--embed", "--external-data" })
         {
@@ -90,7 +90,7 @@ public class BadInputTests
     [Fact]
     public void Inspect_MissingExternalDataFile_StillSucceeds()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         var result = CliRunner.Run("inspect", Cases["missing external data file"](temp));
 
         Assert.True(result.ExitCode == 0, result.ToString());
@@ -108,10 +108,10 @@ public class BadInputTests
     [InlineData("truncated model", "not a valid ONNX protobuf")]
     public void Convert_BadInput_NamesTheProblem(string kind, string problem)
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = Cases[kind](temp);
 
-        var result = CliRunner.Run("convert", model, "-o", temp.PathOf("out.onnx"));
+        var result = CliRunner.Run("convert", model, "-o", temp.Path("out.onnx"));
 
         Assert.Equal($"error: {model}: ", result.StderrLines.Single()[..(model.Length + 9)]);
         Assert.Contains(problem, result.Stderr);
@@ -120,7 +120,7 @@ public class BadInputTests
     [Fact]
     public void Verbose_BadInput_AddsTheStackTrace()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = Cases["truncated model"](temp);
 
         var result = CliRunner.Run("inspect", model, "--verbose");
@@ -134,8 +134,8 @@ public class BadInputTests
     [Fact]
     public void Error_PathWithLineBreak_StaysOnOneLine()
     {
-        using var temp = new TempDirectory();
-        string model = temp.PathOf("two\nlines.onnx");
+        using var temp = new TempFolder();
+        string model = temp.Path("two\nlines.onnx");
 
         var result = CliRunner.Run("inspect", model);
 

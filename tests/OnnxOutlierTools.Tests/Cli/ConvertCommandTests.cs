@@ -11,9 +11,9 @@ public class ConvertCommandTests
     [Fact]
     public void Convert_EmbeddedToExternalToEmbedded_KeepsEveryTensor()
     {
-        using var temp = new TempDirectory();
-        string external = temp.PathOf("external", "model.onnx");
-        string embedded = temp.PathOf("embedded", "model.onnx");
+        using var temp = new TempFolder();
+        string external = temp.Path("external", "model.onnx");
+        string embedded = temp.Path("embedded", "model.onnx");
 
         var toExternal = CliRunner.Run("convert", EmbeddedModel, "-o", external, "--external-data");
         Assert.True(toExternal.ExitCode == 0, toExternal.ToString());
@@ -40,8 +40,8 @@ public class ConvertCommandTests
     [Fact]
     public void Convert_ExternalThresholdAndDataFile_AreHonoured()
     {
-        using var temp = new TempDirectory();
-        string output = temp.PathOf("out.onnx");
+        using var temp = new TempFolder();
+        string output = temp.Path("out.onnx");
 
         var result = CliRunner.Run("convert", EmbeddedModel, "-o", output, "--external-data", "--threshold", "0", "--data-file", "weights.bin");
 
@@ -55,8 +55,8 @@ public class ConvertCommandTests
     [Fact]
     public void Convert_DefaultLayout_PreservesExternalData()
     {
-        using var temp = new TempDirectory();
-        string output = temp.PathOf("copy.onnx");
+        using var temp = new TempFolder();
+        string output = temp.Path("copy.onnx");
 
         var result = CliRunner.Run("convert", Fixtures.Export("llama-genai-gqa-fp32", "model.onnx"), "-o", output);
 
@@ -70,18 +70,18 @@ public class ConvertCommandTests
     [Fact]
     public void Convert_OutputIsTheInput_RefusesAndLeavesItUnchanged()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = temp.CopyGqaModel();
-        string data = temp.PathOf("model.onnx.data");
-        string modelHash = TempDirectory.Sha256(model), dataHash = TempDirectory.Sha256(data);
+        string data = temp.Path("model.onnx.data");
+        string modelHash = TempFolder.Sha256(model), dataHash = TempFolder.Sha256(data);
 
         foreach (string[] args in new[]
         {
             new[] { "convert", model, "-o", model },
             ["convert", model, "-o", model, "--embed"],
-            ["convert", model, "-o", Path.Combine(temp.Root, ".", "model.onnx"), "--external-data"],
+            ["convert", model, "-o", Path.Combine(temp.FullPath, ".", "model.onnx"), "--external-data"],
             ["convert", model, "-o", data],
-            ["convert", model, "-o", temp.PathOf("other.onnx"), "--external-data", "--data-file", "model.onnx.data"],
+            ["convert", model, "-o", temp.Path("other.onnx"), "--external-data", "--data-file", "model.onnx.data"],
         })
         {
             var result = CliRunner.Run(args);
@@ -91,8 +91,8 @@ public class ConvertCommandTests
             Assert.DoesNotContain("   at ", result.Stderr);
             Assert.Equal("", result.Stdout);
         }
-        Assert.Equal(modelHash, TempDirectory.Sha256(model));
-        Assert.Equal(dataHash, TempDirectory.Sha256(data));
+        Assert.Equal(modelHash, TempFolder.Sha256(model));
+        Assert.Equal(dataHash, TempFolder.Sha256(data));
         Assert.Equal(["model.onnx", "model.onnx.data"], temp.Files());
     }
 
@@ -104,10 +104,10 @@ public class ConvertCommandTests
     [InlineData("data file in another folder", "out.onnx", "must be a plain file name", "--external-data", "--data-file", "../weights.bin")]
     public void Convert_BadOutput_ReportsOneLineErrorAndWritesNothing(string kind, string output, string problem, params string[] options)
     {
-        using var temp = new TempDirectory();
-        File.WriteAllBytes(temp.PathOf("file.onnx"), [1, 2, 3]);
-        Directory.CreateDirectory(temp.PathOf("folder"));
-        string target = output.Length > 0 ? temp.PathOf(output) : "";
+        using var temp = new TempFolder();
+        File.WriteAllBytes(temp.Path("file.onnx"), [1, 2, 3]);
+        Directory.CreateDirectory(temp.Path("folder"));
+        string target = output.Length > 0 ? temp.Path(output) : "";
         string[] before = temp.Files();
 
         var result = CliRunner.Run(["convert", EmbeddedModel, "-o", target, .. options]);
@@ -124,8 +124,8 @@ public class ConvertCommandTests
     [Fact]
     public void Convert_EmbedBeyondProtobufLimit_WarnsThatDataWentExternal()
     {
-        using var temp = new TempDirectory();
-        string output = temp.PathOf("big.onnx");
+        using var temp = new TempFolder();
+        string output = temp.Path("big.onnx");
 
         // The hidden --protobuf-limit stands in for the 2 GB limit.
         var result = CliRunner.Run("convert", EmbeddedModel, "-o", output, "--embed", "--protobuf-limit", "100000");
@@ -142,8 +142,8 @@ public class ConvertCommandTests
     [Fact]
     public void Convert_EmbedAndExternalDataTogether_IsAUsageError()
     {
-        using var temp = new TempDirectory();
-        string output = temp.PathOf("out", "x.onnx");
+        using var temp = new TempFolder();
+        string output = temp.Path("out", "x.onnx");
 
         var result = CliRunner.Run("convert", EmbeddedModel, "-o", output, "--embed", "--external-data");
 
@@ -160,8 +160,8 @@ public class ConvertCommandTests
     [InlineData("--bogus")]
     public void Convert_BadOptions_AreUsageErrors(params string[] options)
     {
-        using var temp = new TempDirectory();
-        string output = temp.PathOf("x.onnx");
+        using var temp = new TempFolder();
+        string output = temp.Path("x.onnx");
 
         var result = CliRunner.Run(["convert", EmbeddedModel, "-o", output, .. options]);
 

@@ -128,7 +128,7 @@ public class InspectCommandTests
     [Fact]
     public void Inspect_GqaModelWithoutDataFile_WorksAndReportsItAbsent()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = temp.CopyGqaModel(withData: false);
 
         var json = InspectJson(model);
@@ -149,9 +149,9 @@ public class InspectCommandTests
     [Fact]
     public void Inspect_TooShortDataFile_WorksAndReportsItUnusable()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = temp.CopyGqaModel(withData: false);
-        File.WriteAllBytes(temp.PathOf("model.onnx.data"), new byte[1000]);
+        File.WriteAllBytes(temp.Path("model.onnx.data"), new byte[1000]);
 
         var json = InspectJson(model);
         var external = Assert.Single(json.GetProperty("externalData").EnumerateArray());

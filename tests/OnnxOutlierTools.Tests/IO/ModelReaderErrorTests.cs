@@ -34,8 +34,8 @@ public class ModelReaderErrorTests
     [Fact]
     public void Load_TruncatedFile_ReportsOneLineErrorWithOffset()
     {
-        using var temp = new TempDirectory();
-        string path = temp.PathOf("model.onnx");
+        using var temp = new TempFolder();
+        string path = temp.Path("model.onnx");
         File.WriteAllBytes(path, File.ReadAllBytes(GqaModel)[..9000]);
 
         var ex = Assert.Throws<ModelLoadException>(() => ModelReader.Load(path));
@@ -57,7 +57,7 @@ public class ModelReaderErrorTests
     [Fact]
     public void Load_ExternalOffsetNearLongMax_ReportsTooShortInsteadOfOverflowing()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = temp.CopyGqaModel();
         EditFirstExternalTensor(model, t => SetEntry(t, "offset", (long.MaxValue - 10).ToString()));
 
@@ -69,7 +69,7 @@ public class ModelReaderErrorTests
     [Fact]
     public void Load_ShapeWithTooManyElements_NamesTheInitializer()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = temp.CopyGqaModel();
         string name = EditFirstExternalTensor(model, t =>
         {
@@ -86,7 +86,7 @@ public class ModelReaderErrorTests
     [Fact]
     public void Load_ShapeWithTooManyBytes_NamesTheInitializer()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = temp.CopyGqaModel();
         string name = EditFirstExternalTensor(model, t =>
         {
@@ -103,7 +103,7 @@ public class ModelReaderErrorTests
     [Fact]
     public void Load_ExternalTensorOfUnknownType_NamesTheInitializer()
     {
-        using var temp = new TempDirectory();
+        using var temp = new TempFolder();
         string model = temp.CopyGqaModel();
         string name = EditFirstExternalTensor(model, t => t.DataType = 77);
 

@@ -74,17 +74,21 @@ public class NormRuleTests
     [InlineData("div")]
     [InlineData("reciprocal")]
     [InlineData("one-over")]
+    [InlineData("rsqrt-pow")]
+    [InlineData("pow-half")]
     public void DecomposedRms_Variants_AreRecognized(string form)
     {
         var (b, x, gain) = Start();
         var sq = b.Op("Pow", x, b.Scalar("two", 2f));
         var mean = b.Node("ReduceMean", [sq], [Attr.Ints("axes", -1)])[0];
-        var rms = b.Op("Sqrt", b.Op("Add", mean, b.Scalar("eps", 1e-5f)));
+        var meanSquare = b.Op("Add", mean, b.Scalar("eps", 1e-5f));
+        Value Rms() => form == "pow-half" ? b.Op("Pow", meanSquare, b.Scalar("half", 0.5f)) : b.Op("Sqrt", meanSquare);
         var normalized = form switch
         {
-            "div" => b.Op("Div", x, rms),
-            "reciprocal" => b.Op("Mul", b.Op("Reciprocal", rms), x),
-            _ => b.Op("Mul", x, b.Op("Div", b.Scalar("one", 1f), rms)),
+            "div" or "pow-half" => b.Op("Div", x, Rms()),
+            "rsqrt-pow" => b.Op("Mul", x, b.Op("Pow", meanSquare, b.Scalar("minus_half", -0.5f))),
+            "reciprocal" => b.Op("Mul", b.Op("Reciprocal", Rms()), x),
+            _ => b.Op("Mul", x, b.Op("Div", b.Scalar("one", 1f), Rms())),
         };
         var y = b.Op("Mul", gain, normalized);
         var norm = Assert.Single(Norms(b));

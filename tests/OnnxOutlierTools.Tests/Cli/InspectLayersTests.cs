@@ -1,0 +1,101 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace OnnxOutlierTools.Tests.Cli;
+
+/// <summary><c>inspect --layers</c> as a user types it, and every CLI command the README shows.</summary>
+public class InspectLayersTests
+{
+    [Fact]
+    public void InspectLayers_GqaModel_PrintsTheRoleTable()
+    {
+        var r = CliRunner.Run("inspect", Fixtures.Export("llama-genai-gqa-fp32", "model.onnx"), "--layers");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("Structure: 2 pre-norm decoder block(s)", r.Stdout);
+        foreach (var role in new[] { "block 0", "block 1", "residual in", "attn norm", "packed qkv model.layers.0.attn.qkv_proj.MatMul.weight",
+                     "o proj", "kv cache      past past_key_values.0.key", "ffn norm", "glu silu", "down input    /model/layers.0/mlp/Mul/output_0",
+                     "residual out", "final norm", "lm head         lm_head.MatMul.weight [16->32000]" })
+            Assert.Contains(role, r.Stdout);
+        Assert.DoesNotContain("INCOMPLETE", r.Stdout);
+        Assert.DoesNotContain("Rule trace", r.Stdout); // only with --explain
+    }
+
+    [Fact]
+    public void InspectLayersJson_MiniLm_IsTheStableMachineForm()
+    {
+        var r = CliRunner.Run("inspect", MiniLm.ModelPath, "--layers", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var layers = doc.RootElement.GetProperty("layers");
+        Assert.True(layers.GetProperty("recognized").GetBoolean());
+        Assert.Equal(6, layers.GetProperty("blockCount").GetInt32());
+        Assert.Equal("post-norm", layers.GetProperty("normPlacement").GetString());
+        Assert.Equal("encoder", layers.GetProperty("architecture").GetString());
+        var block = layers.GetProperty("blocks")[0];
+        Assert.Equal(12, block.GetProperty("attention").GetProperty("numHeads").GetInt32());
+        Assert.Equal("encoder.layer.0.attention.output.LayerNorm.weight", block.GetProperty("attentionNorm").GetProperty("gain").GetString());
+        Assert.Equal(1536, block.GetProperty("ffn").GetProperty("down").GetProperty("inFeatures").GetInt64());
+        Assert.Equal(0, block.GetProperty("missing").GetArrayLength());
+        Assert.False(layers.TryGetProperty("trace", out _));
+        Assert.Equal(1, doc.RootElement.GetProperty("schemaVersion").GetInt32()); // the inspect summary is still there
+    }
+
+    [Fact]
+    public void InspectLayersExplain_AddsEachRulesMatchesAndNearMisses()
+    {
+        var r = CliRunner.Run("inspect", Fixtures.Export("gpt2-torch-nopast", "GPT2Model.onnx"), "--layers", "--explain");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("Rule trace", r.Stdout);
+        Assert.Matches(new Regex(@"\[norm\] DecomposedLayerNorm: 25 match\(es\)"), r.Stdout);
+        Assert.Matches(new Regex(@"\[norm\] DecomposedRmsNorm: 0 match\(es\); near miss .*inside of a LayerNorm"), r.Stdout);
+        Assert.Matches(new Regex(@"\[ffn\] GLU/silu: 0 match\(es\); near miss rooted at"), r.Stdout);
+    }
+
+    [Fact]
+    public void InspectLayers_NonTransformer_ExitsThreeWithMessageAndTrace()
+    {
+        using var temp = new TempFolder("cli-layers");
+        var b = new Ir.GraphBuilder();
+        var x = b.Input("x", Tensors.TensorDataType.Float, 1, 8);
+        b.Output(b.Op("Relu", b.Op("MatMul", x, b.Initializer("w", new float[64], 8, 8))), Tensors.TensorDataType.Float, 1, 8);
+        using (var model = b.ToModel()) OnnxOutlierTools.IO.ModelWriter.Save(model, temp.Path("mlp.onnx"));
+        var r = CliRunner.Run("inspect", temp.Path("mlp.onnx"), "--layers");
+        Assert.Equal(3, r.ExitCode);
+        Assert.Contains("Structure not recognized: no transformer blocks recognized", r.Stdout);
+        Assert.Contains("near miss", r.Stdout);
+        Assert.Empty(r.Stderr);
+    }
+
+    [Fact]
+    public void Explain_WithoutLayers_IsAUsageError()
+    {
+        var r = CliRunner.Run("inspect", Fixtures.Export("distilbert-optimum", "model.onnx"), "--explain");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--explain needs --layers", r.Stderr);
+    }
+
+    /// <summary>The README's quick start, command by command, run in-process from the repository root.</summary>
+    [Fact]
+    public void ReadmeCommands_RunAsDocumented()
+    {
+        string root = RepositoryRoot();
+        const string prefix = "dotnet run --project src/OnnxOutlierTools.Cli -c Release -- ";
+        var commands = File.ReadAllLines(Path.Combine(root, "README.md")).Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(commands);
+        foreach (var line in commands)
+        {
+            var args = line[prefix.Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                .Select(a => File.Exists(Path.Combine(root, a)) ? Path.Combine(root, a) : a).ToArray();
+            var r = CliRunner.Run(args);
+            Assert.True(r.ExitCode == 0, $"{line}\n{r}");
+            Assert.NotEmpty(r.Stdout);
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "OnnxOutlierTools.sln"))) return dir.FullName;
+        throw new InvalidOperationException("repository root not found");
+    }
+}
