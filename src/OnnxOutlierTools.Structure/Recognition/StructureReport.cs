@@ -14,32 +14,40 @@ public static class StructureReport
     {
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
     // ---- JSON data (names of values and initializers; stable property names) ----------------------
 
-    public sealed record LayersJson(bool Recognized, string Message, string? Graph, string? NestedIn, string? Architecture, string? NormPlacement,
+    /// <summary>Version of the layers JSON; bump on incompatible changes.</summary>
+    public const int SchemaVersion = 1;
+
+    /// <summary>A node: its name (null when the exporter gave none), op type, domain and first output.</summary>
+    public sealed record NodeJson(string? Name, string OpType, string? Domain, string? Output);
+
+    /// <summary>A tensor: the value's name, or (when not emitted yet) the node and output index that compute it.</summary>
+    public sealed record TensorJson(string? Value, bool Emitted, NodeJson? Node, int OutputIndex);
+
+    public sealed record LayersJson(int SchemaVersion, bool Recognized, string Message, string? Graph, string? NestedIn, string? Architecture, string? NormPlacement,
         int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead,
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<string> Hints, IReadOnlyList<string> GraphsSearched,
         IReadOnlyList<TraceJson>? Trace);
 
-    public sealed record BlockJson(int Index, string ResidualIn, string? AttentionResidual, string ResidualOut,
+    public sealed record BlockJson(int Index, string Placement, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
         NormJson? AttentionNorm, AttentionJson Attention, NormJson? FfnNorm, FfnJson Ffn, IReadOnlyList<string> Missing);
 
-    public sealed record NormJson(string Kind, string Form, string Node, string Input, string? Skip, string Output, string Gain, bool GainShared,
-        string? Bias, double? Epsilon, string? ResidualSum);
+    public sealed record NormJson(string Kind, string Form, NodeJson Node, TensorJson Input, string? Skip, string Output, string Gain, bool GainShared,
+        string? Bias, double? Epsilon, TensorJson? ResidualSum);
 
-    public sealed record LinearJson(string Form, string Node, string Input, string Output, string Weight, string Layout, string? Bias,
+    public sealed record LinearJson(string Form, NodeJson Node, string Input, string Output, string Weight, string Layout, string? Bias,
         bool Quantized, long InFeatures, long OutFeatures, string? WeightType);
 
-    public sealed record AttentionJson(string Form, string Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
+    public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
         int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output);
 
     public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput, bool PackedGateUp);
 
-    public sealed record EmbeddingJson(string Form, string Node, string TokenTable, string? PositionTable, string Output);
+    public sealed record EmbeddingJson(string Form, NodeJson Node, string TokenTable, string? PositionTable, string Output);
 
     public sealed record InputsJson(string? InputIds, string? AttentionMask, string? PositionIds, string? TokenTypeIds);
 
@@ -52,10 +60,10 @@ public static class StructureReport
         var s = result.Structure;
         var trace = includeTrace ? TraceItems(result).ToList() : null;
         if (s is null)
-            return new LayersJson(false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], result.GraphsSearched, trace);
-        return new LayersJson(true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture, s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
+            return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], result.GraphsSearched, trace);
+        return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture, s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
             s.Blocks.Count, s.Blocks.Select(Block).ToList(),
-            s.Embedding is { } e ? new EmbeddingJson(e.Form, e.Node.Describe(), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name) : null,
+            s.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name) : null,
             Norm(s.FinalNorm), Linear(s.LmHead),
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
             s.Blocks.Where(b => b.Attention.Cache is not null).Select(b => b.Attention.Cache is { } c
@@ -65,7 +73,13 @@ public static class StructureReport
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
 
-    private static BlockJson Block(BlockRole b) => new(b.Index, b.ResidualIn.ToString(), b.AttentionResidual?.ToString(), b.ResidualOut.ToString(),
+    private static NodeJson NodeOf(Node n) => new(n.Name.Length > 0 ? n.Name : null, n.OpType, n.IsDefaultDomain ? null : n.Domain,
+        n.Outputs.FirstOrDefault(o => o is not null)?.Name);
+
+    private static TensorJson Tensor(TensorRef t) => new(t.Value?.Name, t.IsEmitted, t.Node is null ? null : NodeOf(t.Node), t.OutputIndex);
+
+    private static BlockJson Block(BlockRole b) => new(b.Index, b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
+        Tensor(b.ResidualIn), b.AttentionResidual is null ? null : Tensor(b.AttentionResidual), Tensor(b.ResidualOut),
         Norm(b.AttentionNorm), Attention(b.Attention), Norm(b.FfnNorm), Ffn(b.Ffn), Missing(b));
 
     /// <summary>Roles a complete block has but this one lacks (empty when complete).</summary>
@@ -84,14 +98,14 @@ public static class StructureReport
     }
 
     private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind == NormKind.RmsNorm ? "rms" : "layer", n.Form,
-        n.OutputNode.Describe(), n.Input.ToString(), n.Skip?.Name, n.Output.Name, n.Gain.Name, n.Gain.Uses.Count > 1, n.Bias?.Name,
-        n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum?.ToString());
+        NodeOf(n.OutputNode), Tensor(n.Input), n.Skip?.Name, n.Output.Name, n.Gain.Name, n.Gain.Uses.Count > 1, n.Bias?.Name,
+        n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum is null ? null : Tensor(n.ResidualSum));
 
-    private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form, l.Node.Describe(), l.Input.Name, l.Output.Name,
+    private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form, NodeOf(l.Node), l.Input.Name, l.Output.Name,
         l.Weight.Name, l.Layout == WeightLayout.InOut ? "in,out" : "out,in", l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
         l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null);
 
-    private static AttentionJson Attention(AttentionRole a) => new(a.Form, a.CoreNodes[^1].Describe(), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
+    private static AttentionJson Attention(AttentionRole a) => new(a.Form, NodeOf(a.CoreNodes[^1]), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
         Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary, a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name);
 
     private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);

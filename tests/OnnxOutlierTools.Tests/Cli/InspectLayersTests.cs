@@ -36,8 +36,34 @@ public class InspectLayersTests
         Assert.Equal("encoder.layer.0.attention.output.LayerNorm.weight", block.GetProperty("attentionNorm").GetProperty("gain").GetString());
         Assert.Equal(1536, block.GetProperty("ffn").GetProperty("down").GetProperty("inFeatures").GetInt64());
         Assert.Equal(0, block.GetProperty("missing").GetArrayLength());
-        Assert.False(layers.TryGetProperty("trace", out _));
+        Assert.Equal(JsonValueKind.Null, layers.GetProperty("trace").ValueKind); // only with --explain
         Assert.Equal(1, doc.RootElement.GetProperty("schemaVersion").GetInt32()); // the inspect summary is still there
+    }
+
+    [Fact]
+    public void InspectLayersJson_FusedSkipNorm_NamesTheUnemittedResidualSum()
+    {
+        var r = CliRunner.Run("inspect", Fixtures.Export("llama-genai-gqa-fp32", "model.onnx"), "--layers", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var layers = doc.RootElement.GetProperty("layers");
+        Assert.Equal(1, layers.GetProperty("schemaVersion").GetInt32());
+        var blocks = layers.GetProperty("blocks");
+        // Block 0 ends at the residual sum the next skip norm already emits (output 3) ...
+        var out0 = blocks[0].GetProperty("residualOut");
+        Assert.True(out0.GetProperty("emitted").GetBoolean());
+        Assert.Equal("/model/layers.1/input_layernorm/output_3", out0.GetProperty("value").GetString());
+        Assert.Equal(out0.GetProperty("value").GetString(), blocks[1].GetProperty("residualIn").GetProperty("value").GetString());
+        // ... block 1 at one the final norm computes but does not emit: a probe has to request it.
+        var out1 = blocks[1].GetProperty("residualOut");
+        Assert.False(out1.GetProperty("emitted").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, out1.GetProperty("value").ValueKind);
+        Assert.Equal("SkipSimplifiedLayerNormalization", out1.GetProperty("node").GetProperty("opType").GetString());
+        Assert.Equal("com.microsoft", out1.GetProperty("node").GetProperty("domain").GetString());
+        Assert.Equal(3, out1.GetProperty("outputIndex").GetInt32());
+        var kv = layers.GetProperty("kvCache");
+        Assert.Equal(2, kv.GetArrayLength());
+        Assert.Equal("present.1.value", kv[1].GetProperty("presentValue").GetString());
     }
 
     [Fact]
