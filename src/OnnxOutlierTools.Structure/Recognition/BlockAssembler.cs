@@ -60,7 +60,9 @@ internal sealed class BlockAssembler
         for (int i = 0; i < attentions.Count; i++)
         {
             var a = attentions[i];
-            int start = Pos(a.Output!.Node);
+            // A block's FFN lies between its own Q/K/V projections and the next block's (after the attention in
+            // sequential blocks, anywhere after the projections in parallel ones).
+            int start = Projections(a).Min(n => Pos(n));
             int end = i + 1 < attentions.Count ? Projections(attentions[i + 1]).Min(n => Pos(n)) : int.MaxValue;
             var ffn = ffns.FirstOrDefault(f => Pos(f.Down.Node) > start && Pos(f.Down.Node) < end);
             if (ffn is null) { _trace.Note("Blocks", $"attention {a.CoreNodes[^1].Describe()} is followed by no FFN"); continue; }
@@ -83,6 +85,7 @@ internal sealed class BlockAssembler
             return null;
         }
         var qkvInput = (attention.PackedQkv ?? attention.Query)!.Input;
+        if (Parallel(index, attention, ffn, attnJoin, ffnJoin, qkvInput) is { } parallel) return parallel;
         bool postNorm = GraphWalk.SameTensor(attnJoin.Residual, qkvInput);
         if (postNorm)
         {
@@ -94,6 +97,30 @@ internal sealed class BlockAssembler
         }
         return new BlockRole(index, NormPlacement.PreNorm, NormFeeding(qkvInput), attention, attnJoin.Sum,
             NormFeeding(ffn.Up.Input), ffn, TensorRef.Of(attnJoin.Residual!), ffnJoin.Sum);
+    }
+
+    /// <summary>x + attn(norm(x)) + ffn(norm'(x)): the branches are summed first ((attn + ffn) + x), or one
+    /// after the other while the second still reads the block input ((x + attn) + ffn).</summary>
+    private BlockRole? Parallel(int index, AttentionRole attention, FfnRole ffn, Join attnJoin, Join ffnJoin, Value qkvInput)
+    {
+        var attentionNorm = NormFeeding(qkvInput);
+        var ffnNorm = NormFeeding(ffn.Up.Input);
+        // A skip norm normalizes input + skip, i.e. it is itself a residual join: such blocks are sequential.
+        bool ReadsBlockInput(Value sublayerInput, NormRole? norm, Value? x) =>
+            norm?.Skip is null && GraphWalk.SameTensor(norm?.Input.Value ?? sublayerInput, x);
+
+        if (GraphWalk.SameTensor(attnJoin.Residual, ffn.Down.Output) && attnJoin.Sum.Value is { } branches)
+        {
+            if (ResidualJoin(branches) is not { Residual: { } x } outer) return null;
+            return new BlockRole(index, NormPlacement.PreNorm, attentionNorm, attention, null, ffnNorm, ffn, TensorRef.Of(x), outer.Sum, true);
+        }
+        if (attnJoin.Sum.Value is { } afterAttention && GraphWalk.SameTensor(ffnJoin.Residual, afterAttention)
+            && ReadsBlockInput(ffn.Up.Input, ffnNorm, attnJoin.Residual))
+            return new BlockRole(index, NormPlacement.PreNorm, attentionNorm, attention, null, ffnNorm, ffn, TensorRef.Of(attnJoin.Residual!), ffnJoin.Sum, true);
+        if (ffnJoin.Sum.Value is { } afterFfn && GraphWalk.SameTensor(attnJoin.Residual, afterFfn)
+            && ReadsBlockInput(qkvInput, attentionNorm, ffnJoin.Residual))
+            return new BlockRole(index, NormPlacement.PreNorm, attentionNorm, attention, null, ffnNorm, ffn, TensorRef.Of(ffnJoin.Residual!), attnJoin.Sum, true);
+        return null;
     }
 
     // ---- model level ----------------------------------------------------------------------------------

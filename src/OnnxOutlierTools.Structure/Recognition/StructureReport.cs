@@ -33,7 +33,7 @@ public static class StructureReport
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<string> Hints, IReadOnlyList<string> GraphsSearched,
         IReadOnlyList<TraceJson>? Trace);
 
-    public sealed record BlockJson(int Index, string Placement, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
+    public sealed record BlockJson(int Index, string Placement, bool ParallelResidual, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
         NormJson? AttentionNorm, AttentionJson Attention, NormJson? FfnNorm, FfnJson Ffn, IReadOnlyList<string> Missing);
 
     public sealed record NormJson(string Kind, string Form, NodeJson Node, TensorJson Input, string? Skip, string Output, string Gain, bool GainShared,
@@ -78,7 +78,7 @@ public static class StructureReport
 
     private static TensorJson Tensor(TensorRef t) => new(t.Value?.Name, t.IsEmitted, t.Node is null ? null : NodeOf(t.Node), t.OutputIndex);
 
-    private static BlockJson Block(BlockRole b) => new(b.Index, b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
+    private static BlockJson Block(BlockRole b) => new(b.Index, b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm", b.ParallelResidual,
         Tensor(b.ResidualIn), b.AttentionResidual is null ? null : Tensor(b.AttentionResidual), Tensor(b.ResidualOut),
         Norm(b.AttentionNorm), Attention(b.Attention), Norm(b.FfnNorm), Ffn(b.Ffn), Missing(b));
 
@@ -133,7 +133,7 @@ public static class StructureReport
         foreach (var b in s.Blocks)
         {
             var a = b.Attention;
-            sb.AppendLine($"block {b.Index}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
+            sb.AppendLine($"block {b.Index}{(b.ParallelResidual ? " (parallel attention and FFN)" : "")}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
             sb.AppendLine($"  residual in   {b.ResidualIn}");
             sb.AppendLine($"  attn norm     {NormText(b.AttentionNorm)}");
             string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";

@@ -97,7 +97,9 @@ public sealed record FfnRole(
 public enum NormPlacement { PreNorm, PostNorm }
 
 /// <summary>One transformer block. In a pre-norm block the norms precede their sublayer
-/// (input_layernorm, post_attention_layernorm); in a post-norm block they follow the residual add.</summary>
+/// (input_layernorm, post_attention_layernorm); in a post-norm block they follow the residual add. In a
+/// parallel block (GPT-J, GPT-NeoX, Phi-2) attention and FFN both read the block input and are added to it
+/// together: <see cref="AttentionResidual"/> is then null (there is no stream point between them).</summary>
 public sealed record BlockRole(
     int Index,
     NormPlacement Placement,
@@ -107,7 +109,8 @@ public sealed record BlockRole(
     NormRole? FfnNorm,
     FfnRole Ffn,
     TensorRef ResidualIn,
-    TensorRef ResidualOut);
+    TensorRef ResidualOut,
+    bool ParallelResidual = false);
 
 public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, string Form);
 

@@ -44,6 +44,7 @@ public class RecognizerFixtureTests
         foreach (var b in s.Blocks)
         {
             Assert.Equal(e.Attention, b.Attention.Form);
+            Assert.False(b.ParallelResidual, $"block {b.Index} is sequential");
             if (e.Heads is int h) Assert.Equal(h, b.Attention.NumHeads);
             if (e.KvHeads is int kv) Assert.Equal(kv, b.Attention.KvHeads);
             if (e.HeadSize is int d) Assert.Equal(d, b.Attention.HeadSize);
@@ -71,7 +72,7 @@ public class RecognizerFixtureTests
             Assert.True(StructureReport.Missing(b).Count == 0, $"block {b.Index} is missing {string.Join(", ", StructureReport.Missing(b))}");
             Assert.NotNull(b.ResidualIn);
             Assert.NotNull(b.ResidualOut);
-            Assert.NotNull(b.AttentionResidual);
+            if (!b.ParallelResidual) Assert.NotNull(b.AttentionResidual);
             Assert.NotNull(b.Ffn.DownInput);
             Assert.Same(b.Ffn.Down.Input, b.Ffn.DownInput);
             foreach (var l in new[] { b.Attention.Query, b.Attention.Key, b.Attention.ValueProjection, b.Attention.PackedQkv, b.Attention.Output, b.Ffn.Gate, b.Ffn.Up, b.Ffn.Down })
@@ -102,6 +103,7 @@ public class RecognizerFixtureTests
         Assert.All(s.Blocks, b =>
         {
             Assert.Equal((12, 32), (b.Attention.NumHeads, b.Attention.HeadSize));
+            Assert.False(b.ParallelResidual);
             Assert.Equal(384, b.Attention.Query!.InFeatures);
             Assert.Equal(("mlp", "gelu-erf", 1536L), (b.Ffn.Kind, b.Ffn.Activation, b.Ffn.Up.OutFeatures));
             Assert.Equal("DecomposedLayerNorm", b.AttentionNorm!.Form);

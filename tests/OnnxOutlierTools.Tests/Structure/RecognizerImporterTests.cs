@@ -29,6 +29,7 @@ public class RecognizerImporterTests
         Assert.All(s.Blocks, b =>
         {
             Assert.Equal(attentionForm, b.Attention.Form);
+            Assert.False(b.ParallelResidual);
             Assert.Equal((8, 4, 8), (b.Attention.NumHeads, b.Attention.KvHeads, b.Attention.HeadSize));
             Assert.Equal(("glu", "silu", 172L), (b.Ffn.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
             Assert.Equal(flavour != nameof(LlamaOnnxFlavour.Decomposed), b.Attention.Cache is not null);
