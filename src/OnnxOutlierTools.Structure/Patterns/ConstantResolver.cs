@@ -59,5 +59,24 @@ public static class ConstantResolver
         };
     }
 
-    public static double? ScalarOf(Value value) => Resolve(value) is { } c ? Scalar(c.Tensor) : null;
+    /// <summary>The value of a one-element constant, also when it is computed from constants by a few scalar
+    /// ops (Sqrt, Reciprocal, Div, Mul, Pow, Cast: exporters compute 1/sqrt(head_size) that way).</summary>
+    public static double? ScalarOf(Value value) => ScalarOf(value, 4);
+
+    private static double? ScalarOf(Value value, int depth)
+    {
+        if (Resolve(value) is { } c) return Scalar(c.Tensor);
+        if (depth == 0 || value.Producer is not { IsDefaultDomain: true } p) return null;
+        double? Arg(int i) => p.Input(i) is { } v ? ScalarOf(v, depth - 1) : null;
+        return p.OpType switch
+        {
+            "Sqrt" => Arg(0) is double a && a >= 0 ? Math.Sqrt(a) : null,
+            "Reciprocal" => Arg(0) is double a && a != 0 ? 1 / a : null,
+            "Cast" or "Identity" => Arg(0),
+            "Div" => Arg(0) is double a && Arg(1) is double b && b != 0 ? a / b : null,
+            "Mul" => Arg(0) is double a && Arg(1) is double b ? a * b : null,
+            "Pow" => Arg(0) is double a && Arg(1) is double b ? Math.Pow(a, b) : null,
+            _ => null,
+        };
+    }
 }

@@ -268,8 +268,14 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
             if (value.Producer is not { } p || depth >= 16 || !p.IsDefaultDomain && p.OpType != "RotaryEmbedding") continue;
             if (!PathOps.Contains(p.OpType)) continue;
             result.Nodes.Add(p);
-            if ((p.Is("Div") || p.Is("Mul")) && p.Inputs.FirstOrDefault(IsConst) is { } c && ConstantResolver.ScalarOf(c) is double s && s > 0)
+            // A scalar scale (Q / sqrt(d), or Q and K each times d^-1/4, possibly computed as Sqrt(const)).
+            if ((p.Is("Div") || p.Is("Mul")) && p.Inputs.Select(i => i is null ? null : ConstantResolver.ScalarOf(i)).FirstOrDefault(x => x is not null) is double s && s > 0)
+            {
                 scale ??= p.Is("Div") ? 1 / s : s;
+                if (p.Input(0) is { } scaled && ConstantResolver.ScalarOf(scaled) is null) queue.Enqueue((scaled, depth + 1));
+                else if (p.Input(1) is { } other && ConstantResolver.ScalarOf(other) is null) queue.Enqueue((other, depth + 1));
+                continue;
+            }
             foreach (int i in DataInputs(p))
                 if (p.Input(i) is { } input && !IsConst(input)) queue.Enqueue((input, depth + 1));
         }
