@@ -47,23 +47,16 @@ public static class Rope
     /// (the permutation of HF's convert_llama_weights_to_hf). The dot products q.k within a head are
     /// unchanged, so attention is unchanged.
     /// </summary>
-    public static float[] InterleavedToRotateHalf(ReadOnlySpan<float> rows, int heads, int headSize, int inFeatures)
-    {
-        if (rows.Length != (long)heads * headSize * inFeatures)
-            throw new ArgumentException($"expected {heads}*{headSize}*{inFeatures} values, got {rows.Length}", nameof(rows));
-        var result = new float[rows.Length];
-        int half = headSize / 2;
-        for (int h = 0; h < heads; h++)
-            for (int j = 0; j < headSize; j++)
-            {
-                int src = j < half ? 2 * j : 2 * (j - half) + 1;
-                rows.Slice((h * headSize + src) * inFeatures, inFeatures).CopyTo(result.AsSpan((h * headSize + j) * inFeatures, inFeatures));
-            }
-        return result;
-    }
+    public static float[] InterleavedToRotateHalf(ReadOnlySpan<float> rows, int heads, int headSize, int inFeatures) =>
+        PermuteRows(rows, heads, headSize, inFeatures, toRotateHalf: true);
 
     /// <summary>The inverse of <see cref="InterleavedToRotateHalf"/>.</summary>
-    public static float[] RotateHalfToInterleaved(ReadOnlySpan<float> rows, int heads, int headSize, int inFeatures)
+    public static float[] RotateHalfToInterleaved(ReadOnlySpan<float> rows, int heads, int headSize, int inFeatures) =>
+        PermuteRows(rows, heads, headSize, inFeatures, toRotateHalf: false);
+
+    /// <summary>Rotate-half row j of a head is interleaved row 2j (first half) or 2(j - half) + 1 (second half);
+    /// the permutation moves rows one way or the other.</summary>
+    private static float[] PermuteRows(ReadOnlySpan<float> rows, int heads, int headSize, int inFeatures, bool toRotateHalf)
     {
         if (rows.Length != (long)heads * headSize * inFeatures)
             throw new ArgumentException($"expected {heads}*{headSize}*{inFeatures} values, got {rows.Length}", nameof(rows));
@@ -72,8 +65,9 @@ public static class Rope
         for (int h = 0; h < heads; h++)
             for (int j = 0; j < headSize; j++)
             {
-                int dst = j < half ? 2 * j : 2 * (j - half) + 1;
-                rows.Slice((h * headSize + j) * inFeatures, inFeatures).CopyTo(result.AsSpan((h * headSize + dst) * inFeatures, inFeatures));
+                int interleaved = j < half ? 2 * j : 2 * (j - half) + 1;
+                int from = toRotateHalf ? interleaved : j, to = toRotateHalf ? j : interleaved;
+                rows.Slice((h * headSize + from) * inFeatures, inFeatures).CopyTo(result.AsSpan((h * headSize + to) * inFeatures, inFeatures));
             }
         return result;
     }

@@ -71,23 +71,23 @@ public sealed class ProtoTensor : Tensor
         switch (DataType)
         {
             case TensorDataType.Float or TensorDataType.Complex64:
-                MemoryMarshal.AsBytes(CollectionsMarshalSpan(_proto.FloatData)).CopyTo(bytes);
+                CopyRaw(_proto.FloatData, bytes);
                 break;
             case TensorDataType.Double or TensorDataType.Complex128:
-                MemoryMarshal.AsBytes(CollectionsMarshalSpan(_proto.DoubleData)).CopyTo(bytes);
+                CopyRaw(_proto.DoubleData, bytes);
                 break;
             case TensorDataType.Int64:
-                MemoryMarshal.AsBytes(CollectionsMarshalSpan(_proto.Int64Data)).CopyTo(bytes);
+                CopyRaw(_proto.Int64Data, bytes);
                 break;
             case TensorDataType.UInt64:
-                MemoryMarshal.AsBytes(CollectionsMarshalSpan(_proto.Uint64Data)).CopyTo(bytes);
+                CopyRaw(_proto.Uint64Data, bytes);
                 break;
             case TensorDataType.UInt32:
                 for (int i = 0; i < _proto.Uint64Data.Count; i++)
                     BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(i * 4), (uint)_proto.Uint64Data[i]);
                 break;
             case TensorDataType.Int32:
-                MemoryMarshal.AsBytes(CollectionsMarshalSpan(_proto.Int32Data)).CopyTo(bytes);
+                CopyRaw(_proto.Int32Data, bytes);
                 break;
             case TensorDataType.Int16 or TensorDataType.UInt16 or TensorDataType.Float16 or TensorDataType.BFloat16:
                 // 16-bit types hold one element per int32 (the bit pattern in the low half).
@@ -102,11 +102,10 @@ public sealed class ProtoTensor : Tensor
         return bytes;
     }
 
-    private static ReadOnlySpan<T> CollectionsMarshalSpan<T>(Google.Protobuf.Collections.RepeatedField<T> field) where T : unmanaged
+    /// <summary>Typed field values in their little-endian raw layout, written straight into the result.</summary>
+    private static void CopyRaw<T>(Google.Protobuf.Collections.RepeatedField<T> field, byte[] destination) where T : unmanaged
     {
-        // RepeatedField has no span accessor; copy once into an array (typed fields are small).
-        var array = new T[field.Count];
-        field.CopyTo(array, 0);
-        return array;
+        var values = MemoryMarshal.Cast<byte, T>(destination.AsSpan());
+        for (int i = 0; i < field.Count; i++) values[i] = field[i];
     }
 }

@@ -55,9 +55,10 @@ public static class LinearRules
     {
         var mm = m.Node("mm");
         var (inF, outF) = Features(m);
+        var transpose = m.TryNode("transpose");
         var path = new List<Node>();
-        if (m.TryNode("transpose") is { } t) path.Add(t);
-        path.AddRange(ConstantResolver.Resolve(mm.Input(1)!.Producer is { } p && p.Is("Transpose") ? p.Input(0)! : mm.Input(1)!)!.PassThrough);
+        if (transpose is not null) path.Add(transpose);
+        path.AddRange(ConstantResolver.Resolve(transpose?.Input(0) ?? mm.Input(1)!)!.PassThrough);
         return new LinearRole("MatMul", mm, m["x"], m.Root, m["w"], m.Has("transpose") ? WeightLayout.OutIn : WeightLayout.InOut,
             bias ? m["b"] : null, bias ? m.Node("add") : null, false, inF, outF, path);
     }

@@ -35,7 +35,7 @@ public static class NormRules
     /// <summary>LayerNormalization(x, gamma[, beta]) and the RMS variants (opset 17 / ORT / opset 23).</summary>
     private static Rule<NormRole> Fused(string op, string domain, NormKind kind, bool hasBias) => new(
         op,
-        P.Node([op], [P.Var("x"), P.Const("gain"), hasBias ? null : null], domain, bindAs: "norm"),
+        P.Node([op], [P.Var("x"), P.Const("gain")], domain, bindAs: "norm"),
         m => Check.Require(m.Node("norm").Output(0) == m.Root, "only the normalized output (0) is a norm output"),
         m =>
         {
