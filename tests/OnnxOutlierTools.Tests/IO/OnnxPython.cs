@@ -24,9 +24,13 @@ public static class OnnxPython
     /// <summary>How to check a file: with or without full_check (shape inference), and whether default-domain
     /// ops the installed onnx has no schema for at the model's opset (ORT contrib ops that ORT registers
     /// in the ONNX domain, e.g. SimplifiedLayerNormalization, or LayerNormalization below opset 17) are
-    /// first moved to com.microsoft in a temporary copy beside the file, so the checker can check the rest.</summary>
+    /// first moved to com.microsoft, so the checker can check the rest.</summary>
     public sealed record Request(string Path, bool FullCheck = true, bool RelabelUnknownDefaultDomainOps = false);
 
+    /// <summary>Checks each file on a private copy (see the script), so the file given is never written:
+    /// onnx 1.12's <c>check_model(path, full_check=True)</c> writes the shape-inferred model back to
+    /// <c>path</c>, which read-only bits do not stop for root, and it would rewrite a fixture or the very
+    /// file a test goes on to run.</summary>
     public static IReadOnlyList<CheckerVerdict> Check(params Request[] requests)
     {
         string python = Executable ?? throw new InvalidOperationException(UnavailableReason);
@@ -52,10 +56,39 @@ public static class OnnxPython
         }).ToArray();
     }
 
+    // Each request is checked on a copy in a fresh temporary folder: the model file and every external
+    // data file it names, at the same relative locations (so the verdict is the same), then removed.
     private const string Script = """
-        import json, os, sys
+        import json, os, shutil, sys, tempfile
         import onnx
         from onnx import checker, defs
+
+        def private_copy(path, folder):
+            model = onnx.load(path, load_external_data=False)
+            target = os.path.join(folder, os.path.basename(path))
+            shutil.copyfile(path, target)
+            source_dir = os.path.dirname(os.path.abspath(path))
+            def tensors(graph):
+                for t in graph.initializer:
+                    yield t
+                for node in graph.node:
+                    for attr in node.attribute:
+                        if attr.type == onnx.AttributeProto.GRAPH:
+                            yield from tensors(attr.g)
+                        for sub in attr.graphs:
+                            yield from tensors(sub)
+            for t in tensors(model.graph):
+                if t.data_location != onnx.TensorProto.EXTERNAL:
+                    continue
+                location = next((e.value for e in t.external_data if e.key == 'location'), None)
+                source = os.path.normpath(os.path.join(source_dir, location or ''))
+                copy = os.path.normpath(os.path.join(folder, location or ''))
+                # Locations outside the folder are left for the checker to reject, as on the original.
+                if not location or not copy.startswith(folder + os.sep) or not os.path.isfile(source) or os.path.exists(copy):
+                    continue
+                os.makedirs(os.path.dirname(copy), exist_ok=True)
+                shutil.copyfile(source, copy)
+            return target
 
         def relabel(path):
             model = onnx.load(path, load_external_data=False)
@@ -78,26 +111,27 @@ public static class OnnxPython
                         for sub in attr.graphs:
                             visit(sub)
             visit(model.graph)
-            if not moved:
-                return path, []
-            if not any(o.domain == 'com.microsoft' for o in model.opset_import):
-                model.opset_import.add(domain='com.microsoft', version=1)
-            target = os.path.join(os.path.dirname(path), '.relabelled.' + os.path.basename(path))
-            onnx.save(model, target)
-            return target, sorted(moved)
+            if moved:
+                if not any(o.domain == 'com.microsoft' for o in model.opset_import):
+                    model.opset_import.add(domain='com.microsoft', version=1)
+                onnx.save(model, path)  # the private copy
+            return sorted(moved)
 
         for arg in sys.argv[1:]:
             mode, path = arg.split(':', 1)
             result = {'relabelled': []}
+            folder = os.path.realpath(tempfile.mkdtemp(prefix='onnx-checker-'))
             try:
-                target = path
+                target = private_copy(path, folder)
                 if 'relabel' in mode:
-                    target, result['relabelled'] = relabel(path)
+                    result['relabelled'] = relabel(target)
                 checker.check_model(target, full_check=mode.startswith('full'))
                 result['ok'] = True
             except Exception as e:
                 result['ok'] = False
-                result['error'] = ' '.join(str(e).split())
+                result['error'] = ' '.join(str(e).replace(folder, '<copy>').split())
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
             print(json.dumps(result))
             sys.stdout.flush()
         """;
