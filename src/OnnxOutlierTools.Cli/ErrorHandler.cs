@@ -23,6 +23,10 @@ public static class ErrorHandler
         string message;
         switch (ex)
         {
+            case OutputExistsException:
+                code = BadInput;
+                message = ex.Message + "; add --force to replace it";
+                break;
             // Already "<path>: <problem>", one line, fit to show as is.
             case ModelLoadException or ModelSaveException or UsageException or Import.Llama2cFormatException:
                 code = BadInput;
@@ -51,23 +55,5 @@ public static class ErrorHandler
 
     /// <summary>Escapes line breaks and other control characters (file names and tensor names come
     /// from user files) so a message stays on one line.</summary>
-    public static string OneLine(string message)
-    {
-        StringBuilder? sb = null;
-        for (int i = 0; i < message.Length; i++)
-        {
-            char c = message[i];
-            bool control = char.IsControl(c) || c is '\u2028' or '\u2029';
-            if (!control) { sb?.Append(c); continue; }
-            sb ??= new StringBuilder(message, 0, i, message.Length + 16);
-            sb.Append(c switch
-            {
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                _ => $"\\u{(int)c:x4}",
-            });
-        }
-        return sb?.ToString() ?? message;
-    }
+    public static string OneLine(string message) => Text.Printable.Escape(message);
 }

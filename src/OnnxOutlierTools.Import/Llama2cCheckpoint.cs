@@ -131,11 +131,7 @@ public static class Llama2cCheckpoint
         $"dim {c.Dim}, hidden_dim {c.HiddenDim}, {c.Layers} layers, {c.Heads} heads, {c.KvHeads} kv heads, " +
         $"vocab {c.VocabSize} ({(c.SharedClassifier ? "shared" : "separate")} classifier), seq_len {c.MaxSeqLen}";
 
-    internal static string FirstLine(string message)
-    {
-        int i = message.IndexOfAny(['\r', '\n']);
-        return i < 0 ? message : message[..i];
-    }
+    internal static string FirstLine(string message) => Text.Printable.FirstLine(message);
 
     private static void Write(BinaryWriter w, float[] values)
     {

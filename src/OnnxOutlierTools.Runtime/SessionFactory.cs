@@ -105,9 +105,5 @@ public static class SessionFactory
         }
     }
 
-    internal static string FirstLine(string message)
-    {
-        int i = message.IndexOfAny(['\r', '\n']);
-        return (i < 0 ? message : message[..i]).Trim();
-    }
+    internal static string FirstLine(string message) => Text.Printable.FirstLine(message);
 }

@@ -42,6 +42,10 @@ public static class ConvertCommand
             Description = "Name of the external data file, in the output folder (default: OUT's file name + \".data\").",
             HelpName = "NAME",
         };
+        var force = new Option<bool>("--force", "-f")
+        {
+            Description = "Replace OUT (and its data file) if it exists; without it an existing output is an error.",
+        };
         // Lowers the 2 GB protobuf limit so tests can exercise the forced-external path cheaply.
         var protobufLimit = new Option<long?>("--protobuf-limit") { Hidden = true };
 
@@ -50,7 +54,7 @@ public static class ConvertCommand
             "embedded stay embedded), all embedded (--embed) or large tensors external (--external-data). " +
             "The write is atomic; the input is never overwritten.")
         {
-            model, output, external, threshold, embed, dataFile, protobufLimit,
+            model, output, external, threshold, embed, dataFile, force, protobufLimit,
         };
         command.Validators.Add(result =>
         {
@@ -71,6 +75,7 @@ public static class ConvertCommand
                 ExternalThreshold = parseResult.GetValue(threshold) ?? new SaveOptions().ExternalThreshold,
                 DataFileName = parseResult.GetValue(dataFile),
                 ProtobufLimit = parseResult.GetValue(protobufLimit) ?? new SaveOptions().ProtobufLimit,
+                Overwrite = parseResult.GetValue(force),
             };
             return Execute(parseResult.GetValue(model)!, parseResult.GetValue(output)!, options, context.Out, context.Error);
         }));

@@ -111,11 +111,7 @@ public static class ModelReader
         catch (UnauthorizedAccessException ex) { throw new ModelLoadException(path, $"cannot read: {FirstLine(ex.Message)}", ex); }
     }
 
-    internal static string FirstLine(string message)
-    {
-        int i = message.IndexOfAny(['\r', '\n']);
-        return (i < 0 ? message : message[..i]).Trim();
-    }
+    internal static string FirstLine(string message) => Text.Printable.FirstLine(message);
 
     /// <summary>Protobuf -> IR, one graph at a time, resolving names through nested scopes.</summary>
     private sealed class IrBuilder(Model model, string folder, LoadOptions options, string path)

@@ -38,6 +38,10 @@ public sealed record SaveOptions
 
     /// <summary>fsync the files before the atomic rename (durable against power loss).</summary>
     public bool Durable { get; init; } = true;
+
+    /// <summary>Replace an existing model file or data file at the destination. When false (the default)
+    /// such a save fails with <see cref="OutputExistsException"/> before anything is written.</summary>
+    public bool Overwrite { get; init; }
 }
 
 public sealed record SaveResult(string ModelPath, string? DataPath, int EmbeddedTensors, int ExternalTensors,
@@ -73,6 +77,11 @@ public static class ModelWriter
                 throw new ModelSaveException(path, $"cannot save: data of initializer '{v.Name}' is unavailable ({missing.Reason})");
 
         var external = ChooseExternal(model, initializers, options, out bool forced);
+        if (!options.Overwrite)
+        {
+            if (File.Exists(modelPath)) throw new OutputExistsException(path, "already exists");
+            if (external.Count > 0 && File.Exists(dataPath)) throw new OutputExistsException(dataPath, "already exists (the model's external data file would replace it)");
+        }
         if (forced && EstimateSize(model, external) > options.ProtobufLimit)
             throw new ModelSaveException(path, $"the graph is larger than the {options.ProtobufLimit}-byte protobuf limit even with all tensors of {options.ExternalThreshold}+ bytes external");
 

@@ -38,6 +38,39 @@ public class ConvertCommandTests
     }
 
     [Fact]
+    public void Convert_ExistingOutput_IsRefusedWithoutForceAndReplacedWithIt()
+    {
+        using var temp = new TempFolder();
+        string output = temp.Path("out.onnx");
+        File.WriteAllText(output, "an earlier result");
+
+        var refused = CliRunner.Run("convert", EmbeddedModel, "-o", output);
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Equal([$"error: {output}: already exists; add --force to replace it"], refused.StderrLines);
+        Assert.Equal("an earlier result", File.ReadAllText(output));
+        Assert.Equal(["out.onnx"], temp.Files());
+
+        var forced = CliRunner.Run("convert", EmbeddedModel, "-o", output, "--force");
+        Assert.True(forced.ExitCode == 0, forced.ToString());
+        using var model = ModelReader.Load(output);
+        Assert.Equal(27, model.Graph.Initializers.Count);
+    }
+
+    [Fact]
+    public void Convert_ExistingDataFileOnly_IsRefusedWithoutForce()
+    {
+        using var temp = new TempFolder();
+        string output = temp.Path("out.onnx");
+        File.WriteAllText(output + ".data", "someone else's data");
+
+        var refused = CliRunner.Run("convert", EmbeddedModel, "-o", output, "--external-data");
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("out.onnx.data: already exists", refused.Stderr);
+        Assert.Equal("someone else's data", File.ReadAllText(output + ".data"));
+        Assert.Equal(["out.onnx.data"], temp.Files());
+    }
+
+    [Fact]
     public void Convert_ExternalThresholdAndDataFile_AreHonoured()
     {
         using var temp = new TempFolder();

@@ -113,7 +113,7 @@ public sealed class SaveSafetyTests : IDisposable
         string path = Path.Combine(folder, "m.onnx");
         File.WriteAllText(path, "previous model");
         using var model = TinyModel(new GeneratedTensor(TensorDataType.Float, [64], (_, _) => throw new InvalidOperationException("cannot compute")));
-        Assert.Throws<ModelSaveException>(() => ModelWriter.Save(model, path));
+        Assert.Throws<ModelSaveException>(() => ModelWriter.Save(model, path, new SaveOptions { Overwrite = true }));
         Assert.Equal("previous model", File.ReadAllText(path));
         Assert.Equal(["m.onnx"], Directory.GetFiles(folder).Select(Path.GetFileName));
     }
