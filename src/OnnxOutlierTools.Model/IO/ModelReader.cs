@@ -23,8 +23,10 @@ public static class ModelReader
     public static Model Load(string path, LoadOptions? options = null)
     {
         string fullPath = FullPath(path);
-        byte[] bytes = ReadModelBytes(path, fullPath);
-        return LoadFromBytes(bytes, path, options);
+        byte[] bytes = ReadModelBytes(path, fullPath, out var identity);
+        var model = LoadFromBytes(bytes, path, options);
+        model.SourceIdentity = identity;
+        return model;
     }
 
     /// <summary>Loads a model from bytes already in memory. <paramref name="path"/> names the model in
@@ -60,6 +62,10 @@ public static class ModelReader
             throw new ModelLoadException(path, "no graph: the file parses as protobuf but is not an ONNX model");
         if (proto.IrVersion <= 0)
             throw new ModelLoadException(path, $"invalid ir_version {proto.IrVersion}: the file is not an ONNX model");
+        // Protobuf has no end marker: a file cut right after its graph parses. IR 3+ requires an opset
+        // import (it comes after the graph in exporters' field order), so its absence means a cut file.
+        if (proto.IrVersion >= 3 && proto.OpsetImport.Count == 0)
+            throw new ModelLoadException(path, $"no opset_import (required for ir_version {proto.IrVersion}): the file is incomplete, perhaps truncated");
         string fullPath = FullPath(path);
         string folder = Path.GetDirectoryName(fullPath)!;
         var graphProto = proto.Graph;
@@ -95,18 +101,28 @@ public static class ModelReader
         }
     }
 
-    private static byte[] ReadModelBytes(string path, string fullPath)
+    private static byte[] ReadModelBytes(string path, string fullPath, out FileIdentity? identity)
     {
-        if (Directory.Exists(fullPath)) throw new ModelLoadException(path, "is a directory, not an ONNX model file");
-        if (!File.Exists(fullPath)) throw new ModelLoadException(path, "file not found");
+        // stat first (following links, as the hub cache's files are links): a FIFO would block the open,
+        // a device would be read forever.
+        var facts = FileFacts.Of(fullPath);
+        if (facts.Kind == FileKind.Directory) throw new ModelLoadException(path, "is a directory, not an ONNX model file");
+        if (!facts.Exists)
+            throw new ModelLoadException(path, FileFacts.OfEntry(fullPath).Kind == FileKind.SymbolicLink ? "is a symbolic link whose target does not exist" : "file not found");
+        if (facts.Kind != FileKind.Regular) throw new ModelLoadException(path, $"is {facts.KindText}, not an ONNX model file");
         try
         {
-            var info = new FileInfo(fullPath);
-            if (info.Length == 0) throw new ModelLoadException(path, "empty file (0 bytes)");
-            if (info.Length > Array.MaxLength)
-                throw new ModelLoadException(path, $"{info.Length} bytes: a single ONNX protobuf is limited to 2 GB (large models keep weights in external data)");
-            return File.ReadAllBytes(fullPath);
+            using var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+            identity = FileFacts.Of(stream.SafeFileHandle).Identity; // the file opened, whatever its name names later
+            long length = stream.Length;
+            if (length == 0) throw new ModelLoadException(path, "empty file (0 bytes)");
+            if (length > Array.MaxLength)
+                throw new ModelLoadException(path, $"{length} bytes: a single ONNX protobuf is limited to 2 GB (large models keep weights in external data)");
+            var bytes = new byte[length];
+            stream.ReadExactly(bytes);
+            return bytes;
         }
+        catch (EndOfStreamException ex) { throw new ModelLoadException(path, "cannot read: the file shrank while it was read", ex); }
         catch (IOException ex) { throw new ModelLoadException(path, $"cannot read: {FirstLine(ex.Message)}", ex); }
         catch (UnauthorizedAccessException ex) { throw new ModelLoadException(path, $"cannot read: {FirstLine(ex.Message)}", ex); }
     }
@@ -284,6 +300,7 @@ public static class ModelReader
             string root = folder.EndsWith(Path.DirectorySeparatorChar) ? folder : folder + Path.DirectorySeparatorChar;
             if (!full.StartsWith(root, StringComparison.Ordinal))
                 throw new ModelLoadException(path, $"initializer '{tp.Name}': external data location '{location}' escapes the model folder");
+            CheckRealLocation(tp.Name, location, full);
 
             var probe = new MissingExternalTensor(tp, location, "");
             long needed = probe.ByteLength;
@@ -292,15 +309,25 @@ public static class ModelReader
 
             if (!model.ExternalFiles.TryGetValue(full, out var file))
             {
-                if (!File.Exists(full))
+                var facts = FileFacts.Of(full);
+                if (facts.Kind != FileKind.Regular)
                 {
-                    string reason = Directory.Exists(full) ? "is a directory" : "not found";
+                    string reason = facts.Kind switch
+                    {
+                        FileKind.Missing => FileFacts.OfEntry(full).Kind == FileKind.SymbolicLink ? "is a symbolic link whose target does not exist" : "not found",
+                        FileKind.Directory => "is a directory",
+                        _ => $"is {facts.KindText}, not a data file",
+                    };
                     if (options.RequireExternalData)
                         throw new ModelLoadException(path, $"external data file '{location}' {reason} (needed by initializer '{tp.Name}')");
                     model.AddMissing(location, reason);
                     return new MissingExternalTensor(tp, location, $"'{location}' {reason}");
                 }
-                file = new ExternalDataFile(full);
+                try { file = new ExternalDataFile(full); }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    throw new ModelLoadException(path, $"external data file '{location}' cannot be read: {FirstLine(ex.Message)}", ex);
+                }
                 model.AddExternalFile(file);
             }
             // Written as a subtraction: offset + needed can overflow for a corrupt offset.
@@ -313,5 +340,23 @@ public static class ModelReader
             }
             return new MappedTensor(tp, file, reference.Offset);
         }
+
+        /// <summary>The lexical test above cannot see links: a link inside the folder (to a file or to a
+        /// directory) may lead anywhere. The resolved data path must lie in the model folder's real path,
+        /// or beside the model file's own real target (the hub cache links both files into blobs/).</summary>
+        private void CheckRealLocation(string tensor, string location, string full)
+        {
+            if (!FileFacts.Of(full).Exists) return; // reported as missing later
+            string real;
+            try { real = FileSystemOps.RealPath(full); }
+            catch (IOException ex) { throw new ModelLoadException(path, $"initializer '{tensor}': external data location '{location}': {FirstLine(ex.Message)}", ex); }
+            _realFolder ??= FileSystemOps.RealPath(folder);
+            _realModelFolder ??= model.SourcePath is { } source && FileFacts.Of(source).Exists
+                ? Path.GetDirectoryName(FileSystemOps.RealPath(source))! : _realFolder;
+            if (FileSystemOps.IsInside(real, _realFolder) || FileSystemOps.IsInside(real, _realModelFolder)) return;
+            throw new ModelLoadException(path, $"initializer '{tensor}': external data location '{location}' resolves through a symbolic link to '{real}', outside the model folder (external data must stay inside the folder of the model or of the file its link points to)");
+        }
+
+        private string? _realFolder, _realModelFolder;
     }
 }

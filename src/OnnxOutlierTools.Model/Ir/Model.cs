@@ -53,6 +53,10 @@ public sealed class Model : IDisposable
     /// <summary>The file the model was loaded from, if any.</summary>
     public string? SourcePath { get; internal set; }
 
+    /// <summary>Device and inode of the file the model was read from (null when loaded from memory or
+    /// where the OS has no such identity): saves refuse to replace it whatever path names it.</summary>
+    public IO.FileIdentity? SourceIdentity { get; internal set; }
+
     /// <summary>External data files the model's tensors map, by full path.</summary>
     public IReadOnlyDictionary<string, ExternalDataFile> ExternalFiles => _externalFiles;
     private readonly Dictionary<string, ExternalDataFile> _externalFiles = new(StringComparer.Ordinal);

@@ -15,10 +15,13 @@ public sealed unsafe class ExternalDataFile : IDisposable
     public ExternalDataFile(string fullPath)
     {
         FullPath = fullPath;
-        var info = new FileInfo(fullPath);
-        Length = info.Length;
-        if (Length == 0) return; // an empty file cannot be mapped; any non-empty read is out of range
+        // Size and identity of the file actually opened (fstat): a link's own size, or a file replaced
+        // between a check and the open, can never be mistaken for the data.
         _stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+        var facts = IO.FileFacts.Of(_stream.SafeFileHandle);
+        Identity = facts.Identity;
+        Length = _stream.Length;
+        if (Length == 0) { _stream.Dispose(); _stream = null; return; } // an empty file cannot be mapped; any non-empty read is out of range
         _map = MemoryMappedFile.CreateFromFile(_stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
         _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref _pointer);
@@ -26,6 +29,9 @@ public sealed unsafe class ExternalDataFile : IDisposable
     }
 
     public string FullPath { get; }
+
+    /// <summary>Device and inode of the mapped file (null where the OS has none).</summary>
+    public IO.FileIdentity? Identity { get; }
 
     /// <summary>The open file (for kernel-side copies of unchanged tensors); null for an empty file.</summary>
     internal Microsoft.Win32.SafeHandles.SafeFileHandle? Handle => _stream?.SafeFileHandle;
