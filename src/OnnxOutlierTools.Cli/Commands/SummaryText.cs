@@ -99,6 +99,7 @@ public static class SummaryText
     };
 
     private static string N(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
+    private static string N(Int128 value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
     private static void Line(StringBuilder sb, string text) => sb.Append(text).Append('\n');
 }

@@ -64,8 +64,9 @@ public sealed record ModelSummary
         long? fileBytes = null;
         if (path is not null)
         {
-            var info = new FileInfo(path);
-            if (info.Exists) fileBytes = info.Length;
+            // Through links (the hub cache's files are links into blobs/): the size of what the path names.
+            var facts = IO.FileFacts.Of(path);
+            if (facts.Kind == IO.FileKind.Regular) fileBytes = facts.Length;
         }
 
         var main = model.Graph;
@@ -130,7 +131,9 @@ public sealed record ModelSummary
     private static InitializerSummary SummarizeInitializers(Graph main)
     {
         int count = 0, nestedCount = 0;
-        long parameters = 0, bytes = 0;
+        // 128-bit sums: each tensor's count fits a long (checked when it is read), their sum may not
+        // (crafted dims made these totals negative).
+        Int128 parameters = 0, bytes = 0;
         var byType = new Dictionary<string, DataTypeTotals>(StringComparer.Ordinal);
         foreach (var graph in main.SelfAndSubgraphs())
         {
@@ -186,8 +189,9 @@ public sealed record ModelSummary
         foreach (string location in order)
         {
             var (full, tensors, required) = files[location];
-            bool present = full is not null && File.Exists(full);
-            long? size = present ? new FileInfo(full!).Length : null;
+            var facts = full is null ? IO.FileFacts.Missing : IO.FileFacts.Of(full);
+            bool present = facts.Kind == IO.FileKind.Regular;
+            long? size = present ? facts.Length : null;
             string? reason;
             if (!present)
                 reason = model.MissingExternalFiles.TryGetValue(location, out var why) && why != "too short" ? why
@@ -299,14 +303,14 @@ public sealed record InitializerSummary
 {
     public int Count { get; init; }
     public int NestedCount { get; init; }
-    public long ParameterCount { get; init; }
-    public long Bytes { get; init; }
+    public Int128 ParameterCount { get; init; }
+    public Int128 Bytes { get; init; }
 
     /// <summary>Totals per element type (ONNX names, e.g. FLOAT16), largest first.</summary>
     public IReadOnlyDictionary<string, DataTypeTotals> ByDataType { get; init; } = new Dictionary<string, DataTypeTotals>();
 }
 
-public sealed record DataTypeTotals(int TensorCount, long ParameterCount, long Bytes);
+public sealed record DataTypeTotals(int TensorCount, Int128 ParameterCount, Int128 Bytes);
 
 /// <summary>An external data file. <see cref="Location"/> is as written in the model (relative to its
 /// folder); <see cref="Bytes"/> is the file's size on disk (null when absent); <see cref="RequiredBytes"/>
