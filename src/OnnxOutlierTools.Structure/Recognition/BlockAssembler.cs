@@ -150,8 +150,10 @@ internal sealed class BlockAssembler
         var inputs = FindInputs(embedding);
         bool hasCache = blocks.Any(b => b.Attention.Cache is not null);
         string architecture = placement == NormPlacement.PostNorm && !hasCache ? "encoder" : "decoder";
+        var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
-        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints);
+        if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
+        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared);
     }
 
     private static bool ReachesOutput(Value value)
@@ -226,6 +228,15 @@ internal sealed class BlockAssembler
         if (lmHead is not null && embedding is not null && lmHead.Weight == embedding.TokenTable)
             hints.Add("the LM head shares the token-embedding initializer: copy it before scaling one of them");
         return hints;
+    }
+
+    /// <summary>Why sharing matters to the passes that edit these tensors (the tied-embedding case has its own hint).</summary>
+    private static string? SharedHint(List<SharedInitializer> shared)
+    {
+        if (shared.Count == 0) return null;
+        string which = string.Join(", ", shared.Take(3).Select(s => $"'{s.Initializer.Name}' by {s.Uses.Count} roles")) + (shared.Count > 3 ? ", ..." : "");
+        return $"{shared.Count} initializer(s) shared by several roles ({which}): folding a scale into one role's tensor changes every role " +
+            "that shares it; give the role its own copy first (see 'shared initializers')";
     }
 
     private static (int Id, string File)? BosFromConfig(string? folder)

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Text;
 
 namespace OnnxOutlierTools.Structure.Recognition;
 
@@ -30,8 +31,14 @@ public static class StructureReport
 
     public sealed record LayersJson(int SchemaVersion, bool Recognized, string Message, string? Graph, string? NestedIn, string? Architecture, string? NormPlacement,
         int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead,
-        InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<string> Hints, IReadOnlyList<string> GraphsSearched,
-        IReadOnlyList<TraceJson>? Trace);
+        InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
+        IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace);
+
+    /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
+    /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
+    public sealed record SharedInitializerJson(string Name, IReadOnlyList<RoleUseJson> Uses);
+
+    public sealed record RoleUseJson(int? Block, string Role);
 
     public sealed record BlockJson(int Index, string Placement, bool ParallelResidual, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
         NormJson? AttentionNorm, AttentionJson Attention, NormJson? FfnNorm, FfnJson Ffn, IReadOnlyList<string> Missing);
@@ -60,7 +67,7 @@ public static class StructureReport
         var s = result.Structure;
         var trace = includeTrace ? TraceItems(result).ToList() : null;
         if (s is null)
-            return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], result.GraphsSearched, trace);
+            return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], [], result.GraphsSearched, trace);
         return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture, s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
             s.Blocks.Count, s.Blocks.Select(Block).ToList(),
             s.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name) : null,
@@ -68,6 +75,7 @@ public static class StructureReport
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
             s.Blocks.Where(b => b.Attention.Cache is not null).Select(b => b.Attention.Cache is { } c
                 ? new KvJson(b.Index, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked) : null!).ToList(),
+            s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
             s.Hints, result.GraphsSearched, trace);
     }
 
@@ -150,6 +158,7 @@ public static class StructureReport
         }
         sb.AppendLine($"final norm      {NormText(s.FinalNorm)}");
         sb.AppendLine($"lm head         {LinearText(s.LmHead)}");
+        AppendShared(sb, s.SharedInitializers);
         foreach (var h in s.Hints) sb.AppendLine($"hint: {h}");
         if (explain)
         {
@@ -157,6 +166,33 @@ public static class StructureReport
             AppendTrace(sb, result);
         }
         return sb.ToString();
+    }
+
+    /// <summary>One line per shared initializer: the roles that read it, blocks collapsed into ranges.</summary>
+    private static void AppendShared(StringBuilder sb, IReadOnlyList<SharedInitializer> shared)
+    {
+        if (shared.Count == 0) return;
+        sb.AppendLine("shared initializers (one tensor read by several roles: editing it for one edits all):");
+        foreach (var x in shared)
+        {
+            var roles = x.Uses.GroupBy(u => u.Role).Select(g => g.Any(u => u.Block is null) ? g.Key : $"{g.Key} ({Blocks(g.Select(u => u.Block!.Value))})");
+            sb.AppendLine($"  {Printable.Escape(x.Initializer.Name)}: {x.Uses.Count} roles: {string.Join(", ", roles)}");
+        }
+    }
+
+    /// <summary>"block 3", "blocks 0-4", "blocks 0, 2, 5-7".</summary>
+    public static string Blocks(IEnumerable<int> indices)
+    {
+        var sorted = indices.Distinct().Order().ToList();
+        var parts = new List<string>();
+        for (int i = 0; i < sorted.Count;)
+        {
+            int j = i;
+            while (j + 1 < sorted.Count && sorted[j + 1] == sorted[j] + 1) j++;
+            parts.Add(j == i ? $"{sorted[i]}" : $"{sorted[i]}-{sorted[j]}");
+            i = j + 1;
+        }
+        return (sorted.Count == 1 ? "block " : "blocks ") + string.Join(", ", parts);
     }
 
     private static void AppendTrace(StringBuilder sb, RecognitionResult result)

@@ -114,6 +114,18 @@ public sealed record BlockRole(
 
 public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, string Form);
 
+/// <summary>One role's use of an initializer: the block (null for model-level roles) and the role's path in the
+/// layers JSON (<c>attentionNorm.gain</c>, <c>attention.packedQkv.bias</c>, <c>lmHead.weight</c>, ...).</summary>
+public sealed record RoleUse(int? Block, string Role)
+{
+    public override string ToString() => Block is int b ? $"block {b} {Role}" : Role;
+}
+
+/// <summary>An initializer that several roles read (exporters deduplicate equal tensors, e.g. all-ones gains;
+/// tied embeddings). Folding a scale into it for one role changes every role listed, so a pass must give
+/// that role its own copy first.</summary>
+public sealed record SharedInitializer(Value Initializer, IReadOnlyList<RoleUse> Uses);
+
 public sealed record ModelInputs(Value? InputIds, Value? AttentionMask, Value? PositionIds, Value? TokenTypeIds);
 
 /// <summary>The recognized structure of one graph (the main graph, or a nested decoder).</summary>
@@ -127,4 +139,5 @@ public sealed record ModelStructure(
     NormRole? FinalNorm,
     LinearRole? LmHead,
     ModelInputs Inputs,
-    IReadOnlyList<string> Hints);
+    IReadOnlyList<string> Hints,
+    IReadOnlyList<SharedInitializer> SharedInitializers);
