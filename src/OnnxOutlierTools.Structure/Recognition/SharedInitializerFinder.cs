@@ -14,6 +14,7 @@ internal static class SharedInitializerFinder
         {
             uses.Add((embedding.TokenTable, new RoleUse(null, "embedding.tokenTable")));
             if (embedding.PositionTable is { } p) uses.Add((p, new RoleUse(null, "embedding.positionTable")));
+            if (embedding.TokenTypeTable is { } t) uses.Add((t, new RoleUse(null, "embedding.tokenTypeTable")));
         }
         foreach (var b in blocks)
         {

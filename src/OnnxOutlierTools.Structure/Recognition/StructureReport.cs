@@ -54,7 +54,7 @@ public static class StructureReport
 
     public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput, bool PackedGateUp);
 
-    public sealed record EmbeddingJson(string Form, NodeJson Node, string TokenTable, string? PositionTable, string Output);
+    public sealed record EmbeddingJson(string Form, NodeJson Node, string TokenTable, string? PositionTable, string Output, string? TokenTypeTable, string? TokenIds);
 
     public sealed record InputsJson(string? InputIds, string? AttentionMask, string? PositionIds, string? TokenTypeIds);
 
@@ -70,7 +70,7 @@ public static class StructureReport
             return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], [], result.GraphsSearched, trace);
         return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture, s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
             s.Blocks.Count, s.Blocks.Select(Block).ToList(),
-            s.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name) : null,
+            s.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
             Norm(s.FinalNorm), Linear(s.LmHead),
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
             s.Blocks.Where(b => b.Attention.Cache is not null).Select(b => b.Attention.Cache is { } c
@@ -136,7 +136,7 @@ public static class StructureReport
             return sb.ToString();
         }
         sb.AppendLine($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
-        if (s.Embedding is { } e) sb.AppendLine($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")} -> {e.Output.Name}");
+        if (s.Embedding is { } e) sb.AppendLine($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
         sb.AppendLine($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
         foreach (var b in s.Blocks)
         {
