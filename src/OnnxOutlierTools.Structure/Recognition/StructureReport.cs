@@ -1,9 +1,7 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Structure.Roles;
-using OnnxOutlierTools.Text;
 
 namespace OnnxOutlierTools.Structure.Recognition;
 
@@ -123,60 +121,62 @@ public static class StructureReport
 
     // ---- text ---------------------------------------------------------------------------------------
 
+    /// <summary>The role table (and with <paramref name="explain"/> the rule trace). Every line goes through
+    /// <see cref="EscapedLines"/>: names from the file cannot forge lines.</summary>
     public static string ToText(RecognitionResult result, bool explain)
     {
-        var sb = new StringBuilder();
+        var lines = new EscapedLines();
         var s = result.Structure;
         if (s is null)
         {
-            sb.AppendLine($"Structure not recognized: {result.Message}.");
-            sb.AppendLine("Graphs searched: " + string.Join("; ", result.GraphsSearched));
-            sb.AppendLine("Why (each rule's best near miss; --explain shows the same for recognized models):");
-            AppendTrace(sb, result);
-            return sb.ToString();
+            lines.Add($"Structure not recognized: {result.Message}.");
+            lines.Add("Graphs searched: " + string.Join("; ", result.GraphsSearched));
+            lines.Add("Why (each rule's best near miss; --explain shows the same for recognized models):");
+            AppendTrace(lines, result);
+            return lines.ToString();
         }
-        sb.AppendLine($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
-        if (s.Embedding is { } e) sb.AppendLine($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
-        sb.AppendLine($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
+        lines.Add($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
+        if (s.Embedding is { } e) lines.Add($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
+        lines.Add($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
         foreach (var b in s.Blocks)
         {
             var a = b.Attention;
-            sb.AppendLine($"block {b.Index}{(b.ParallelResidual ? " (parallel attention and FFN)" : "")}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
-            sb.AppendLine($"  residual in   {b.ResidualIn}");
-            sb.AppendLine($"  attn norm     {NormText(b.AttentionNorm)}");
+            lines.Add($"block {b.Index}{(b.ParallelResidual ? " (parallel attention and FFN)" : "")}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
+            lines.Add($"  residual in   {b.ResidualIn}");
+            lines.Add($"  attn norm     {NormText(b.AttentionNorm)}");
             string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";
-            sb.AppendLine($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}");
-            sb.AppendLine($"                {qkv}");
-            sb.AppendLine($"  o proj        {LinearText(a.Output)}");
-            if (a.Cache is { } c) sb.AppendLine($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
-            sb.AppendLine($"  attn residual {b.AttentionResidual?.ToString() ?? "-"}");
-            sb.AppendLine($"  ffn norm      {NormText(b.FfnNorm)}");
+            lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}");
+            lines.Add($"                {qkv}");
+            lines.Add($"  o proj        {LinearText(a.Output)}");
+            if (a.Cache is { } c) lines.Add($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
+            lines.Add($"  attn residual {b.AttentionResidual?.ToString() ?? "-"}");
+            lines.Add($"  ffn norm      {NormText(b.FfnNorm)}");
             var f = b.Ffn;
-            sb.AppendLine($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
-            sb.AppendLine($"  down input    {f.DownInput.Name}");
-            sb.AppendLine($"  residual out  {b.ResidualOut}");
+            lines.Add($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
+            lines.Add($"  down input    {f.DownInput.Name}");
+            lines.Add($"  residual out  {b.ResidualOut}");
         }
-        sb.AppendLine($"final norm      {NormText(s.FinalNorm)}");
-        sb.AppendLine($"lm head         {LinearText(s.LmHead)}");
-        AppendShared(sb, s.SharedInitializers);
-        foreach (var h in s.Hints) sb.AppendLine($"hint: {h}");
+        lines.Add($"final norm      {NormText(s.FinalNorm)}");
+        lines.Add($"lm head         {LinearText(s.LmHead)}");
+        AppendShared(lines, s.SharedInitializers);
+        foreach (var h in s.Hints) lines.Add($"hint: {h}");
         if (explain)
         {
-            sb.AppendLine("Rule trace (matches, best near miss):");
-            AppendTrace(sb, result);
+            lines.Add("Rule trace (matches, best near miss):");
+            AppendTrace(lines, result);
         }
-        return sb.ToString();
+        return lines.ToString();
     }
 
     /// <summary>One line per shared initializer: the roles that read it, blocks collapsed into ranges.</summary>
-    private static void AppendShared(StringBuilder sb, IReadOnlyList<SharedInitializer> shared)
+    private static void AppendShared(EscapedLines lines, IReadOnlyList<SharedInitializer> shared)
     {
         if (shared.Count == 0) return;
-        sb.AppendLine("shared initializers (one tensor read by several roles: editing it for one edits all):");
+        lines.Add("shared initializers (one tensor read by several roles: editing it for one edits all):");
         foreach (var x in shared)
         {
             var roles = x.Uses.GroupBy(u => u.Role).Select(g => g.Any(u => u.Block is null) ? g.Key : $"{g.Key} ({Blocks(g.Select(u => u.Block!.Value))})");
-            sb.AppendLine($"  {Printable.Escape(x.Initializer.Name)}: {x.Uses.Count} roles: {string.Join(", ", roles)}");
+            lines.Add($"  {x.Initializer.Name}: {x.Uses.Count} roles: {string.Join(", ", roles)}");
         }
     }
 
@@ -195,12 +195,12 @@ public static class StructureReport
         return (sorted.Count == 1 ? "block " : "blocks ") + string.Join(", ", parts);
     }
 
-    private static void AppendTrace(StringBuilder sb, RecognitionResult result)
+    private static void AppendTrace(EscapedLines lines, RecognitionResult result)
     {
         foreach (var r in result.Trace.Rules)
         {
-            sb.AppendLine($"  [{r.Category}] {r.Rule}: {r.Matches} match(es){(r.Matches == 0 && r.NearMiss is { } m ? $"; near miss rooted at '{m.Root.Name}', {m}" : "")}");
-            foreach (var n in r.Notes) sb.AppendLine($"      note: {n}");
+            lines.Add($"  [{r.Category}] {r.Rule}: {r.Matches} match(es){(r.Matches == 0 && r.NearMiss is { } m ? $"; near miss rooted at '{m.Root.Name}', {m}" : "")}");
+            foreach (var n in r.Notes) lines.Add($"      note: {n}");
         }
     }
 
