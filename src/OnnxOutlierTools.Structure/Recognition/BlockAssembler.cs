@@ -125,7 +125,7 @@ internal sealed class BlockAssembler
 
     // ---- model level ----------------------------------------------------------------------------------
 
-    public ModelStructure ModelLevel(List<BlockRole> blocks, string? nestedIn, string? folder)
+    public ModelStructure ModelLevel(List<BlockRole> blocks, EmbeddingRole? embedding, string? nestedIn, string? folder)
     {
         var last = blocks[^1];
         var placement = blocks[0].Placement;
@@ -146,12 +146,13 @@ internal sealed class BlockAssembler
         var heads = _linears.All.Where(l => !blockLinears.Contains(l) && Pos(l.Node) > lastDown && ReachesOutput(l.Output)).ToList();
         var lmHead = heads.FirstOrDefault(l => finalNorm is not null && GraphWalk.SameTensor(l.Input, finalNorm.Output)) ?? heads.FirstOrDefault();
 
-        var embedding = FindEmbedding();
         var inputs = FindInputs(embedding);
         bool hasCache = blocks.Any(b => b.Attention.Cache is not null);
         string architecture = placement == NormPlacement.PostNorm && !hasCache ? "encoder" : "decoder";
+        var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
-        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints);
+        if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
+        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared);
     }
 
     private static bool ReachesOutput(Value value)
@@ -167,40 +168,10 @@ internal sealed class BlockAssembler
         return false;
     }
 
-    private EmbeddingRole? FindEmbedding()
-    {
-        foreach (var node in _graph.Nodes)
-        {
-            if (node.Is("EmbedLayerNormalization", "com.microsoft") && node.Input(2) is { } word && node.Output(0) is { } o)
-                return new EmbeddingRole(node, ConstantResolver.Resolve(word)?.Value ?? word, node.Input(3) is { } p ? ConstantResolver.Resolve(p)?.Value : null, o, "EmbedLayerNormalization");
-        }
-        var gathers = _graph.Nodes.Where(n => n.Is("Gather") && n.Input(0) is { } d && ConstantResolver.Resolve(d)?.Tensor is { Dims.Count: 2 } t
-            && t.DataType.IsFloatingPoint() && n.Input(1) is { } idx && !idx.IsInitializer).ToList();
-        var token = gathers.FirstOrDefault(g => GraphWalk.Upstream(g.Input(1)!) is { IsGraphInput: true } i && i.Name.Contains("input_ids", StringComparison.OrdinalIgnoreCase))
-            ?? gathers.FirstOrDefault(g => GraphWalk.Upstream(g.Input(1)!).IsGraphInput);
-        if (token is null) return null;
-        var table = ConstantResolver.Resolve(token.Input(0)!)!.Value;
-        Value output = token.Output(0)!;
-        Value? positions = null;
-        // Learned position (and token-type) tables are added to the token embedding, in any order.
-        for (int step = 0; step < 3; step++)
-        {
-            var add = GraphWalk.Consumers(output).FirstOrDefault(c => c.Node.Is("Add") && c.Node.Input(1 - c.Index)?.Producer is { } o && gathers.Contains(o));
-            if (add.Node is null) break;
-            var other = add.Node.Input(1 - add.Index)!.Producer!;
-            bool tokenTypes = GraphWalk.Upstream(other.Input(1)!) is { IsGraphInput: true } i
-                && (i.Name.Contains("token_type", StringComparison.OrdinalIgnoreCase) || i.Name.Contains("segment", StringComparison.OrdinalIgnoreCase));
-            if (!tokenTypes) positions ??= ConstantResolver.Resolve(other.Input(0)!)!.Value;
-            output = add.Node.Output(0)!;
-        }
-        return new EmbeddingRole(token, table, positions, output, positions is null ? "Gather" : "Gather+positions");
-    }
-
     private ModelInputs FindInputs(EmbeddingRole? embedding)
     {
         Value? Named(params string[] parts) => _graph.Inputs.FirstOrDefault(i => !i.IsInitializer && parts.Any(p => i.Name.Contains(p, StringComparison.OrdinalIgnoreCase)));
-        Value? ids = embedding?.Node.Input(embedding.Form == "EmbedLayerNormalization" ? 0 : 1) is { } idx ? GraphWalk.Upstream(idx) : null;
-        if (ids is not { IsGraphInput: true }) ids = Named("input_ids");
+        var ids = embedding?.TokenIds is { IsGraphInput: true } fromEmbedding ? fromEmbedding : Named("input_ids");
         return new ModelInputs(ids, Named("attention_mask", "input_mask", "mask"), Named("position_ids", "position"), Named("token_type", "segment"));
     }
 
@@ -226,6 +197,15 @@ internal sealed class BlockAssembler
         if (lmHead is not null && embedding is not null && lmHead.Weight == embedding.TokenTable)
             hints.Add("the LM head shares the token-embedding initializer: copy it before scaling one of them");
         return hints;
+    }
+
+    /// <summary>Why sharing matters to the passes that edit these tensors (the tied-embedding case has its own hint).</summary>
+    private static string? SharedHint(List<SharedInitializer> shared)
+    {
+        if (shared.Count == 0) return null;
+        string which = string.Join(", ", shared.Take(3).Select(s => $"'{s.Initializer.Name}' by {s.Uses.Count} roles")) + (shared.Count > 3 ? ", ..." : "");
+        return $"{shared.Count} initializer(s) shared by several roles ({which}): folding a scale into one role's tensor changes every role " +
+            "that shares it; give the role its own copy first (see 'shared initializers')";
     }
 
     private static (int Id, string File)? BosFromConfig(string? folder)

@@ -69,6 +69,15 @@ public static class StructureRecognizer
         }
         trace.Absorb("ffn", matcher, ffnRules);
 
+        var embeddingRules = EmbeddingRules.Create(EmbeddingRules.TokenIds(graph));
+        var embedding = EmbeddingRules.Find(matcher, embeddingRules, out int candidates);
+        trace.Absorb("embedding", matcher, embeddingRules);
+        // One summary line above the Embedding/* rules: which match was taken, or where to look for why none was.
+        trace.Count("Embedding", embedding is not null, "embedding");
+        trace.Note("Embedding", embedding is null
+            ? "no token embedding found (a model fed inputs_embeds has none); each Embedding/* rule's near miss says why it did not match"
+            : $"took {embedding.Form} at '{embedding.Output.Name}' (token table '{embedding.TokenTable.Name}'){(candidates > 1 ? $", the first of {candidates} candidates" : "")}");
+
         var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace);
         var blocks = assembly.Assemble();
         string counts = $"{attentions.Count} attention unit(s), {ffns.Count} FFN(s), {norms.Count} norm(s), {linears.All.Count} linear layer(s)";
@@ -77,7 +86,7 @@ public static class StructureRecognizer
             string message = $"no transformer blocks recognized in graph '{graph.Name}': found {counts}";
             return new RecognitionResult(null, message, trace, []);
         }
-        var structure = assembly.ModelLevel(blocks, nestedIn, modelFolder);
+        var structure = assembly.ModelLevel(blocks, embedding, nestedIn, modelFolder);
         return new RecognitionResult(structure, $"{blocks.Count} {structure.Placement switch { NormPlacement.PreNorm => "pre-norm", _ => "post-norm" }} {structure.Architecture} block(s) in graph '{graph.Name}' ({counts})", trace, []);
     }
 }

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using OnnxOutlierTools.Ir;
@@ -30,8 +29,14 @@ public static class StructureReport
 
     public sealed record LayersJson(int SchemaVersion, bool Recognized, string Message, string? Graph, string? NestedIn, string? Architecture, string? NormPlacement,
         int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead,
-        InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<string> Hints, IReadOnlyList<string> GraphsSearched,
-        IReadOnlyList<TraceJson>? Trace);
+        InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
+        IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace);
+
+    /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
+    /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
+    public sealed record SharedInitializerJson(string Name, IReadOnlyList<RoleUseJson> Uses);
+
+    public sealed record RoleUseJson(int? Block, string Role);
 
     public sealed record BlockJson(int Index, string Placement, bool ParallelResidual, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
         NormJson? AttentionNorm, AttentionJson Attention, NormJson? FfnNorm, FfnJson Ffn, IReadOnlyList<string> Missing);
@@ -47,7 +52,7 @@ public static class StructureReport
 
     public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput, bool PackedGateUp);
 
-    public sealed record EmbeddingJson(string Form, NodeJson Node, string TokenTable, string? PositionTable, string Output);
+    public sealed record EmbeddingJson(string Form, NodeJson Node, string TokenTable, string? PositionTable, string Output, string? TokenTypeTable, string? TokenIds);
 
     public sealed record InputsJson(string? InputIds, string? AttentionMask, string? PositionIds, string? TokenTypeIds);
 
@@ -60,14 +65,15 @@ public static class StructureReport
         var s = result.Structure;
         var trace = includeTrace ? TraceItems(result).ToList() : null;
         if (s is null)
-            return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], result.GraphsSearched, trace);
+            return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], [], result.GraphsSearched, trace);
         return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture, s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
             s.Blocks.Count, s.Blocks.Select(Block).ToList(),
-            s.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name) : null,
+            s.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
             Norm(s.FinalNorm), Linear(s.LmHead),
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
             s.Blocks.Where(b => b.Attention.Cache is not null).Select(b => b.Attention.Cache is { } c
                 ? new KvJson(b.Index, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked) : null!).ToList(),
+            s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
             s.Hints, result.GraphsSearched, trace);
     }
 
@@ -115,56 +121,86 @@ public static class StructureReport
 
     // ---- text ---------------------------------------------------------------------------------------
 
+    /// <summary>The role table (and with <paramref name="explain"/> the rule trace). Every line goes through
+    /// <see cref="EscapedLines"/>: names from the file cannot forge lines.</summary>
     public static string ToText(RecognitionResult result, bool explain)
     {
-        var sb = new StringBuilder();
+        var lines = new EscapedLines();
         var s = result.Structure;
         if (s is null)
         {
-            sb.AppendLine($"Structure not recognized: {result.Message}.");
-            sb.AppendLine("Graphs searched: " + string.Join("; ", result.GraphsSearched));
-            sb.AppendLine("Why (each rule's best near miss; --explain shows the same for recognized models):");
-            AppendTrace(sb, result);
-            return sb.ToString();
+            lines.Add($"Structure not recognized: {result.Message}.");
+            lines.Add("Graphs searched: " + string.Join("; ", result.GraphsSearched));
+            lines.Add("Why (each rule's best near miss; --explain shows the same for recognized models):");
+            AppendTrace(lines, result);
+            return lines.ToString();
         }
-        sb.AppendLine($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
-        if (s.Embedding is { } e) sb.AppendLine($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")} -> {e.Output.Name}");
-        sb.AppendLine($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
+        lines.Add($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
+        if (s.Embedding is { } e) lines.Add($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
+        lines.Add($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
         foreach (var b in s.Blocks)
         {
             var a = b.Attention;
-            sb.AppendLine($"block {b.Index}{(b.ParallelResidual ? " (parallel attention and FFN)" : "")}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
-            sb.AppendLine($"  residual in   {b.ResidualIn}");
-            sb.AppendLine($"  attn norm     {NormText(b.AttentionNorm)}");
+            lines.Add($"block {b.Index}{(b.ParallelResidual ? " (parallel attention and FFN)" : "")}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
+            lines.Add($"  residual in   {b.ResidualIn}");
+            lines.Add($"  attn norm     {NormText(b.AttentionNorm)}");
             string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";
-            sb.AppendLine($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}");
-            sb.AppendLine($"                {qkv}");
-            sb.AppendLine($"  o proj        {LinearText(a.Output)}");
-            if (a.Cache is { } c) sb.AppendLine($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
-            sb.AppendLine($"  attn residual {b.AttentionResidual?.ToString() ?? "-"}");
-            sb.AppendLine($"  ffn norm      {NormText(b.FfnNorm)}");
+            lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}");
+            lines.Add($"                {qkv}");
+            lines.Add($"  o proj        {LinearText(a.Output)}");
+            if (a.Cache is { } c) lines.Add($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
+            lines.Add($"  attn residual {b.AttentionResidual?.ToString() ?? "-"}");
+            lines.Add($"  ffn norm      {NormText(b.FfnNorm)}");
             var f = b.Ffn;
-            sb.AppendLine($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
-            sb.AppendLine($"  down input    {f.DownInput.Name}");
-            sb.AppendLine($"  residual out  {b.ResidualOut}");
+            lines.Add($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
+            lines.Add($"  down input    {f.DownInput.Name}");
+            lines.Add($"  residual out  {b.ResidualOut}");
         }
-        sb.AppendLine($"final norm      {NormText(s.FinalNorm)}");
-        sb.AppendLine($"lm head         {LinearText(s.LmHead)}");
-        foreach (var h in s.Hints) sb.AppendLine($"hint: {h}");
+        lines.Add($"final norm      {NormText(s.FinalNorm)}");
+        lines.Add($"lm head         {LinearText(s.LmHead)}");
+        AppendShared(lines, s.SharedInitializers);
+        foreach (var h in s.Hints) lines.Add($"hint: {h}");
         if (explain)
         {
-            sb.AppendLine("Rule trace (matches, best near miss):");
-            AppendTrace(sb, result);
+            lines.Add("Rule trace (matches, best near miss):");
+            AppendTrace(lines, result);
         }
-        return sb.ToString();
+        return lines.ToString();
     }
 
-    private static void AppendTrace(StringBuilder sb, RecognitionResult result)
+    /// <summary>One line per shared initializer: the roles that read it, blocks collapsed into ranges.</summary>
+    private static void AppendShared(EscapedLines lines, IReadOnlyList<SharedInitializer> shared)
+    {
+        if (shared.Count == 0) return;
+        lines.Add("shared initializers (one tensor read by several roles: editing it for one edits all):");
+        foreach (var x in shared)
+        {
+            var roles = x.Uses.GroupBy(u => u.Role).Select(g => g.Any(u => u.Block is null) ? g.Key : $"{g.Key} ({Blocks(g.Select(u => u.Block!.Value))})");
+            lines.Add($"  {x.Initializer.Name}: {x.Uses.Count} roles: {string.Join(", ", roles)}");
+        }
+    }
+
+    /// <summary>"block 3", "blocks 0-4", "blocks 0, 2, 5-7".</summary>
+    public static string Blocks(IEnumerable<int> indices)
+    {
+        var sorted = indices.Distinct().Order().ToList();
+        var parts = new List<string>();
+        for (int i = 0; i < sorted.Count;)
+        {
+            int j = i;
+            while (j + 1 < sorted.Count && sorted[j + 1] == sorted[j] + 1) j++;
+            parts.Add(j == i ? $"{sorted[i]}" : $"{sorted[i]}-{sorted[j]}");
+            i = j + 1;
+        }
+        return (sorted.Count == 1 ? "block " : "blocks ") + string.Join(", ", parts);
+    }
+
+    private static void AppendTrace(EscapedLines lines, RecognitionResult result)
     {
         foreach (var r in result.Trace.Rules)
         {
-            sb.AppendLine($"  [{r.Category}] {r.Rule}: {r.Matches} match(es){(r.Matches == 0 && r.NearMiss is { } m ? $"; near miss rooted at '{m.Root.Name}', {m}" : "")}");
-            foreach (var n in r.Notes) sb.AppendLine($"      note: {n}");
+            lines.Add($"  [{r.Category}] {r.Rule}: {r.Matches} match(es){(r.Matches == 0 && r.NearMiss is { } m ? $"; near miss rooted at '{m.Root.Name}', {m}" : "")}");
+            foreach (var n in r.Notes) lines.Add($"      note: {n}");
         }
     }
 

@@ -112,7 +112,23 @@ public sealed record BlockRole(
     TensorRef ResidualOut,
     bool ParallelResidual = false);
 
-public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, string Form);
+/// <summary>The token embedding: <see cref="Node"/> is the token lookup (a Gather, or the fused
+/// EmbedLayerNormalization), <see cref="Nodes"/> every node of the match (the Adds of position and token-type
+/// lookups included), <see cref="TokenIds"/> the value the ids come from (usually the input_ids graph input).</summary>
+public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, string Form,
+    IReadOnlyList<Node> Nodes, Value? TokenIds, Value? TokenTypeTable);
+
+/// <summary>One role's use of an initializer: the block (null for model-level roles) and the role's path in the
+/// layers JSON (<c>attentionNorm.gain</c>, <c>attention.packedQkv.bias</c>, <c>lmHead.weight</c>, ...).</summary>
+public sealed record RoleUse(int? Block, string Role)
+{
+    public override string ToString() => Block is int b ? $"block {b} {Role}" : Role;
+}
+
+/// <summary>An initializer that several roles read (exporters deduplicate equal tensors, e.g. all-ones gains;
+/// tied embeddings). Folding a scale into it for one role changes every role listed, so a pass must give
+/// that role its own copy first.</summary>
+public sealed record SharedInitializer(Value Initializer, IReadOnlyList<RoleUse> Uses);
 
 public sealed record ModelInputs(Value? InputIds, Value? AttentionMask, Value? PositionIds, Value? TokenTypeIds);
 
@@ -127,4 +143,5 @@ public sealed record ModelStructure(
     NormRole? FinalNorm,
     LinearRole? LmHead,
     ModelInputs Inputs,
-    IReadOnlyList<string> Hints);
+    IReadOnlyList<string> Hints,
+    IReadOnlyList<SharedInitializer> SharedInitializers);

@@ -1,0 +1,57 @@
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Roles;
+
+namespace OnnxOutlierTools.Structure.Recognition;
+
+/// <summary>Lists every initializer that more than one role reads (norm gains and biases, linear weights and
+/// biases, embedding tables), with the roles that read it, in the order the roles appear in the model.</summary>
+internal static class SharedInitializerFinder
+{
+    public static List<SharedInitializer> Find(IReadOnlyList<BlockRole> blocks, EmbeddingRole? embedding, NormRole? finalNorm, LinearRole? lmHead)
+    {
+        var uses = new List<(Value Initializer, RoleUse Use)>();
+        if (embedding is not null)
+        {
+            uses.Add((embedding.TokenTable, new RoleUse(null, "embedding.tokenTable")));
+            if (embedding.PositionTable is { } p) uses.Add((p, new RoleUse(null, "embedding.positionTable")));
+            if (embedding.TokenTypeTable is { } t) uses.Add((t, new RoleUse(null, "embedding.tokenTypeTable")));
+        }
+        foreach (var b in blocks)
+        {
+            Norm(uses, b.Index, "attentionNorm", b.AttentionNorm);
+            var a = b.Attention;
+            Linear(uses, b.Index, "attention.q", a.Query);
+            Linear(uses, b.Index, "attention.k", a.Key);
+            Linear(uses, b.Index, "attention.v", a.ValueProjection);
+            Linear(uses, b.Index, "attention.packedQkv", a.PackedQkv);
+            Linear(uses, b.Index, "attention.o", a.Output);
+            Norm(uses, b.Index, "ffnNorm", b.FfnNorm);
+            // A packed gate_up projection is both gate and up: one role, listed once.
+            if (b.Ffn.Gate != b.Ffn.Up) Linear(uses, b.Index, "ffn.gate", b.Ffn.Gate);
+            Linear(uses, b.Index, "ffn.up", b.Ffn.Up);
+            Linear(uses, b.Index, "ffn.down", b.Ffn.Down);
+        }
+        Norm(uses, null, "finalNorm", finalNorm);
+        Linear(uses, null, "lmHead", lmHead);
+
+        // Grouped by the initializer itself (reference identity): names are unique in a graph anyway.
+        return uses.GroupBy(u => u.Initializer)
+            .Select(g => new SharedInitializer(g.Key, g.Select(u => u.Use).Distinct().ToList()))
+            .Where(s => s.Uses.Count > 1)
+            .ToList();
+    }
+
+    private static void Norm(List<(Value, RoleUse)> uses, int? block, string role, NormRole? norm)
+    {
+        if (norm is null) return;
+        uses.Add((norm.Gain, new RoleUse(block, role + ".gain")));
+        if (norm.Bias is { } bias) uses.Add((bias, new RoleUse(block, role + ".bias")));
+    }
+
+    private static void Linear(List<(Value, RoleUse)> uses, int? block, string role, LinearRole? linear)
+    {
+        if (linear is null) return;
+        uses.Add((linear.Weight, new RoleUse(block, role + ".weight")));
+        if (linear.Bias is { } bias) uses.Add((bias, new RoleUse(block, role + ".bias")));
+    }
+}
