@@ -2,7 +2,7 @@ using OnnxOutlierTools.Runtime;
 
 namespace OnnxOutlierTools.Tests.Runtime;
 
-/// <summary>A fixture model and the inputs it runs with on ORT 1.31 CPU (MANIFEST.md, "Runtime check").</summary>
+/// <summary>A fixture model and the inputs it runs with on ORT 1.32 CPU (MANIFEST.md, "Runtime check").</summary>
 public sealed record FixtureRecipe(string Name, string File, InputSynthesisOptions Inputs, bool HasExternalData = false)
 {
     public string ModelPath => Fixtures.Export(Name, File);
@@ -42,7 +42,7 @@ public static class FixtureRecipes
         new("gpt2-torch-past", "gpt2_past.onnx", Options(20, ("batch_size", 1), ("seq_len", 3))),
         new("llama-genai-gqa-fp32", "model.onnx",
             Options(32000, ("batch_size", 1), ("sequence_length", 4), ("past_sequence_length", 3), ("total_sequence_length", 7)), HasExternalData: true),
-        // this builder flavour runs a prompt with an empty past (seq>1 with past>0 fails on ORT 1.31 CPU).
+        // this builder flavour runs a prompt with an empty past (seq>1 with past>0 fails on ORT 1.32 CPU).
         new("llama-genai-mha-fp16", "model.onnx",
             Options(32000, ("batch_size", 1), ("sequence_length", 4), ("past_sequence_length", 0), ("total_sequence_length", 4)), HasExternalData: true),
         new("llama-mobius-opset24", "model.onnx", Options(256, ("batch", 1), ("sequence_len", 4)) with

@@ -3,7 +3,7 @@ using OnnxOutlierTools.Tensors;
 
 namespace OnnxOutlierTools.Tests.Runtime;
 
-/// <summary>Each fixture runs on ORT 1.31 CPU with its recipe and gives the shapes and published facts
+/// <summary>Each fixture runs on ORT 1.32 CPU with its recipe and gives the shapes and published facts
 /// that MANIFEST.md records (independent references: the manifest's own runs and the torch reference).</summary>
 public sealed class FixtureRunTests
 {
