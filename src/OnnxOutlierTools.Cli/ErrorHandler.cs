@@ -43,10 +43,10 @@ public static class ErrorHandler
     }
 
     /// <summary>Parse errors (unknown options, missing arguments, conflicting options): one line each,
-    /// then where to find the usage.</summary>
+    /// with a suggestion for a mistyped name, then where to find the usage.</summary>
     public static int ReportUsage(ParseResult parseResult, TextWriter stderr)
     {
-        foreach (var error in parseResult.Errors) stderr.WriteLine("error: " + OneLine(error.Message));
+        foreach (var line in UsageErrors.Lines(parseResult)) stderr.WriteLine("error: " + line);
         var command = parseResult.CommandResult.Command;
         string name = command is RootCommand ? "onnx-outliers" : "onnx-outliers " + command.Name;
         stderr.WriteLine($"Run '{name} --help' for usage.");

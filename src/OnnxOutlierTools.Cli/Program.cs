@@ -15,6 +15,8 @@ public static class Program
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         ArgumentNullException.ThrowIfNull(args);
+        // The bare name is how a newcomer starts: show the help, not an error.
+        if (args.Length == 0) args = ["--help"];
         var context = new CliContext(stdout, stderr);
         var root = BuildRootCommand(context);
         try
