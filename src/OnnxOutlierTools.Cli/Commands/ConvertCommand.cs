@@ -4,7 +4,7 @@ using OnnxOutlierTools.IO;
 
 namespace OnnxOutlierTools.Cli.Commands;
 
-/// <summary><c>convert MODEL -o OUT [--external-data [--threshold BYTES] | --embed] [--data-file NAME]</c>:
+/// <summary><c>convert MODEL -o OUT.onnx [--external-data [--threshold BYTES] | --embed] [--data-file NAME]</c>:
 /// re-saves a model with another tensor layout.</summary>
 public static class ConvertCommand
 {
@@ -13,8 +13,8 @@ public static class ConvertCommand
         var model = new Argument<string>("MODEL") { Description = "The .onnx model to read (with its external data)." };
         var output = new Option<string>("--output", "-o")
         {
-            Description = "The .onnx file to write; must differ from MODEL. An external data file goes beside it.",
-            HelpName = "OUT",
+            Description = "The .onnx file to write (a file, not a folder); must differ from MODEL. An external data file goes beside it.",
+            HelpName = "OUT.onnx",
             Required = true,
         };
         var external = new Option<bool>("--external-data")
@@ -44,7 +44,7 @@ public static class ConvertCommand
         };
         var force = new Option<bool>("--force", "-f")
         {
-            Description = "Replace OUT (and its data file) if it exists; without it an existing output is an error.",
+            Description = "Replace OUT.onnx (and its data file) if it exists; without it an existing output is an error.",
         };
         // Lowers the 2 GB protobuf limit so tests can exercise the forced-external path cheaply.
         var protobufLimit = new Option<long?>("--protobuf-limit") { Hidden = true };

@@ -5,7 +5,8 @@ public class HelpTests
     [Theory]
     [InlineData(new string[0], new[] { "inspect", "convert", "--verbose" })]
     [InlineData(new[] { "inspect" }, new[] { "<MODEL>", "--json", "--verbose" })]
-    [InlineData(new[] { "convert" }, new[] { "<MODEL>", "-o, --output <OUT>", "--external-data", "--threshold <BYTES>", "--embed", "--data-file <NAME>", "--verbose" })]
+    [InlineData(new[] { "convert" }, new[] { "<MODEL>", "-o, --output <OUT.onnx> (REQUIRED)", "a file, not a folder", "-f, --force", "--external-data", "--threshold <BYTES>", "--embed", "--data-file <NAME>", "--verbose" })]
+    [InlineData(new[] { "import-llama2c" }, new[] { "<CHECKPOINT>", "-o, --output <DIR> (REQUIRED)", "a folder, not a file", "-f, --force", "--flavour", "--fp16", "--verbose" })]
     public void Help_EveryCommand_DescribesArgumentsAndOptions(string[] command, string[] mentions)
     {
         var result = CliRunner.Run([.. command, "--help"]);
