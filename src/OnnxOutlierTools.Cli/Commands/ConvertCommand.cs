@@ -10,7 +10,10 @@ public static class ConvertCommand
 {
     public static Command Create(CliContext context)
     {
-        var model = new Argument<string>("MODEL") { Description = "The .onnx model to read (with its external data)." };
+        var model = new Argument<string>("MODEL")
+        {
+            Description = "The .onnx model to read (with its external data), or a model folder (found as for inspect).",
+        };
         var output = new Option<string>("--output", "-o")
         {
             Description = "The .onnx file to write (a file, not a folder); must differ from MODEL. An external data file goes beside it.",
@@ -85,7 +88,7 @@ public static class ConvertCommand
     public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr)
     {
         SaveResult result;
-        using (var model = ModelReader.Load(input))
+        using (var model = ModelReader.Load(ModelLocator.Locate(input)))
             result = ModelWriter.Save(model, output, options);
 
         if (result.ForcedExternal && options.Layout != TensorLayout.External)
