@@ -53,6 +53,9 @@ public static class ErrorHandler
         return BadInput;
     }
 
+    /// <summary>A <c>warning: ...</c> line: the command goes on (and succeeds).</summary>
+    public static void Warn(TextWriter stderr, string message) => stderr.WriteLine("warning: " + OneLine(message));
+
     /// <summary>Escapes line breaks and other control characters (file names and tensor names come
     /// from user files) so a message stays on one line.</summary>
     public static string OneLine(string message) => Text.Printable.Escape(message);

@@ -4,7 +4,7 @@ using OnnxOutlierTools.IO;
 
 namespace OnnxOutlierTools.Cli.Commands;
 
-/// <summary><c>convert MODEL -o OUT.onnx [--external-data [--threshold BYTES] | --embed] [--data-file NAME]</c>:
+/// <summary><c>convert MODEL -o OUT.onnx [--external-data [--threshold BYTES] | --embed] [--data-file NAME] [--force] [--json]</c>:
 /// re-saves a model with another tensor layout.</summary>
 public static class ConvertCommand
 {
@@ -49,6 +49,10 @@ public static class ConvertCommand
         {
             Description = "Replace OUT.onnx (and its data file) if it exists; without it an existing output is an error.",
         };
+        var json = new Option<bool>("--json")
+        {
+            Description = "Write the result (files, sizes, tensor counts, warnings) as JSON instead of the text line.",
+        };
         // Lowers the 2 GB protobuf limit so tests can exercise the forced-external path cheaply.
         var protobufLimit = new Option<long?>("--protobuf-limit") { Hidden = true };
 
@@ -57,7 +61,7 @@ public static class ConvertCommand
             "embedded stay embedded), all embedded (--embed) or large tensors external (--external-data). " +
             "The write is atomic; the input is never overwritten.")
         {
-            model, output, external, threshold, embed, dataFile, force, protobufLimit,
+            model, output, external, threshold, embed, dataFile, force, json, protobufLimit,
         };
         command.Validators.Add(result =>
         {
@@ -80,27 +84,27 @@ public static class ConvertCommand
                 ProtobufLimit = parseResult.GetValue(protobufLimit) ?? new SaveOptions().ProtobufLimit,
                 Overwrite = parseResult.GetValue(force),
             };
-            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(output)!, options, context.Out, context.Error);
+            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(output)!, options, context.Out, context.Error, parseResult.GetValue(json));
         }));
         return command;
     }
 
-    public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr)
+    public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr, bool json = false)
     {
         SaveResult result;
-        using (var model = ModelReader.Load(ModelLocator.Locate(input)))
+        string modelPath = ModelLocator.Locate(input);
+        using (var model = ModelReader.Load(modelPath))
             result = ModelWriter.Save(model, output, options);
 
+        var warnings = new List<string>();
         if (result.ForcedExternal && options.Layout != TensorLayout.External)
-            stderr.WriteLine($"warning: {output}: the model exceeds the {N(options.ProtobufLimit)}-byte protobuf limit, " +
+            warnings.Add($"{output}: the model exceeds the {N(options.ProtobufLimit)}-byte protobuf limit, " +
                 $"so {N(result.ExternalTensors)} tensors were stored in external data ({Path.GetFileName(result.DataPath)}) " +
                 $"although {(options.Layout == TensorLayout.Embed ? "--embed was asked" : "the layout was to be preserved")}");
+        foreach (string warning in warnings) ErrorHandler.Warn(stderr, warning);
 
-        long modelBytes = new FileInfo(result.ModelPath).Length;
-        string externalPart = result.ExternalTensors > 0
-            ? $"{N(result.ExternalTensors)} external ({N(result.ExternalBytes)} bytes in {Path.GetFileName(result.DataPath)})"
-            : "0 external";
-        stdout.WriteLine($"wrote {output} ({N(modelBytes)} bytes): {N(result.EmbeddedTensors)} tensors embedded, {externalPart}");
+        var report = WriteReport.From("convert", modelPath, result, options.Layout.ToString().ToLowerInvariant(), warnings);
+        stdout.WriteLine(json ? report.ToJson() : report.ToText(output));
         return ErrorHandler.Success;
     }
 

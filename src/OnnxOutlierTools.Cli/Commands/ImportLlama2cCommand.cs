@@ -3,7 +3,7 @@ using OnnxOutlierTools.Import;
 
 namespace OnnxOutlierTools.Cli.Commands;
 
-/// <summary><c>import-llama2c CHECKPOINT -o DIR [--flavour F] [--fp16] [--force]</c>: a llama2.c checkpoint as an ONNX decoder folder.</summary>
+/// <summary><c>import-llama2c CHECKPOINT -o DIR [--flavour F] [--fp16] [--force] [--json]</c>: a llama2.c checkpoint as an ONNX decoder folder.</summary>
 public static class ImportLlama2cCommand
 {
     public static Command Create(CliContext context)
@@ -28,16 +28,22 @@ public static class ImportLlama2cCommand
         };
         flavour.AcceptOnlyFromAmong([.. DecoderFolder.FlavourNames]);
         var fp16 = new Option<bool>("--fp16") { Description = "Store weights as FLOAT16 (norm statistics stay in float32)." };
+        var json = new Option<bool>("--json")
+        {
+            Description = "Write the result (files, sizes, tensor counts, warnings) as JSON instead of the text line.",
+        };
         var command = new Command("import-llama2c", "Convert a llama2.c checkpoint into an ONNX decoder (see --flavour).")
         {
-            checkpoint, output, flavour, fp16, force,
+            checkpoint, output, flavour, fp16, force, json,
         };
         command.SetAction(parseResult => context.Guard(parseResult, () =>
         {
-            var result = DecoderFolder.FromLlama2c(parseResult.GetValue(checkpoint)!, parseResult.GetValue(output)!,
-                DecoderFolder.ParseFlavour(parseResult.GetValue(flavour)!), parseResult.GetValue(fp16), parseResult.GetValue(force));
-            context.Out.WriteLine($"wrote {result.ModelPath}: {result.EmbeddedTensors} embedded, {result.ExternalTensors} external tensors " +
-                $"({result.ExternalBytes:N0} bytes in {Path.GetFileName(result.DataPath ?? "-")}), config.json");
+            string input = parseResult.GetValue(checkpoint)!, folder = parseResult.GetValue(output)!, flavourName = parseResult.GetValue(flavour)!;
+            bool half = parseResult.GetValue(fp16);
+            var result = DecoderFolder.FromLlama2c(input, folder, DecoderFolder.ParseFlavour(flavourName), half, parseResult.GetValue(force));
+            var report = WriteReport.From("import-llama2c", input, result, "external", [],
+                config: Path.Combine(folder, "config.json"), flavour: flavourName, weightType: half ? "float16" : "float32");
+            context.Out.WriteLine(parseResult.GetValue(json) ? report.ToJson() : report.ToText(result.ModelPath));
             return ErrorHandler.Success;
         }));
         return command;
