@@ -8,7 +8,15 @@ namespace OnnxOutlierTools.Cli;
 /// 2 bad input or bad usage (one <c>error: ...</c> line on stderr), 3 structure not recognized (<c>inspect --layers</c>).</summary>
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        if (ArgumentEncoding.Check(args, ArgumentEncoding.ReadRaw()) is { } problem)
+        {
+            Console.Error.WriteLine("error: " + problem);
+            return ErrorHandler.BadInput;
+        }
+        return Run(args, Console.Out, Console.Error);
+    }
 
     /// <summary>Runs the CLI in-process with the given output streams (what <see cref="Main"/> does
     /// with the console), returning the exit code.</summary>
