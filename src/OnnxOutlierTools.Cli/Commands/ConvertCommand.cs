@@ -42,7 +42,8 @@ public static class ConvertCommand
         };
         var dataFile = new Option<string?>("--data-file")
         {
-            Description = "Name of the external data file, in the output folder (default: OUT's file name + \".data\").",
+            Description = "Name of the external data file, in the output folder (default: OUT's file name + \".data\"). " +
+                "Not with --embed; a warning says when no tensor went external, so it was not used.",
             HelpName = "NAME",
         };
         var force = new Option<bool>("--force", "-f")
@@ -69,6 +70,9 @@ public static class ConvertCommand
             if (wantsExternal && wantsEmbed) result.AddError("--external-data and --embed cannot be used together.");
             if (!wantsExternal && result.GetResult(threshold) is { Implicit: false })
                 result.AddError("--threshold applies only with --external-data.");
+            // A name for a file that --embed promises not to write is a mistake, not a preference.
+            if (wantsEmbed && result.GetResult(dataFile) is { Implicit: false })
+                result.AddError("--data-file names the external data file, and --embed writes none; drop one of them.");
         });
 
         command.SetAction(parseResult => context.Guard(parseResult, () =>
@@ -101,6 +105,12 @@ public static class ConvertCommand
             warnings.Add($"{output}: the model exceeds the {N(options.ProtobufLimit)}-byte protobuf limit, " +
                 $"so {N(result.ExternalTensors)} tensors were stored in external data ({Path.GetFileName(result.DataPath)}) " +
                 $"although {(options.Layout == TensorLayout.Embed ? "--embed was asked" : "the layout was to be preserved")}");
+        // Only the save knows whether anything went external; a name that was not used must not pass unnoticed.
+        if (options.DataFileName is { } name && result.ExternalTensors == 0)
+            warnings.Add($"--data-file '{name}' had no effect: no tensor was stored in external data " +
+                (options.Layout == TensorLayout.External
+                    ? $"(none has --threshold {N(options.ExternalThreshold)} bytes or more)"
+                    : "(the model has none; add --external-data to move tensors there)"));
         foreach (string warning in warnings) ErrorHandler.Warn(stderr, warning);
 
         var report = WriteReport.From("convert", modelPath, result, options.Layout.ToString().ToLowerInvariant(), warnings);
