@@ -95,6 +95,7 @@ public static class ConvertCommand
 
     public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr, bool json = false)
     {
+        CheckOutputIsAFile(output);
         SaveResult result;
         string modelPath = ModelLocator.Locate(input);
         using (var model = ModelReader.Load(modelPath))
@@ -116,6 +117,17 @@ public static class ConvertCommand
         var report = WriteReport.From("convert", modelPath, result, options.Layout.ToString().ToLowerInvariant(), warnings);
         stdout.WriteLine(json ? report.ToJson() : report.ToText(output));
         return ErrorHandler.Success;
+    }
+
+    /// <summary>convert's -o is a file and import-llama2c's a folder: a folder given here is that mix-up,
+    /// said before any work (and before a folder named like it could be left behind).</summary>
+    private static void CheckOutputIsAFile(string output)
+    {
+        string example = Path.Combine(output, "model.onnx");
+        if (Directory.Exists(output))
+            throw new UsageException($"{output}: is a directory; convert -o names the .onnx file to write (for example {example})");
+        if (output.EndsWith(Path.DirectorySeparatorChar) || output.EndsWith(Path.AltDirectorySeparatorChar))
+            throw new UsageException($"{output}: ends in a separator, so names a directory; convert -o names the .onnx file to write (for example {example})");
     }
 
     private static string N(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
