@@ -42,7 +42,7 @@ public static class ConvertCommand
         };
         var dataFile = new Option<string?>("--data-file")
         {
-            Description = "Name of the external data file, in the output folder (default: OUT's file name + \".data\"). " +
+            Description = "Name of the external data file, in the output folder (default: OUT.onnx's name + \".data\", as in out.onnx.data). " +
                 "Not with --embed; a warning says when no tensor went external, so it was not used.",
             HelpName = "NAME",
         };
