@@ -43,15 +43,18 @@ public static class ErrorHandler
     }
 
     /// <summary>Parse errors (unknown options, missing arguments, conflicting options): one line each,
-    /// then where to find the usage.</summary>
+    /// with a suggestion for a mistyped name, then where to find the usage.</summary>
     public static int ReportUsage(ParseResult parseResult, TextWriter stderr)
     {
-        foreach (var error in parseResult.Errors) stderr.WriteLine("error: " + OneLine(error.Message));
+        foreach (var line in UsageErrors.Lines(parseResult)) stderr.WriteLine("error: " + line);
         var command = parseResult.CommandResult.Command;
         string name = command is RootCommand ? "onnx-outliers" : "onnx-outliers " + command.Name;
         stderr.WriteLine($"Run '{name} --help' for usage.");
         return BadInput;
     }
+
+    /// <summary>A <c>warning: ...</c> line: the command goes on (and succeeds).</summary>
+    public static void Warn(TextWriter stderr, string message) => stderr.WriteLine("warning: " + OneLine(message));
 
     /// <summary>Escapes line breaks and other control characters (file names and tensor names come
     /// from user files) so a message stays on one line.</summary>

@@ -8,13 +8,23 @@ namespace OnnxOutlierTools.Cli;
 /// 2 bad input or bad usage (one <c>error: ...</c> line on stderr), 3 structure not recognized (<c>inspect --layers</c>).</summary>
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        if (ArgumentEncoding.Check(args, ArgumentEncoding.ReadRaw()) is { } problem)
+        {
+            Console.Error.WriteLine("error: " + problem);
+            return ErrorHandler.BadInput;
+        }
+        return Run(args, Console.Out, Console.Error);
+    }
 
     /// <summary>Runs the CLI in-process with the given output streams (what <see cref="Main"/> does
     /// with the console), returning the exit code.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         ArgumentNullException.ThrowIfNull(args);
+        // The bare name is how a newcomer starts: show the help, not an error.
+        if (args.Length == 0) args = ["--help"];
         var context = new CliContext(stdout, stderr);
         var root = BuildRootCommand(context);
         try

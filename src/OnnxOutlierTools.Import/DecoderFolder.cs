@@ -18,19 +18,36 @@ public static class DecoderFolder
         _ => throw new ArgumentException($"unknown flavour '{name}' ({string.Join(", ", FlavourNames)})"),
     };
 
-    public static SaveResult Save(Model model, string outDir, DecoderConfig config, LlamaOnnxFlavour flavour, string dtype)
+    /// <summary>The files a decoder folder holds, in the order they are checked and written.</summary>
+    public static IReadOnlyList<string> FileNames { get; } = ["model.onnx", "model.onnx.data", "config.json"];
+
+    /// <summary>Writes model.onnx, model.onnx.data and config.json into <paramref name="outDir"/> (created if
+    /// needed). Without <paramref name="overwrite"/> any of them existing is an <see cref="OutputExistsException"/>
+    /// raised before anything is written; with it they are replaced, each atomically.</summary>
+    public static SaveResult Save(Model model, string outDir, DecoderConfig config, LlamaOnnxFlavour flavour, string dtype, bool overwrite = false)
     {
-        var result = ModelWriter.Save(model, Path.Combine(outDir, "model.onnx"), new SaveOptions { Layout = TensorLayout.External });
-        string configPath = Path.Combine(outDir, "config.json");
-        string temp = configPath + ".tmp";
-        File.WriteAllText(temp, HfConfigJson.Create(config, flavour != LlamaOnnxFlavour.Decomposed, dtype));
-        File.Move(temp, configPath, overwrite: true);
+        CheckTarget(outDir, overwrite);
+        var result = ModelWriter.Save(model, Path.Combine(outDir, "model.onnx"), new SaveOptions { Layout = TensorLayout.External, Overwrite = overwrite });
+        AtomicTextFile.Write(Path.Combine(outDir, "config.json"), HfConfigJson.Create(config, flavour != LlamaOnnxFlavour.Decomposed, dtype), overwrite);
         return result;
     }
 
-    /// <summary>Converts a llama2.c checkpoint into a model folder.</summary>
-    public static SaveResult FromLlama2c(string checkpoint, string outDir, LlamaOnnxFlavour flavour, bool fp16)
+    /// <summary>Refuses a target that is a file, or (without <paramref name="overwrite"/>) holds any of the
+    /// <see cref="FileNames"/>: all three are checked before anything is written, so a refused config.json
+    /// never leaves a new model beside the old config.</summary>
+    public static void CheckTarget(string outDir, bool overwrite)
     {
+        ArgumentNullException.ThrowIfNull(outDir);
+        if (File.Exists(outDir)) throw new ModelSaveException(outDir, $"is a file; the output is a folder (for {string.Join(", ", FileNames)})");
+        if (overwrite) return;
+        foreach (string name in FileNames)
+            if (File.Exists(Path.Combine(outDir, name))) throw new OutputExistsException(Path.Combine(outDir, name), "already exists");
+    }
+
+    /// <summary>Converts a llama2.c checkpoint into a model folder.</summary>
+    public static SaveResult FromLlama2c(string checkpoint, string outDir, LlamaOnnxFlavour flavour, bool fp16, bool overwrite = false)
+    {
+        CheckTarget(outDir, overwrite); // before the (possibly long) conversion
         var weights = Llama2cCheckpoint.Load(checkpoint);
         var options = new LlamaOnnxOptions
         {
@@ -39,6 +56,6 @@ public static class DecoderFolder
             Description = $"converted from llama2.c checkpoint {Path.GetFileName(checkpoint)}",
         };
         using var model = LlamaOnnxBuilder.Build(weights, options);
-        return Save(model, outDir, weights.Config, flavour, fp16 ? "float16" : "float32");
+        return Save(model, outDir, weights.Config, flavour, fp16 ? "float16" : "float32", overwrite);
     }
 }

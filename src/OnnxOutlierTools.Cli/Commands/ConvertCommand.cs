@@ -4,17 +4,20 @@ using OnnxOutlierTools.IO;
 
 namespace OnnxOutlierTools.Cli.Commands;
 
-/// <summary><c>convert MODEL -o OUT [--external-data [--threshold BYTES] | --embed] [--data-file NAME]</c>:
+/// <summary><c>convert MODEL -o OUT.onnx [--external-data [--threshold BYTES] | --embed] [--data-file NAME] [--force] [--json]</c>:
 /// re-saves a model with another tensor layout.</summary>
 public static class ConvertCommand
 {
     public static Command Create(CliContext context)
     {
-        var model = new Argument<string>("MODEL") { Description = "The .onnx model to read (with its external data)." };
+        var model = new Argument<string>("MODEL")
+        {
+            Description = "The .onnx model to read (with its external data), or a model folder (found as for inspect).",
+        };
         var output = new Option<string>("--output", "-o")
         {
-            Description = "The .onnx file to write; must differ from MODEL. An external data file goes beside it.",
-            HelpName = "OUT",
+            Description = "The .onnx file to write (a file, not a folder); must differ from MODEL. An external data file goes beside it.",
+            HelpName = "OUT.onnx",
             Required = true,
         };
         var external = new Option<bool>("--external-data")
@@ -39,12 +42,17 @@ public static class ConvertCommand
         };
         var dataFile = new Option<string?>("--data-file")
         {
-            Description = "Name of the external data file, in the output folder (default: OUT's file name + \".data\").",
+            Description = "Name of the external data file, in the output folder (default: OUT.onnx's name + \".data\", as in out.onnx.data). " +
+                "Not with --embed; a warning says when no tensor went external, so it was not used.",
             HelpName = "NAME",
         };
         var force = new Option<bool>("--force", "-f")
         {
-            Description = "Replace OUT (and its data file) if it exists; without it an existing output is an error.",
+            Description = "Replace OUT.onnx (and its data file) if it exists; without it an existing output is an error.",
+        };
+        var json = new Option<bool>("--json")
+        {
+            Description = "Write the result (files, sizes, tensor counts, warnings) as JSON instead of the text line.",
         };
         // Lowers the 2 GB protobuf limit so tests can exercise the forced-external path cheaply.
         var protobufLimit = new Option<long?>("--protobuf-limit") { Hidden = true };
@@ -54,7 +62,7 @@ public static class ConvertCommand
             "embedded stay embedded), all embedded (--embed) or large tensors external (--external-data). " +
             "The write is atomic; the input is never overwritten.")
         {
-            model, output, external, threshold, embed, dataFile, force, protobufLimit,
+            model, output, external, threshold, embed, dataFile, force, json, protobufLimit,
         };
         command.Validators.Add(result =>
         {
@@ -62,6 +70,9 @@ public static class ConvertCommand
             if (wantsExternal && wantsEmbed) result.AddError("--external-data and --embed cannot be used together.");
             if (!wantsExternal && result.GetResult(threshold) is { Implicit: false })
                 result.AddError("--threshold applies only with --external-data.");
+            // A name for a file that --embed promises not to write is a mistake, not a preference.
+            if (wantsEmbed && result.GetResult(dataFile) is { Implicit: false })
+                result.AddError("--data-file names the external data file, and --embed writes none; drop one of them.");
         });
 
         command.SetAction(parseResult => context.Guard(parseResult, () =>
@@ -77,28 +88,46 @@ public static class ConvertCommand
                 ProtobufLimit = parseResult.GetValue(protobufLimit) ?? new SaveOptions().ProtobufLimit,
                 Overwrite = parseResult.GetValue(force),
             };
-            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(output)!, options, context.Out, context.Error);
+            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(output)!, options, context.Out, context.Error, parseResult.GetValue(json));
         }));
         return command;
     }
 
-    public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr)
+    public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr, bool json = false)
     {
+        CheckOutputIsAFile(output);
         SaveResult result;
-        using (var model = ModelReader.Load(input))
+        string modelPath = ModelLocator.Locate(input);
+        using (var model = ModelReader.Load(modelPath))
             result = ModelWriter.Save(model, output, options);
 
+        var warnings = new List<string>();
         if (result.ForcedExternal && options.Layout != TensorLayout.External)
-            stderr.WriteLine($"warning: {output}: the model exceeds the {N(options.ProtobufLimit)}-byte protobuf limit, " +
+            warnings.Add($"{output}: the model exceeds the {N(options.ProtobufLimit)}-byte protobuf limit, " +
                 $"so {N(result.ExternalTensors)} tensors were stored in external data ({Path.GetFileName(result.DataPath)}) " +
                 $"although {(options.Layout == TensorLayout.Embed ? "--embed was asked" : "the layout was to be preserved")}");
+        // Only the save knows whether anything went external; a name that was not used must not pass unnoticed.
+        if (options.DataFileName is { } name && result.ExternalTensors == 0)
+            warnings.Add($"--data-file '{name}' had no effect: no tensor was stored in external data " +
+                (options.Layout == TensorLayout.External
+                    ? $"(none has --threshold {N(options.ExternalThreshold)} bytes or more)"
+                    : "(the model has none; add --external-data to move tensors there)"));
+        foreach (string warning in warnings.Concat(result.Warnings)) ErrorHandler.Warn(stderr, warning);
 
-        long modelBytes = new FileInfo(result.ModelPath).Length;
-        string externalPart = result.ExternalTensors > 0
-            ? $"{N(result.ExternalTensors)} external ({N(result.ExternalBytes)} bytes in {Path.GetFileName(result.DataPath)})"
-            : "0 external";
-        stdout.WriteLine($"wrote {output} ({N(modelBytes)} bytes): {N(result.EmbeddedTensors)} tensors embedded, {externalPart}");
+        var report = WriteReport.From("convert", modelPath, result, options.Layout.ToString().ToLowerInvariant(), warnings);
+        stdout.WriteLine(json ? report.ToJson() : report.ToText(output));
         return ErrorHandler.Success;
+    }
+
+    /// <summary>convert's -o is a file and import-llama2c's a folder: a folder given here is that mix-up,
+    /// said before any work (and before a folder named like it could be left behind).</summary>
+    private static void CheckOutputIsAFile(string output)
+    {
+        string example = Path.Combine(output, "model.onnx");
+        if (Directory.Exists(output))
+            throw new UsageException($"{output}: is a directory; convert -o names the .onnx file to write (for example {example})");
+        if (output.EndsWith(Path.DirectorySeparatorChar) || output.EndsWith(Path.AltDirectorySeparatorChar))
+            throw new UsageException($"{output}: ends in a separator, so names a directory; convert -o names the .onnx file to write (for example {example})");
     }
 
     private static string N(long value) => value.ToString("N0", CultureInfo.InvariantCulture);

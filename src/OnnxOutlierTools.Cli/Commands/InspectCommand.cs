@@ -7,14 +7,15 @@ using OnnxOutlierTools.Structure.Recognition;
 namespace OnnxOutlierTools.Cli.Commands;
 
 /// <summary><c>inspect MODEL [--json] [--layers [--explain]]</c>: what a model contains, without reading
-/// tensor data; with <c>--layers</c>, its recognized transformer structure.</summary>
+/// tensor data; with <c>--layers</c>, its recognized transformer structure. MODEL may be a model folder.</summary>
 public static class InspectCommand
 {
     public static Command Create(CliContext context)
     {
         var model = new Argument<string>("MODEL")
         {
-            Description = "The .onnx model file. Its external data files may be absent (they are reported as absent).",
+            Description = "The .onnx model file, or a model folder: the decoder its genai_config.json names, else model.onnx, " +
+                "onnx/model.onnx or its only .onnx file. Its external data files may be absent (they are reported as absent).",
         };
         var json = new Option<bool>("--json")
         {
@@ -51,6 +52,7 @@ public static class InspectCommand
     {
         ModelSummary summary;
         RecognitionResult? structure = null;
+        path = ModelLocator.Locate(path);
         using (var model = ModelReader.Load(path, new LoadOptions { RequireExternalData = false }))
         {
             summary = ModelSummary.Create(model);

@@ -1,21 +1,24 @@
 using System.Globalization;
 using System.Text;
 using OnnxOutlierTools.Inspection;
+using static OnnxOutlierTools.Text.Printable;
 
 namespace OnnxOutlierTools.Cli.Commands;
 
-/// <summary>The human-readable form of a <see cref="ModelSummary"/>.</summary>
+/// <summary>The human-readable form of a <see cref="ModelSummary"/>. Every string taken from the file (or the
+/// path the user typed) goes through <see cref="OnnxOutlierTools.Text.Printable.Escape"/>: a newline in an input
+/// name must not be able to print a line of its own, such as a forged <c>ir: 999</c>.</summary>
 public static class SummaryText
 {
     public static string Render(ModelSummary s, string displayPath)
     {
         var sb = new StringBuilder();
         string size = s.FileBytes is long b ? $" ({N(b)} bytes)" : "";
-        Line(sb, $"model:     {displayPath}{size}");
-        string producer = string.Join(" ", new[] { s.ProducerName, s.ProducerVersion }.Where(x => !string.IsNullOrEmpty(x)));
+        Line(sb, $"model:     {Escape(displayPath)}{size}");
+        string producer = string.Join(" ", new[] { s.ProducerName, s.ProducerVersion }.Where(x => !string.IsNullOrEmpty(x)).Select(Escape));
         Line(sb, $"producer:  {(producer.Length > 0 ? producer : "(none)")}");
         Line(sb, $"ir:        {s.IrVersion}");
-        Line(sb, $"opsets:    {(s.OpsetImports.Count > 0 ? string.Join(", ", s.OpsetImports.Select(o => $"{o.Domain} {o.Version}")) : "(none)")}");
+        Line(sb, $"opsets:    {(s.OpsetImports.Count > 0 ? string.Join(", ", s.OpsetImports.Select(o => $"{Escape(o.Domain)} {o.Version}")) : "(none)")}");
 
         ValueTable(sb, "inputs", s.Inputs);
         ValueTable(sb, "outputs", s.Outputs);
@@ -25,10 +28,12 @@ public static class SummaryText
             ? $"nodes: {N(s.Nodes.Total)} ({N(s.Nodes.MainGraph)} in the main graph, {N(s.Nodes.Nested)} in nested graphs)"
             : $"nodes: {N(s.Nodes.Total)}");
         Line(sb, $"op types ({s.OpTypes.Count}):");
-        int keyWidth = s.OpTypes.Keys.DefaultIfEmpty("").Max(k => k.Length);
+        // Escaped before measuring, so the columns line up with what is printed.
+        var opTypes = s.OpTypes.Select(p => (Key: Escape(p.Key), Op: p.Value)).ToList();
+        int keyWidth = opTypes.Select(p => p.Key).DefaultIfEmpty("").Max(k => k.Length);
         bool anyNested = s.OpTypes.Values.Any(o => o.NestedCount > 0);
         if (anyNested) Line(sb, $"  {"".PadRight(keyWidth)}  {"main",7}  {"nested",7}");
-        foreach (var (key, op) in s.OpTypes)
+        foreach (var (key, op) in opTypes)
             Line(sb, anyNested ? $"  {key.PadRight(keyWidth)}  {N(op.Count),7}  {N(op.NestedCount),7}" : $"  {key.PadRight(keyWidth)}  {N(op.Count),7}");
 
         if (s.NestedGraphs.Count > 0)
@@ -38,7 +43,7 @@ public static class SummaryText
             {
                 string index = g.Index is int i ? $"[{i}]" : "";
                 string indent = new(' ', 2 * g.Depth);
-                Line(sb, $"{indent}{g.Owner} attribute '{g.Attribute}{index}' (graph '{g.GraphName}'): {N(g.NodeCount)} nodes, {N(g.InitializerCount)} initializers");
+                Line(sb, $"{indent}{Escape(g.Owner)} attribute '{Escape(g.Attribute)}{index}' (graph '{Escape(g.GraphName)}'): {N(g.NodeCount)} nodes, {N(g.InitializerCount)} initializers");
             }
         }
 
@@ -48,12 +53,12 @@ public static class SummaryText
         Line(sb, $"initializers: {N(init.Count)}{nestedInit}, {N(init.ParameterCount)} parameters, {N(init.Bytes)} bytes");
         if (init.ByDataType.Count > 0)
         {
-            int typeWidth = init.ByDataType.Keys.Max(k => k.Length);
+            int typeWidth = init.ByDataType.Keys.Max(k => Escape(k).Length);
             int countWidth = init.ByDataType.Values.Max(t => N(t.TensorCount).Length);
             int paramWidth = init.ByDataType.Values.Max(t => N(t.ParameterCount).Length);
             int bytesWidth = init.ByDataType.Values.Max(t => N(t.Bytes).Length);
             foreach (var (type, t) in init.ByDataType)
-                Line(sb, $"  {type.PadRight(typeWidth)}  {N(t.TensorCount).PadLeft(countWidth)} tensors  " +
+                Line(sb, $"  {Escape(type).PadRight(typeWidth)}  {N(t.TensorCount).PadLeft(countWidth)} tensors  " +
                     $"{N(t.ParameterCount).PadLeft(paramWidth)} parameters  {N(t.Bytes).PadLeft(bytesWidth)} bytes");
         }
 
@@ -68,13 +73,14 @@ public static class SummaryText
             Line(sb, $"external data ({s.ExternalData.Count}):");
             foreach (var f in s.ExternalData)
             {
+                string location = Escape(f.Location), reason = Escape(f.Reason);
                 string tensors = $"{N(f.TensorCount)} tensor{(f.TensorCount == 1 ? "" : "s")}";
                 if (!f.Present)
-                    Line(sb, $"  {f.Location}  ABSENT ({f.Reason}): data of {tensors} ({N(f.RequiredBytes)} bytes) unavailable");
+                    Line(sb, $"  {location}  ABSENT ({reason}): data of {tensors} ({N(f.RequiredBytes)} bytes) unavailable");
                 else if (f.Reason is not null)
-                    Line(sb, $"  {f.Location}  {N(f.Bytes ?? 0)} bytes, {tensors}  UNUSABLE ({f.Reason})");
+                    Line(sb, $"  {location}  {N(f.Bytes ?? 0)} bytes, {tensors}  UNUSABLE ({reason})");
                 else
-                    Line(sb, $"  {f.Location}  {N(f.Bytes ?? 0)} bytes, {tensors}");
+                    Line(sb, $"  {location}  {N(f.Bytes ?? 0)} bytes, {tensors}");
             }
         }
         return sb.ToString();
@@ -85,10 +91,12 @@ public static class SummaryText
         sb.AppendLine();
         Line(sb, $"{title} ({values.Count}):");
         if (values.Count == 0) return;
-        int nameWidth = values.Max(v => v.Name.Length);
-        int typeWidth = values.Max(v => TypeText(v).Length);
-        foreach (var v in values)
-            Line(sb, $"  {v.Name.PadRight(nameWidth)}  {TypeText(v).PadRight(typeWidth)}  {(v.Kind is "tensor" or "sparseTensor" ? v.ShapeText : "")}".TrimEnd());
+        var rows = values.Select(v => (Name: Escape(v.Name), Type: Escape(TypeText(v)),
+            Shape: v.Kind is "tensor" or "sparseTensor" ? Escape(v.ShapeText) : "")).ToList();
+        int nameWidth = rows.Max(r => r.Name.Length);
+        int typeWidth = rows.Max(r => r.Type.Length);
+        foreach (var r in rows)
+            Line(sb, $"  {r.Name.PadRight(nameWidth)}  {r.Type.PadRight(typeWidth)}  {r.Shape}".TrimEnd());
     }
 
     private static string TypeText(ValueSummary v) => v.Kind switch

@@ -131,7 +131,8 @@ public class ConvertCommandTests
 
     [Theory]
     [InlineData("under a file", "file.onnx/out.onnx", "cannot create the output folder")]
-    [InlineData("a directory", "folder", "is a directory")]
+    [InlineData("a directory", "folder", "is a directory; convert -o names the .onnx file to write (for example ")]
+    [InlineData("a path ending in /", "new/", "ends in a separator, so names a directory; convert -o names the .onnx file to write")]
     [InlineData("empty", "", "empty path")]
     [InlineData("data file named like the model", "out.onnx", "is the model file's own name", "--external-data", "--data-file", "out.onnx")]
     [InlineData("data file in another folder", "out.onnx", "must be a plain file name", "--external-data", "--data-file", "../weights.bin")]
@@ -152,6 +153,7 @@ public class ConvertCommandTests
         Assert.DoesNotContain("   at ", result.Stderr);
         Assert.Equal("", result.Stdout);
         Assert.Equal(before, temp.Files());
+        Assert.False(Directory.Exists(temp.Path("new")), "no folder is left behind");
     }
 
     [Fact]

@@ -256,3 +256,52 @@ public sealed record ManifestFacts(long IrVersion, string Producer, string[] Ops
         return result;
     }
 }
+
+/// <summary><c>inspect FOLDER</c> and <c>convert FOLDER</c> on the published fixture folders, as downloaded.</summary>
+public class ModelFolderCommandTests
+{
+    [Theory]
+    [InlineData("gpt2-ort-fused-fp32", "past.onnx")]      // genai_config.json names it
+    [InlineData("llama-genai-gqa-fp32", "model.onnx")]    // genai_config.json
+    [InlineData("llama-torch-nopast", "model.onnx")]      // model.onnx
+    [InlineData("gpt2-torch-past", "gpt2_past.onnx")]     // the only .onnx
+    public void Inspect_Folder_ReportsTheModelInIt(string flavour, string file)
+    {
+        string folder = Fixtures.Path("exports", flavour);
+
+        var byFolder = CliRunner.Run("inspect", folder);
+        var byFile = CliRunner.Run("inspect", Path.Combine(folder, file));
+
+        Assert.True(byFolder.ExitCode == 0, byFolder.ToString());
+        Assert.StartsWith($"model:     {Path.Combine(folder, file)} (", byFolder.Stdout);
+        Assert.Equal(byFile.Stdout, byFolder.Stdout);
+    }
+
+    [Fact]
+    public void Convert_Folder_ConvertsTheModelInIt()
+    {
+        using var temp = new TempFolder("convert-folder");
+        var result = CliRunner.Run("convert", Fixtures.Path("exports", "gpt2-ort-fused-fp32"), "-o", temp.Path("out.onnx"));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using var original = OnnxOutlierTools.IO.ModelReader.Load(Fixtures.Export("gpt2-ort-fused-fp32", "past.onnx"));
+        using var copy = OnnxOutlierTools.IO.ModelReader.Load(temp.Path("out.onnx"));
+        Assert.Equal(original.Graph.Nodes.Count, copy.Graph.Nodes.Count);
+        Assert.Equal(original.Graph.Initializers.Count, copy.Graph.Initializers.Count);
+    }
+
+    [Fact]
+    public void Inspect_FolderWithSeveralModels_IsOneLineErrorListingThem()
+    {
+        using var temp = new TempFolder("inspect-folder");
+        temp.CopyFixture("gpt2-torch-past", "gpt2_past.onnx", "decoder_with_past_model.onnx");
+        temp.CopyFixture("gpt2-torch-nopast", "GPT2Model.onnx", "decoder_model.onnx");
+
+        var result = CliRunner.Run("inspect", temp.FullPath);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal([$"error: {temp.FullPath}: is a directory with 2 models (decoder_model.onnx, decoder_with_past_model.onnx); name the one to use"],
+            result.StderrLines);
+        Assert.Equal("", result.Stdout);
+    }
+}

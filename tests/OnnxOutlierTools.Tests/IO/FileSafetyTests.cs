@@ -191,6 +191,11 @@ public sealed class FileSafetyTests : IDisposable
 
         var cli = CliRunner.Run("convert", Fixtures.Export(Fixture, "model.onnx"), "-o", device);
         Assert.True(cli.ExitCode == 0, cli.ToString());
+        Assert.StartsWith("dry run: wrote ", cli.Stdout);
+        var json = System.Text.Json.JsonDocument.Parse(CliRunner.Run("convert", Fixtures.Export(Fixture, "model.onnx"), "-o", device, "--json").Stdout).RootElement;
+        Assert.Equal("null-device", json.GetProperty("target").GetString());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, json.GetProperty("dataFile").ValueKind);
+        Assert.True(json.GetProperty("modelBytes").GetInt64() > 0);
         Assert.Equal(FileKind.CharacterDevice, FileFacts.OfEntry(device).Kind);
         Assert.Equal(FileKind.CharacterDevice, FileFacts.OfEntry("/dev/null").Kind);
     }
