@@ -317,7 +317,10 @@ public static class ModelWriter
     private static List<string> CreateFolder(OutputTarget target)
     {
         var missing = new List<string>();
-        for (string? d = target.Folder; d is not null && !FileFacts.OfEntry(d).Exists; d = Path.GetDirectoryName(d)) missing.Add(d);
+        string? d = target.Folder;
+        for (; d is not null && !FileFacts.OfEntry(d).Exists; d = Path.GetDirectoryName(d)) missing.Add(d);
+        if (d is not null && FileFacts.Of(d) is { Kind: not FileKind.Directory } blocker)
+            throw new ModelSaveException(target.GivenPath, $"cannot create the output folder: '{d}' is {blocker.KindText}, not a folder");
         try { Directory.CreateDirectory(target.Folder); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -340,7 +343,9 @@ public static class ModelWriter
     private static string Describe(Exception ex, OutputTarget target) => ex switch
     {
         UnauthorizedAccessException => $"cannot write into the folder '{target.Folder}': permission denied",
-        IOException io when io.HResult is 28 or unchecked((int)0x80070070) => $"cannot write: no space left on the device holding '{target.Folder}'",
+        IOException io when io.HResult is 28 or unchecked((int)0x80070070) => target.Kind == OutputKind.File
+            ? $"cannot write: no space left on the device holding '{target.Folder}'"
+            : "cannot write: no space left on the device",
         IOException io when io.HResult is 30 => $"cannot write into the folder '{target.Folder}': read-only file system",
         _ => $"cannot write: {Scrub(Text.Printable.FirstLine(ex.Message), target)}",
     };

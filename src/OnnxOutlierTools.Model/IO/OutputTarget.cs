@@ -25,7 +25,7 @@ internal sealed record OutputTarget(string GivenPath, string ModelPath, string F
     public static OutputTarget Resolve(Model model, string path, SaveOptions options, bool needsData)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (string.IsNullOrWhiteSpace(path)) throw new ModelSaveException(path, "empty path");
+        if (string.IsNullOrWhiteSpace(path)) throw new ModelSaveException($"'{path}'", "empty output path; give the model file's name");
         if (Path.EndsInDirectorySeparator(path))
             throw new ModelSaveException(path, "names a folder; give the model file's name (for example " + Path.Join(path, "model.onnx") + ")");
         string modelPath;
@@ -48,6 +48,8 @@ internal sealed record OutputTarget(string GivenPath, string ModelPath, string F
 
         var inputs = InputFiles(model);
         CheckNotAnInput(path, existing, inputs, what: null);
+        if (kind == OutputKind.File && existing.Exists && !options.Overwrite)
+            throw new OutputExistsException(path, "already exists");
         var dataFacts = FileFacts.Missing;
         if (kind == OutputKind.File && needsData)
         {
@@ -61,8 +63,6 @@ internal sealed record OutputTarget(string GivenPath, string ModelPath, string F
                 throw new OutputExistsException(dataPath, "already exists (the model's external data file would replace it)");
             dataFacts = dataEntry;
         }
-        if (kind == OutputKind.File && existing.Exists && !options.Overwrite)
-            throw new OutputExistsException(path, "already exists");
         return new OutputTarget(path, modelPath, folder, dataName, dataPath, kind, kind == OutputKind.File ? existing : FileFacts.Missing, dataFacts);
     }
 

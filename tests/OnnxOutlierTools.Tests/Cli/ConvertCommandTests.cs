@@ -130,10 +130,10 @@ public class ConvertCommandTests
     }
 
     [Theory]
-    [InlineData("under a file", "file.onnx/out.onnx", "cannot create the output folder")]
+    [InlineData("under a file", "file.onnx/out.onnx", "cannot create the output folder: '")]
     [InlineData("a directory", "folder", "is a directory; convert -o names the .onnx file to write (for example ")]
     [InlineData("a path ending in /", "new/", "ends in a separator, so names a directory; convert -o names the .onnx file to write")]
-    [InlineData("empty", "", "empty path")]
+    [InlineData("empty", "", "empty output path")]
     [InlineData("data file named like the model", "out.onnx", "is the model file's own name", "--external-data", "--data-file", "out.onnx")]
     [InlineData("data file in another folder", "out.onnx", "must be a plain file name", "--external-data", "--data-file", "../weights.bin")]
     public void Convert_BadOutput_ReportsOneLineErrorAndWritesNothing(string kind, string output, string problem, params string[] options)
@@ -148,7 +148,7 @@ public class ConvertCommandTests
 
         Assert.True(result.ExitCode == 2, kind + "\n" + result);
         string line = Assert.Single(result.StderrLines);
-        Assert.StartsWith($"error: {target}: ", line);
+        Assert.StartsWith($"error: {(target.Length > 0 ? target : "''")}: ", line); // an empty name is shown quoted
         Assert.Contains(problem, line);
         Assert.DoesNotContain("   at ", result.Stderr);
         Assert.Equal("", result.Stdout);
