@@ -96,13 +96,11 @@ public static class ModelWriter
         try
         {
             var offsets = external.Count > 0 ? WriteData(initializers.Where(external.Contains), dataTemp, options) : [];
-            var converter = new ProtoConverter(v => offsets.TryGetValue(v, out long offset)
-                ? ProtoConverter.External(v.Name, v.ConstValue!, dataName, offset)
-                : ProtoConverter.Embedded(v.Name, v.ConstValue!));
-            ModelProto proto = converter.ToProto(model);
             using (var stream = new FileStream(modelTemp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
-                proto.WriteTo(stream);
+                ModelSerializer.Write(model, stream, v => offsets.TryGetValue(v, out long offset)
+                    ? TensorProtoPlacement.External(dataName, offset)
+                    : TensorProtoPlacement.Embedded);
                 if (options.Durable) stream.Flush(flushToDisk: true);
             }
             if (external.Count > 0) File.Move(dataTemp, dataPath, overwrite: true);
