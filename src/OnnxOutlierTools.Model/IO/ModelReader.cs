@@ -162,14 +162,16 @@ public static class ModelReader
             }
 
             // Pass 1: nodes and their outputs, so inputs can refer to values produced later in the file.
-            var built = new List<(Node node, NodeProto proto, string[] inputs, AttributeProto[] attrs)>(nodes.Length);
-            foreach (var np in nodes)
+            var built = new List<(Node node, string[] inputs, AttributeProto[] attrs)>(nodes.Length);
+            for (int n = 0; n < nodes.Length; n++)
             {
+                var np = nodes[n];
+                nodes[n] = null!; // each NodeProto can go as soon as it is converted
                 var inputNames = np.Input.ToArray();
                 var outputNames = np.Output.ToArray();
                 var attrs = np.Attribute.ToArray();
                 np.Input.Clear(); np.Output.Clear(); np.Attribute.Clear();
-                var node = new Node(np, np.HasDomain ? np.Domain : "", np.OpType, np.HasName ? np.Name : "");
+                var node = NewNode(np, inputNames.Length, outputNames.Length);
                 for (int i = 0; i < outputNames.Length; i++)
                 {
                     string name = outputNames[i];
@@ -183,11 +185,11 @@ public static class ModelReader
                     node.AddOutputRaw(v);
                 }
                 graph.AppendRaw(node);
-                built.Add((node, np, inputNames, attrs));
+                built.Add((node, inputNames, attrs));
             }
 
             // Pass 2: inputs (this scope, then enclosing graphs) and attributes (nested graphs see all of this scope).
-            foreach (var (node, _, inputNames, attrs) in built)
+            foreach (var (node, inputNames, attrs) in built)
             {
                 foreach (string name in inputNames)
                     node.AddInputRaw(name.Length == 0 ? null : Resolve(name, graph, scope));
@@ -232,9 +234,31 @@ public static class ModelReader
             return v;
         }
 
+        // One string per distinct op type, domain and attribute name instead of one per node.
+        private readonly Dictionary<string, string> _strings = new(StringComparer.Ordinal);
+
+        private string Intern(string s)
+        {
+            if (!_strings.TryGetValue(s, out var kept)) _strings[s] = kept = s;
+            return kept;
+        }
+
+        /// <summary>The IR node; the NodeProto (its inputs, outputs and attributes already taken) is kept
+        /// only when it holds fields the IR does not model (doc_string, overload, metadata, unknown fields).</summary>
+        private Node NewNode(NodeProto np, int inputs, int outputs)
+        {
+            var present = (np.HasName ? NodeFields.Name : 0) | (np.HasOpType ? NodeFields.OpType : 0) | (np.HasDomain ? NodeFields.Domain : 0);
+            int modelled = (np.HasName ? 1 + CodedOutputStream.ComputeStringSize(np.Name) : 0)
+                + (np.HasOpType ? 1 + CodedOutputStream.ComputeStringSize(np.OpType) : 0)
+                + (np.HasDomain ? 1 + CodedOutputStream.ComputeStringSize(np.Domain) : 0);
+            var extras = np.CalculateSize() == modelled ? null : np;
+            return new Node(extras, present, Intern(np.HasDomain ? np.Domain : ""), Intern(np.OpType), np.HasName ? np.Name : "", inputs, outputs);
+        }
+
         private Attr BuildAttribute(AttributeProto ap, Graph graph, Node node, Dictionary<string, Value> scope)
         {
-            if (ap.G is null && ap.Graphs.Count == 0) return new Attr(ap);
+            if (ap.HasName) ap.Name = Intern(ap.Name);
+            if (ap.G is null && ap.Graphs.Count == 0) return Attr.FromFile(ap);
             _scopes[graph] = scope;
             var subgraphs = new List<Graph>();
             if (ap.G is not null)

@@ -63,7 +63,7 @@ public sealed class ProtoConverter(Func<Value, TensorProto> writeTensor)
 
     internal NodeProto ToProto(Node node)
     {
-        var proto = node.Extras.Clone();
+        var proto = node.CopyExtras();
         if (node.Name != (proto.HasName ? proto.Name : "")) proto.Name = node.Name;
         if (node.OpType != proto.OpType) proto.OpType = node.OpType;
         if (node.Domain != (proto.HasDomain ? proto.Domain : "")) proto.Domain = node.Domain;
