@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using Google.Protobuf.Collections;
 using Onnx.Protobuf;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Tensors;
@@ -36,6 +37,16 @@ public static class ModelReader
         options ??= new LoadOptions();
         FullPath(path);
         if (bytes.Length == 0) throw new ModelLoadException(path, "empty file (0 bytes)");
+        // The main graph's nodes are parsed one at a time while the IR is built (peak memory); any
+        // trouble there falls back to the whole-message parse below, which reports it as always.
+        if (GraphSplitter.TrySplit(bytes, options.RecursionLimit, out var split, out var nodeRanges))
+        {
+            try
+            {
+                return FromProto(split, path, options, new NodeSource(nodeRanges.Count, i => ParseNode(bytes, nodeRanges[i])));
+            }
+            catch (ModelLoadException ex) when (ex.InnerException is NodeParseException) { }
+        }
         ModelProto proto;
         using (var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, options.RecursionLimit))
         {
@@ -53,7 +64,9 @@ public static class ModelReader
 
     /// <summary>Builds the IR from a parsed protobuf. <paramref name="path"/> locates external data
     /// (relative to its folder) and names the file in errors. The protobuf is taken over, not copied.</summary>
-    public static Model FromProto(ModelProto proto, string path, LoadOptions? options = null)
+    public static Model FromProto(ModelProto proto, string path, LoadOptions? options = null) => FromProto(proto, path, options, null);
+
+    private static Model FromProto(ModelProto proto, string path, LoadOptions? options, NodeSource? mainNodes)
     {
         options ??= new LoadOptions();
         if (proto.Graph is null)
@@ -68,7 +81,7 @@ public static class ModelReader
         try
         {
             var builder = new IrBuilder(model, folder, options, path);
-            model.Graph = builder.BuildGraph(graphProto, null);
+            model.Graph = builder.BuildGraph(graphProto, null, null, mainNodes);
             return model;
         }
         catch (ModelLoadException)
@@ -113,12 +126,36 @@ public static class ModelReader
 
     internal static string FirstLine(string message) => Text.Printable.FirstLine(message);
 
+    /// <summary>A graph's nodes, handed over one at a time (the caller drops each after converting it).</summary>
+    private sealed record NodeSource(int Count, Func<int, NodeProto> Take)
+    {
+        public static NodeSource Of(RepeatedField<NodeProto> field)
+        {
+            var nodes = field.ToArray();
+            field.Clear();
+            return new NodeSource(nodes.Length, i =>
+            {
+                var np = nodes[i];
+                nodes[i] = null!; // each NodeProto can go as soon as it is converted
+                return np;
+            });
+        }
+    }
+
+    private sealed class NodeParseException(Exception inner) : Exception(inner.Message, inner);
+
+    private static NodeProto ParseNode(byte[] bytes, (int Start, int Length) range)
+    {
+        try { return GraphSplitter.ParseNode(bytes, range); }
+        catch (Exception ex) when (ex is not OutOfMemoryException) { throw new NodeParseException(ex); }
+    }
+
     /// <summary>Protobuf -> IR, one graph at a time, resolving names through nested scopes.</summary>
     private sealed class IrBuilder(Model model, string folder, LoadOptions options, string path)
     {
-        public Graph BuildGraph(GraphProto gp, Graph? parent, Node? parentNode = null)
+        public Graph BuildGraph(GraphProto gp, Graph? parent, Node? parentNode = null, NodeSource? nodeSource = null)
         {
-            var nodes = gp.Node.ToArray();
+            var nodes = nodeSource ?? NodeSource.Of(gp.Node);
             var inputs = gp.Input.ToArray();
             var outputs = gp.Output.ToArray();
             var inits = gp.Initializer.ToArray();
@@ -162,11 +199,10 @@ public static class ModelReader
             }
 
             // Pass 1: nodes and their outputs, so inputs can refer to values produced later in the file.
-            var built = new List<(Node node, string[] inputs, AttributeProto[] attrs)>(nodes.Length);
-            for (int n = 0; n < nodes.Length; n++)
+            var built = new List<(Node node, string[] inputs, AttributeProto[] attrs)>(nodes.Count);
+            for (int n = 0; n < nodes.Count; n++)
             {
-                var np = nodes[n];
-                nodes[n] = null!; // each NodeProto can go as soon as it is converted
+                var np = nodes.Take(n);
                 var inputNames = np.Input.ToArray();
                 var outputNames = np.Output.ToArray();
                 var attrs = np.Attribute.ToArray();

@@ -94,8 +94,7 @@ public static class ModelSerializer
     public static long Measure(Model model, Func<Value, TensorProtoPlacement> placement)
     {
         var plan = Plan(model, placement);
-        return plan.ModelBefore.CalculateSize() + 1 + CodedOutputStream.ComputeLengthSize(checked((int)Math.Min(plan.GraphSize, int.MaxValue)))
-            + plan.GraphSize + plan.ModelAfter.CalculateSize();
+        return plan.ModelBefore.CalculateSize() + 1 + LengthSize(plan.GraphSize) + plan.GraphSize + plan.ModelAfter.CalculateSize();
     }
 
     private sealed record Initializer(TensorProto Proto, Tensor? Streamed, TensorProto? After, long Size);
@@ -140,7 +139,7 @@ public static class ModelSerializer
         {
             var init = PlanInitializer(v, placement(v));
             initializers.Add(init);
-            initializerBytes += 1 + CodedOutputStream.ComputeLengthSize(checked((int)Math.Min(init.Size, int.MaxValue))) + init.Size;
+            initializerBytes += 1 + LengthSize(init.Size) + init.Size;
         }
         byte[] after = Serialize(coded =>
         {
@@ -182,9 +181,12 @@ public static class ModelSerializer
         rest.ClearDataType();
         rest.Segment = null;
         rest.ClearName();
-        long size = header.CalculateSize() + 1 + CodedOutputStream.ComputeLengthSize(checked((int)tensor.ByteLength)) + tensor.ByteLength;
+        long size = header.CalculateSize() + 1 + LengthSize(tensor.ByteLength) + tensor.ByteLength;
         return new Initializer(first, tensor, rest, size);
     }
+
+    // Sizes may pass 2 GB here (Measure is how a save finds out); Write refuses them.
+    private static int LengthSize(long length) => CodedOutputStream.ComputeRawVarint64Size((ulong)length);
 
     private static void WriteField(CodedOutputStream coded, uint tag, IMessage message)
     {

@@ -168,17 +168,8 @@ public static class ModelWriter
     /// plus the embedded tensors' bytes (computed without building a &gt;2 GB message).</summary>
     private static long EstimateSize(Model model, HashSet<Value> external)
     {
-        long embeddedBytes = 0;
-        var converter = new ProtoConverter(v =>
-        {
-            var t = v.ConstValue!;
-            if (external.Contains(v)) return ProtoConverter.External(v.Name, t, "x", 0);
-            if (t is ProtoTensor { Source: var s }) { embeddedBytes += s.CalculateSize(); return new TensorProto { Name = v.Name }; }
-            embeddedBytes += t.ByteLength + 16;
-            return new TensorProto { Name = v.Name };
-        });
-        long skeleton = converter.ToProto(model).CalculateSize();
-        return skeleton + embeddedBytes;
+        // Exact, without building the protobuf or reading tensor data.
+        return ModelSerializer.Measure(model, v => external.Contains(v) ? TensorProtoPlacement.External("x", 0) : TensorProtoPlacement.Embedded);
     }
 
     private static Dictionary<Value, long> WriteData(IEnumerable<Value> tensors, string dataTemp, SaveOptions options)
