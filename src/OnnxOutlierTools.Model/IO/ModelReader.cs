@@ -199,7 +199,10 @@ public static class ModelReader
             }
 
             // Pass 1: nodes and their outputs, so inputs can refer to values produced later in the file.
-            var built = new List<(Node node, string[] inputs, AttributeProto[] attrs)>(nodes.Count);
+            // Inputs already defined (the usual, topological order) and attributes without graphs are
+            // converted here, so the names and protobufs of a large graph do not all wait for pass 2.
+            var built = new List<(Node node, string[]? inputs, AttributeProto[]? attrs)>(nodes.Count);
+            HashSet<string>? redefined = null;
             for (int n = 0; n < nodes.Count; n++)
             {
                 var np = nodes.Take(n);
@@ -211,26 +214,44 @@ public static class ModelReader
                 for (int i = 0; i < outputNames.Length; i++)
                 {
                     string name = outputNames[i];
-                    if (name.Length == 0) { node.AddOutputRaw(null); continue; }
+                    if (name.Length == 0) continue;
                     var v = new Value(graph, name) { Producer = node, OutputIndex = i };
                     // Some real exports define a name twice (two identical Constants in torch 1.6 GPT-2); like
                     // ONNX Runtime we accept that, and later uses bind to the last definition.
-                    if (scope.TryGetValue(name, out var earlier) && (earlier.IsGraphInput || earlier.IsInitializer))
-                        throw new ModelLoadException(path, $"value '{name}' is both a graph input or initializer and an output of {node.Describe()} in graph '{graph.Name}'");
+                    if (scope.TryGetValue(name, out var earlier))
+                    {
+                        if (earlier.IsGraphInput || earlier.IsInitializer)
+                            throw new ModelLoadException(path, $"value '{name}' is both a graph input or initializer and an output of {node.Describe()} in graph '{graph.Name}'");
+                        (redefined ??= new(StringComparer.Ordinal)).Add(name);
+                    }
                     scope[name] = v;
-                    node.AddOutputRaw(v);
+                    node.SetOutputRaw(i, v);
                 }
                 graph.AppendRaw(node);
-                built.Add((node, inputNames, attrs));
+                bool defined = true;
+                foreach (string name in inputNames)
+                    if (name.Length != 0 && !scope.ContainsKey(name)) { defined = false; break; }
+                if (defined)
+                    for (int i = 0; i < inputNames.Length; i++) node.SetInputRaw(i, inputNames[i].Length == 0 ? null : scope[inputNames[i]]);
+                bool graphAttrs = false;
+                foreach (var ap in attrs) graphAttrs |= ap.G is not null || ap.Graphs.Count > 0;
+                if (!graphAttrs)
+                    foreach (var ap in attrs) node.AddAttributeRaw(BuildAttribute(ap, graph, node, scope));
+                built.Add((node, defined ? null : inputNames, graphAttrs ? attrs : null));
             }
 
-            // Pass 2: inputs (this scope, then enclosing graphs) and attributes (nested graphs see all of this scope).
+            // Pass 2: remaining inputs (this scope, then enclosing graphs; a name defined twice binds to its
+            // last definition), uses in node order, and graph attributes (nested graphs see all of this scope).
             foreach (var (node, inputNames, attrs) in built)
             {
-                foreach (string name in inputNames)
-                    node.AddInputRaw(name.Length == 0 ? null : Resolve(name, graph, scope));
+                if (inputNames is not null)
+                    for (int i = 0; i < inputNames.Length; i++) node.SetInputRaw(i, inputNames[i].Length == 0 ? null : Resolve(inputNames[i], graph, scope));
+                else if (redefined is not null)
+                    for (int i = 0; i < node.Inputs.Count; i++)
+                        if (node.Inputs[i] is { } bound && redefined.Contains(bound.Name)) node.SetInputRaw(i, scope[bound.Name]);
                 node.AttachUses();
-                foreach (var ap in attrs) node.AddAttributeRaw(BuildAttribute(ap, graph, node, scope));
+                if (attrs is not null)
+                    foreach (var ap in attrs) node.AddAttributeRaw(BuildAttribute(ap, graph, node, scope));
             }
 
             foreach (var vi in outputs)

@@ -6,8 +6,9 @@ namespace OnnxOutlierTools.Ir;
 /// outputs may be null (an output the model does not request).</summary>
 public sealed class Node
 {
-    private readonly List<Value?> _inputs;
-    private readonly List<Value?> _outputs;
+    // Exact-size arrays (most nodes never change arity; the rare append reallocates).
+    private Value?[] _inputs;
+    private Value?[] _outputs;
     private List<Attr>? _attributes; // null while there are none (most nodes)
     private NodeProto? _extras;       // null when the file had nothing beyond name, op_type, domain
     private readonly NodeFields _present;
@@ -20,10 +21,10 @@ public sealed class Node
         Domain = domain;
         OpType = opType;
         Name = name ?? "";
-        _inputs = [];
-        _outputs = [];
-        foreach (var input in inputs) _inputs.Add(input);
-        foreach (var outputName in outputNames) _outputs.Add(outputName is null ? null : NewOutput(outputName, _outputs.Count));
+        _inputs = inputs.ToArray();
+        var names = outputNames.ToArray();
+        _outputs = new Value?[names.Length];
+        for (int i = 0; i < names.Length; i++) _outputs[i] = names[i] is null ? null : NewOutput(names[i]!, i);
         if (attributes is not null)
             foreach (var a in attributes) (_attributes ??= []).Add(a);
     }
@@ -37,8 +38,8 @@ public sealed class Node
         Domain = domain;
         OpType = opType;
         Name = name;
-        _inputs = new List<Value?>(inputs);
-        _outputs = new List<Value?>(outputs);
+        _inputs = inputs == 0 ? [] : new Value?[inputs];
+        _outputs = outputs == 0 ? [] : new Value?[outputs];
     }
 
     /// <summary>The operator domain as written ("" and "ai.onnx" both mean the default domain).</summary>
@@ -103,8 +104,8 @@ public sealed class Node
     /// <summary>Subgraphs held in this node's attributes.</summary>
     public IEnumerable<Graph> Subgraphs => _attributes is null ? [] : _attributes.SelectMany(a => a.Graphs);
 
-    public Value? Input(int index) => index < _inputs.Count ? _inputs[index] : null;
-    public Value? Output(int index) => index < _outputs.Count ? _outputs[index] : null;
+    public Value? Input(int index) => index < _inputs.Length ? _inputs[index] : null;
+    public Value? Output(int index) => index < _outputs.Length ? _outputs[index] : null;
 
     /// <summary>Points input <paramref name="index"/> at <paramref name="value"/> (null = omitted).</summary>
     public void ReplaceInput(int index, Value? value)
@@ -118,19 +119,21 @@ public sealed class Node
 
     public void AppendInput(Value? value)
     {
-        _inputs.Add(value);
-        if (Graph is not null) value?.AddUse(new Usage(this, null, _inputs.Count - 1));
+        Array.Resize(ref _inputs, _inputs.Length + 1);
+        _inputs[^1] = value;
+        if (Graph is not null) value?.AddUse(new Usage(this, null, _inputs.Length - 1));
     }
 
-    internal void AddInputRaw(Value? value) => _inputs.Add(value);
-    internal void AddOutputRaw(Value? value) => _outputs.Add(value);
+    /// <summary>Reader only: fills the slots the reading constructor sized, without touching uses.</summary>
+    internal void SetInputRaw(int index, Value? value) => _inputs[index] = value;
+    internal void SetOutputRaw(int index, Value? value) => _outputs[index] = value;
 
     /// <summary>Returns output <paramref name="index"/>, creating it when the model does not request it
     /// (e.g. SkipSimplifiedLayerNormalization's residual-sum output 3). The name comes from
     /// <paramref name="names"/>.</summary>
     public Value EnsureOutput(int index, NameAuthority names, string hint)
     {
-        while (_outputs.Count <= index) _outputs.Add(null);
+        if (_outputs.Length <= index) Array.Resize(ref _outputs, index + 1);
         if (_outputs[index] is { } existing) return existing;
         var value = NewOutput(names.NewValueName(hint), index);
         _outputs[index] = value;
@@ -146,12 +149,12 @@ public sealed class Node
 
     internal void AttachUses()
     {
-        for (int i = 0; i < _inputs.Count; i++) _inputs[i]?.AddUse(new Usage(this, null, i));
+        for (int i = 0; i < _inputs.Length; i++) _inputs[i]?.AddUse(new Usage(this, null, i));
     }
 
     internal void DetachUses()
     {
-        for (int i = 0; i < _inputs.Count; i++) _inputs[i]?.RemoveUse(new Usage(this, null, i));
+        for (int i = 0; i < _inputs.Length; i++) _inputs[i]?.RemoveUse(new Usage(this, null, i));
     }
 
     /// <summary>"OpType 'name'" (or the first output when unnamed), for messages.</summary>
