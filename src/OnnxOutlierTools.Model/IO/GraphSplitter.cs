@@ -13,10 +13,16 @@ internal static class GraphSplitter
     private const int ModelGraphField = 7;
     private const int GraphNodeField = 1;
 
+    /// <summary>Google.Protobuf's default nesting limit, which <see cref="ParseNode"/> runs under.</summary>
+    private const int NodeRecursionLimit = 100;
+
     public static bool TrySplit(byte[] bytes, int recursionLimit, out ModelProto proto, out List<(int Start, int Length)> nodes)
     {
         proto = null!;
         nodes = [];
+        // A node parsed alone may nest 100 levels below model and graph; a stricter limit than that
+        // is left to the whole-message parse, which enforces it.
+        if (recursionLimit < NodeRecursionLimit + 2) return false;
         try
         {
             using var modelRest = new MemoryStream();
@@ -60,8 +66,8 @@ internal static class GraphSplitter
         }
     }
 
-    /// <summary>One node of the main graph. Its nesting depth allowance is the parser's default (100
-    /// levels); a deeper node throws, and the reader then falls back to the full parse.</summary>
+    /// <summary>One node of the main graph, under the parser's default nesting limit (100 levels); a
+    /// deeper node throws, and the reader then falls back to the whole-message parse.</summary>
     public static NodeProto ParseNode(byte[] bytes, (int Start, int Length) range) =>
         NodeProto.Parser.ParseFrom(bytes.AsSpan(range.Start, range.Length));
 

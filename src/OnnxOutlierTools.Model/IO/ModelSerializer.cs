@@ -58,7 +58,7 @@ public static class ModelSerializer
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(placement);
-        var plan = Plan(model, placement);
+        var plan = Plan(model, placement, measureOnly: false);
         var coded = new CodedOutputStream(output, leaveOpen: true);
 
         // ModelProto fields in number order: 1-6, graph (7), then 8 onwards and unknown fields.
@@ -67,7 +67,7 @@ public static class ModelSerializer
         coded.WriteLength(checked((int)plan.GraphSize));
         // GraphProto: node (1) and name (2); initializer (5); doc_string (10) and the rest.
         coded.Flush();
-        output.Write(plan.GraphBefore);
+        output.Write(plan.GraphBefore.Bytes);
         foreach (var init in plan.Initializers)
         {
             coded.WriteRawTag((byte)GraphInitializerTag);
@@ -85,29 +85,36 @@ public static class ModelSerializer
             init.After!.WriteTo(coded); // fields 10 onwards and unknown fields
         }
         coded.Flush();
-        output.Write(plan.GraphAfter);
+        output.Write(plan.GraphAfter.Bytes);
         plan.ModelAfter.WriteTo(coded);
         coded.Flush();
     }
 
-    /// <summary>The exact byte size <see cref="Write"/> would produce, without reading tensor data.</summary>
+    /// <summary>The exact byte size <see cref="Write"/> would produce, computed without serializing or
+    /// reading any tensor data (so it also works for models far above the 2 GB protobuf limit; a nested
+    /// graph's single embedded tensor above 2 GB, which no protobuf can hold, gives long.MaxValue).</summary>
     public static long Measure(Model model, Func<Value, TensorProtoPlacement> placement)
     {
-        var plan = Plan(model, placement);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(placement);
+        WritePlan plan;
+        try { plan = Plan(model, placement, measureOnly: true); }
+        catch (TensorTooLargeException) { return long.MaxValue; }
         return plan.ModelBefore.CalculateSize() + 1 + LengthSize(plan.GraphSize) + plan.GraphSize + plan.ModelAfter.CalculateSize();
     }
 
     private sealed record Initializer(TensorProto Proto, Tensor? Streamed, TensorProto? After, long Size);
 
-    private sealed record WritePlan(ModelProto ModelBefore, ModelProto ModelAfter, byte[] GraphBefore,
-        List<Initializer> Initializers, byte[] GraphAfter, long GraphSize);
+    private sealed record WritePlan(ModelProto ModelBefore, ModelProto ModelAfter, Part GraphBefore,
+        List<Initializer> Initializers, Part GraphAfter, long GraphSize);
 
-    private static WritePlan Plan(Model model, Func<Value, TensorProtoPlacement> placement)
+    private static WritePlan Plan(Model model, Func<Value, TensorProtoPlacement> placement, bool measureOnly)
     {
-        // Nested graphs go through the converter whole; their tensors are small in practice.
+        // Nested graphs go through the converter whole (their tensors are small in practice); when only
+        // measuring, their in-memory tensors get a raw_data of the right length and no bytes.
         var converter = new ProtoConverter(v => placement(v) is { IsExternal: true } p
             ? ProtoConverter.External(v.Name, v.ConstValue!, p.Location!, p.Offset)
-            : ProtoConverter.Embedded(v.Name, v.ConstValue!));
+            : measureOnly ? SizeOnlyEmbedded(v.Name, v.ConstValue!) : ProtoConverter.Embedded(v.Name, v.ConstValue!));
 
         var header = ProtoConverter.ModelHeader(model);
         var modelBefore = new ModelProto();
@@ -124,15 +131,10 @@ public static class ModelSerializer
 
         var graph = model.Graph;
         var graphHeader = ProtoConverter.GraphHeader(graph);
-        byte[] before = Serialize(coded =>
-        {
-            foreach (var node in graph.Nodes)
-            {
-                coded.WriteRawTag((byte)GraphNodeTag);
-                coded.WriteMessage(converter.ToProto(node));
-            }
-            if (graphHeader.HasName) new GraphProto { Name = graphHeader.Name }.WriteTo(coded);
-        });
+        var before = new Part(measureOnly);
+        foreach (var node in graph.Nodes) before.Field(GraphNodeTag, converter.ToProto(node));
+        if (graphHeader.HasName) before.Fields(new GraphProto { Name = graphHeader.Name });
+        before.Finish();
         var initializers = new List<Initializer>(graph.Initializers.Count);
         long initializerBytes = 0;
         foreach (var v in graph.Initializers)
@@ -141,19 +143,16 @@ public static class ModelSerializer
             initializers.Add(init);
             initializerBytes += 1 + LengthSize(init.Size) + init.Size;
         }
-        byte[] after = Serialize(coded =>
-        {
-            if (graphHeader.HasDocString) new GraphProto { DocString = graphHeader.DocString }.WriteTo(coded);
-            for (int i = 0; i < graph.Inputs.Count; i++)
-                WriteField(coded, GraphInputTag, ProtoConverter.ValueInfo(graph.Inputs[i], graph.InputDecls[i]));
-            for (int i = 0; i < graph.Outputs.Count; i++)
-                WriteField(coded, GraphOutputTag, ProtoConverter.ValueInfo(graph.Outputs[i], graph.OutputDecls[i]));
-            foreach (var v in graph.ValueInfos) WriteField(coded, GraphValueInfoTag, ProtoConverter.ValueInfo(v, v.InfoEntry));
-            graphHeader.ClearName();
-            graphHeader.ClearDocString();
-            graphHeader.WriteTo(coded); // quantization_annotation, sparse_initializer, metadata_props, unknown
-        });
-        return new WritePlan(modelBefore, modelAfter, before, initializers, after, before.LongLength + initializerBytes + after.LongLength);
+        var after = new Part(measureOnly);
+        if (graphHeader.HasDocString) after.Fields(new GraphProto { DocString = graphHeader.DocString });
+        for (int i = 0; i < graph.Inputs.Count; i++) after.Field(GraphInputTag, ProtoConverter.ValueInfo(graph.Inputs[i], graph.InputDecls[i]));
+        for (int i = 0; i < graph.Outputs.Count; i++) after.Field(GraphOutputTag, ProtoConverter.ValueInfo(graph.Outputs[i], graph.OutputDecls[i]));
+        foreach (var v in graph.ValueInfos) after.Field(GraphValueInfoTag, ProtoConverter.ValueInfo(v, v.InfoEntry));
+        graphHeader.ClearName();
+        graphHeader.ClearDocString();
+        after.Fields(graphHeader); // quantization_annotation, sparse_initializer, metadata_props, unknown
+        after.Finish();
+        return new WritePlan(modelBefore, modelAfter, before, initializers, after, before.Size + initializerBytes + after.Size);
     }
 
     private static Initializer PlanInitializer(Value v, TensorProtoPlacement placement)
@@ -188,19 +187,75 @@ public static class ModelSerializer
     // Sizes may pass 2 GB here (Measure is how a save finds out); Write refuses them.
     private static int LengthSize(long length) => CodedOutputStream.ComputeRawVarint64Size((ulong)length);
 
-    private static void WriteField(CodedOutputStream coded, uint tag, IMessage message)
+    /// <summary>A run of fields serialized into memory, or (when measuring) only counted.</summary>
+    private sealed class Part
     {
-        coded.WriteRawTag((byte)tag);
-        coded.WriteMessage(message);
+        private readonly MemoryStream? _buffer;
+        private readonly CodedOutputStream? _coded;
+        private long _size;
+
+        public Part(bool measureOnly)
+        {
+            if (measureOnly) return;
+            _buffer = new MemoryStream();
+            _coded = new CodedOutputStream(_buffer, leaveOpen: true);
+        }
+
+        public byte[] Bytes { get; private set; } = [];
+        public long Size => _size;
+
+        /// <summary>One message-typed field: tag, length, message.</summary>
+        public void Field(uint tag, IMessage message)
+        {
+            if (_coded is null)
+            {
+                int n = message.CalculateSize();
+                _size += 1 + LengthSize(n) + n;
+                return;
+            }
+            _coded.WriteRawTag((byte)tag);
+            _coded.WriteMessage(message);
+        }
+
+        /// <summary>The fields a message has set, as they appear inside the enclosing message.</summary>
+        public void Fields(IMessage message)
+        {
+            if (_coded is null) _size += message.CalculateSize();
+            else message.WriteTo(_coded);
+        }
+
+        public void Finish()
+        {
+            if (_coded is null) return;
+            _coded.Flush();
+            Bytes = _buffer!.ToArray();
+            _size = Bytes.LongLength;
+            _buffer.Dispose();
+        }
     }
 
-    private static byte[] Serialize(Action<CodedOutputStream> write)
+    /// <summary>What <see cref="ProtoConverter.Embedded"/> returns, but with raw_data that has only a
+    /// length: enough for CalculateSize, never read.</summary>
+    private static TensorProto SizeOnlyEmbedded(string name, Tensor tensor)
     {
-        using var buffer = new MemoryStream();
-        var coded = new CodedOutputStream(buffer, leaveOpen: true);
-        write(coded);
-        coded.Flush();
-        return buffer.ToArray();
+        if (tensor is ProtoTensor { Source: var source } && source.Name == name || tensor.DataType == TensorDataType.String)
+            return ProtoConverter.Embedded(name, tensor);
+        if (tensor.ByteLength > Array.MaxLength) throw new TensorTooLargeException();
+        var proto = ProtoConverter.Header(name, tensor);
+        proto.RawData = UnsafeByteOperations.UnsafeWrap(new LengthOnly((int)tensor.ByteLength).Memory);
+        return proto;
+    }
+
+    private sealed class TensorTooLargeException : Exception;
+
+    /// <summary>Memory of a given length with no storage behind it.</summary>
+    private sealed class LengthOnly(int length) : MemoryManager<byte>
+    {
+        public override Memory<byte> Memory => CreateMemory(length);
+        public override Span<byte> GetSpan() => throw new InvalidOperationException("a size-only placeholder has no bytes");
+        public override MemoryHandle Pin(int elementIndex = 0) => throw new InvalidOperationException("a size-only placeholder has no bytes");
+        public override void Unpin() { }
+        protected override void Dispose(bool disposing) { }
     }
 
     /// <summary>Copies a tensor's data to the stream: an unchanged external tensor inside the kernel when

@@ -79,6 +79,39 @@ public sealed class LoadMemoryTests : IDisposable
         Assert.Equal("x", model.Graph.Nodes[2].GetString("mode"));
     }
 
+    [Theory]
+    [InlineData(10)]  // nodes parsed one at a time
+    [InlineData(40)]  // about 120 message levels: deeper than a lone node parse allows, so the whole-message parse takes over
+    public void Load_NestedIfGraphs_LoadsUnderTheDefaultLimitAndIsRefusedUnderALowOne(int depth)
+    {
+        GraphProto Level(int remaining)
+        {
+            var g = new GraphProto { Name = $"g{remaining}" };
+            g.Output.Add(new ValueInfoProto { Name = $"o{remaining}" });
+            var node = Node($"if{remaining}", remaining == 0 ? "Identity" : "If", null, ["c"], [$"o{remaining}"]);
+            if (remaining > 0)
+                node.Attribute.Add(new AttributeProto { Name = "then_branch", Type = AttributeProto.Types.AttributeType.Graph, G = Level(remaining - 1) });
+            g.Node.Add(node);
+            return g;
+        }
+        var main = Level(depth);
+        main.Input.Add(new ValueInfoProto { Name = "c" });
+        var proto = new ModelProto { IrVersion = 8, Graph = main };
+        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
+        byte[] bytes = proto.ToByteArray();
+
+        using (var model = ModelReader.LoadFromBytes(bytes, _temp.Path("deep.onnx")))
+        {
+            Assert.Equal(depth + 1, model.Graph.SelfAndSubgraphs().Count());
+            using var written = new MemoryStream();
+            ModelSerializer.Write(model, written, _ => TensorProtoPlacement.Embedded);
+            Assert.Equal(bytes, written.ToArray());
+        }
+        var error = Assert.Throws<ModelLoadException>(() =>
+            ModelReader.LoadFromBytes(bytes, _temp.Path("deep.onnx"), new LoadOptions { RecursionLimit = depth * 3 / 2 }));
+        Assert.Contains("not a valid ONNX protobuf", error.Message);
+    }
+
     private static NodeProto Node(string? name, string opType, string? domain, string[] inputs, string[] outputs)
     {
         var node = new NodeProto { OpType = opType };

@@ -58,6 +58,17 @@ public sealed class ModelSerializerTests : IDisposable
         typed.FloatData.Add([1f, 2f, 3f]);
         typed.MetadataProps.Add(new Onnx.Protobuf.StringStringEntryProto { Key = "k", Value = "v" });
         g.AddInitializer("typed_renamed", new ProtoTensor(typed));
+        // A nested graph (an If branch) with an in-memory initializer: converted whole, measured without copying.
+        var branch = new Graph("then");
+        var w = branch.AddInitializer("w", ArrayTensor.Create<float>([1f, 2f, 3f], 3));
+        var identity = new Node("", "Identity", [w], ["branch_out"]);
+        branch.Append(identity);
+        branch.AddOutput(identity.Outputs[0]!);
+        var cond = g.AddInitializer("cond", ArrayTensor.Create<bool>([true]));
+        var ifNode = new Node("", "If", [cond], ["if_out"],
+            [new Attr(new Onnx.Protobuf.AttributeProto { Name = "then_branch", Type = Onnx.Protobuf.AttributeProto.Types.AttributeType.Graph }, [branch])]);
+        branch.ParentNode = ifNode;
+        g.Append(ifNode);
         g.DocString = "graph doc";
         model.DocString = "model doc";
         model.Metadata.Add(new("key", "value"));
