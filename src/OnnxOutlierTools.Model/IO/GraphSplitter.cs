@@ -60,7 +60,7 @@ internal static class GraphSplitter
             proto.Graph = Parse(GraphProto.Parser, graphRest, recursionLimit - 1);
             return true;
         }
-        catch (Exception ex) when (ex is InvalidProtocolBufferException or FormatException or IndexOutOfRangeException or OverflowException)
+        catch (Exception ex) when (ex is not OutOfMemoryException) // whatever it is, the full parse reports it
         {
             return false;
         }

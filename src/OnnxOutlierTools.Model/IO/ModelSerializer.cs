@@ -59,12 +59,14 @@ public static class ModelSerializer
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(placement);
         var plan = Plan(model, placement, measureOnly: false);
+        if (plan.GraphSize > int.MaxValue)
+            throw new InvalidOperationException($"the graph's protobuf would be {plan.GraphSize} bytes, above the 2 GB protobuf limit; store large tensors as external data");
         var coded = new CodedOutputStream(output, leaveOpen: true);
 
         // ModelProto fields in number order: 1-6, graph (7), then 8 onwards and unknown fields.
         plan.ModelBefore.WriteTo(coded);
         coded.WriteRawTag((byte)ModelGraphTag);
-        coded.WriteLength(checked((int)plan.GraphSize));
+        coded.WriteLength((int)plan.GraphSize);
         // GraphProto: node (1) and name (2); initializer (5); doc_string (10) and the rest.
         coded.Flush();
         output.Write(plan.GraphBefore.Bytes);
