@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using OnnxOutlierTools.Benchmarks;
 using OnnxOutlierTools.Import;
 using OnnxOutlierTools.IO;
 
@@ -6,7 +7,10 @@ using OnnxOutlierTools.IO;
 // same folder, in one run, alternating the two, several repetitions; prints each time and the median ratio.
 //   dotnet run -c Release --project tools/Benchmarks -- save-vs-copy [--gigabytes 1] [--repetitions 7] [--work DIR]
 //   dotnet run -c Release --project tools/Benchmarks -- big-protobuf [--work DIR]     (the > 2 GB save path at full size)
+//   dotnet run -c Release --project tools/Benchmarks -- memory [--nodes 100000,1000000] [--embed-megabytes 512] [--work DIR]
+//       (peak RSS and bytes per node of load / inspect / save / --embed, one child process per measurement)
 string command = args.FirstOrDefault() ?? "save-vs-copy";
+if (command == MemoryBenchmark.ChildCommand) return MemoryBenchmark.Child(args[1..]);
 double gigabytes = Option("--gigabytes", 1.0);
 int repetitions = (int)Option("--repetitions", 7);
 string work = args.SkipWhile(a => a != "--work").Skip(1).FirstOrDefault() ?? Path.Combine(Path.GetTempPath(), "onnx-outliers-bench");
@@ -18,6 +22,8 @@ try
     {
         "save-vs-copy" => SaveVsCopy(),
         "big-protobuf" => BigProtobuf(),
+        "memory" => MemoryBenchmark.Run(work, args.SkipWhile(a => a != "--nodes").Skip(1).FirstOrDefault() ?? "100000,1000000",
+            (long)Option("--embed-megabytes", 512)),
         _ => Usage(),
     };
 }
@@ -28,7 +34,8 @@ finally
 
 int Usage()
 {
-    Console.Error.WriteLine("usage: Benchmarks save-vs-copy [--gigabytes G] [--repetitions N] [--work DIR] | big-protobuf [--work DIR]");
+    Console.Error.WriteLine("usage: Benchmarks save-vs-copy [--gigabytes G] [--repetitions N] [--work DIR] | big-protobuf [--work DIR] | " +
+        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR]");
     return 2;
 }
 

@@ -19,6 +19,9 @@ public static class Program
               generated while saving, external data
           ModelGen llama2c <checkpoint.bin> <outdir> [--flavour F] [--fp16]
               converts a llama2.c (legacy format) checkpoint
+          ModelGen graph <out.onnx> [--nodes N] [--tensor-megabytes M]
+              a chain of N element-wise nodes (default 1000000; SyntheticGraph) for memory measurements,
+              with one generated FLOAT tensor of M MiB in <out.onnx>.data when M > 0
         flavours: decomposed (default), decomposed-past, genai-gqa
         """;
 
@@ -36,6 +39,9 @@ public static class Program
                 case "bench-llama":
                     if (positional.Count != 0) return Fail(Usage);
                     return BenchLlama(args[1], Double(options, "gigabytes", 1.0), Int(options, "seed", 1), Flavour(options));
+                case "graph":
+                    if (positional.Count != 0) return Fail(Usage);
+                    return SyntheticGraphFile(args[1], Int(options, "nodes", 1_000_000), Int(options, "tensor-megabytes", 0));
                 case "llama2c":
                     if (positional.Count != 1) return Fail(Usage);
                     return Llama2c(args[1], positional[0], Flavour(options), options.ContainsKey("fp16"));
@@ -71,6 +77,15 @@ public static class Program
         return 0;
     }
 
+    private static int SyntheticGraphFile(string path, int nodes, int tensorMegabytes)
+    {
+        var clock = Stopwatch.StartNew();
+        using var model = SyntheticGraph.Create(nodes, (long)tensorMegabytes << 20);
+        var layout = tensorMegabytes > 0 ? TensorLayout.External : TensorLayout.Preserve;
+        Report(ModelWriter.Save(model, path, new SaveOptions { Layout = layout, Overwrite = true }), clock);
+        return 0;
+    }
+
     private static int Llama2c(string checkpoint, string outDir, LlamaOnnxFlavour flavour, bool fp16)
     {
         var clock = Stopwatch.StartNew();
@@ -101,7 +116,7 @@ public static class Program
             options[name] = args[++i];
         }
         foreach (var key in options.Keys)
-            if (key is not ("seed" or "gigabytes" or "flavour" or "fp16")) throw new ArgumentException($"unknown option --{key}");
+            if (key is not ("seed" or "gigabytes" or "flavour" or "fp16" or "nodes" or "tensor-megabytes")) throw new ArgumentException($"unknown option --{key}");
         return options;
     }
 

@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using Google.Protobuf.Collections;
 using Onnx.Protobuf;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Tensors;
@@ -38,6 +39,16 @@ public static class ModelReader
         options ??= new LoadOptions();
         FullPath(path);
         if (bytes.Length == 0) throw new ModelLoadException(path, "empty file (0 bytes)");
+        // The main graph's nodes are parsed one at a time while the IR is built (peak memory); any
+        // trouble there falls back to the whole-message parse below, which reports it as always.
+        if (GraphSplitter.TrySplit(bytes, options.RecursionLimit, out var split, out var nodeRanges))
+        {
+            try
+            {
+                return FromProto(split, path, options, new NodeSource(nodeRanges.Count, i => ParseNode(bytes, nodeRanges[i])));
+            }
+            catch (ModelLoadException ex) when (ex.InnerException is NodeParseException) { }
+        }
         ModelProto proto;
         using (var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, options.RecursionLimit))
         {
@@ -55,7 +66,9 @@ public static class ModelReader
 
     /// <summary>Builds the IR from a parsed protobuf. <paramref name="path"/> locates external data
     /// (relative to its folder) and names the file in errors. The protobuf is taken over, not copied.</summary>
-    public static Model FromProto(ModelProto proto, string path, LoadOptions? options = null)
+    public static Model FromProto(ModelProto proto, string path, LoadOptions? options = null) => FromProto(proto, path, options, null);
+
+    private static Model FromProto(ModelProto proto, string path, LoadOptions? options, NodeSource? mainNodes)
     {
         options ??= new LoadOptions();
         if (proto.Graph is null)
@@ -74,7 +87,7 @@ public static class ModelReader
         try
         {
             var builder = new IrBuilder(model, folder, options, path);
-            model.Graph = builder.BuildGraph(graphProto, null);
+            model.Graph = builder.BuildGraph(graphProto, null, null, mainNodes);
             return model;
         }
         catch (ModelLoadException)
@@ -129,12 +142,36 @@ public static class ModelReader
 
     internal static string FirstLine(string message) => Text.Printable.FirstLine(message);
 
+    /// <summary>A graph's nodes, handed over one at a time (the caller drops each after converting it).</summary>
+    private sealed record NodeSource(int Count, Func<int, NodeProto> Take)
+    {
+        public static NodeSource Of(RepeatedField<NodeProto> field)
+        {
+            var nodes = field.ToArray();
+            field.Clear();
+            return new NodeSource(nodes.Length, i =>
+            {
+                var np = nodes[i];
+                nodes[i] = null!; // each NodeProto can go as soon as it is converted
+                return np;
+            });
+        }
+    }
+
+    private sealed class NodeParseException(Exception inner) : Exception(inner.Message, inner);
+
+    private static NodeProto ParseNode(byte[] bytes, (int Start, int Length) range)
+    {
+        try { return GraphSplitter.ParseNode(bytes, range); }
+        catch (Exception ex) when (ex is not OutOfMemoryException) { throw new NodeParseException(ex); }
+    }
+
     /// <summary>Protobuf -> IR, one graph at a time, resolving names through nested scopes.</summary>
     private sealed class IrBuilder(Model model, string folder, LoadOptions options, string path)
     {
-        public Graph BuildGraph(GraphProto gp, Graph? parent, Node? parentNode = null)
+        public Graph BuildGraph(GraphProto gp, Graph? parent, Node? parentNode = null, NodeSource? nodeSource = null)
         {
-            var nodes = gp.Node.ToArray();
+            var nodes = nodeSource ?? NodeSource.Of(gp.Node);
             var inputs = gp.Input.ToArray();
             var outputs = gp.Output.ToArray();
             var inits = gp.Initializer.ToArray();
@@ -178,37 +215,59 @@ public static class ModelReader
             }
 
             // Pass 1: nodes and their outputs, so inputs can refer to values produced later in the file.
-            var built = new List<(Node node, NodeProto proto, string[] inputs, AttributeProto[] attrs)>(nodes.Length);
-            foreach (var np in nodes)
+            // Inputs already defined (the usual, topological order) and attributes without graphs are
+            // converted here, so the names and protobufs of a large graph do not all wait for pass 2.
+            var built = new List<(Node node, string[]? inputs, AttributeProto[]? attrs)>(nodes.Count);
+            HashSet<string>? redefined = null;
+            for (int n = 0; n < nodes.Count; n++)
             {
+                var np = nodes.Take(n);
                 var inputNames = np.Input.ToArray();
                 var outputNames = np.Output.ToArray();
                 var attrs = np.Attribute.ToArray();
                 np.Input.Clear(); np.Output.Clear(); np.Attribute.Clear();
-                var node = new Node(np, np.HasDomain ? np.Domain : "", np.OpType, np.HasName ? np.Name : "");
+                var node = NewNode(np, inputNames.Length, outputNames.Length);
                 for (int i = 0; i < outputNames.Length; i++)
                 {
                     string name = outputNames[i];
-                    if (name.Length == 0) { node.AddOutputRaw(null); continue; }
+                    if (name.Length == 0) continue;
                     var v = new Value(graph, name) { Producer = node, OutputIndex = i };
                     // Some real exports define a name twice (two identical Constants in torch 1.6 GPT-2); like
                     // ONNX Runtime we accept that, and later uses bind to the last definition.
-                    if (scope.TryGetValue(name, out var earlier) && (earlier.IsGraphInput || earlier.IsInitializer))
-                        throw new ModelLoadException(path, $"value '{name}' is both a graph input or initializer and an output of {node.Describe()} in graph '{graph.Name}'");
+                    if (scope.TryGetValue(name, out var earlier))
+                    {
+                        if (earlier.IsGraphInput || earlier.IsInitializer)
+                            throw new ModelLoadException(path, $"value '{name}' is both a graph input or initializer and an output of {node.Describe()} in graph '{graph.Name}'");
+                        (redefined ??= new(StringComparer.Ordinal)).Add(name);
+                    }
                     scope[name] = v;
-                    node.AddOutputRaw(v);
+                    node.SetOutputRaw(i, v);
                 }
                 graph.AppendRaw(node);
-                built.Add((node, np, inputNames, attrs));
+                bool defined = true;
+                foreach (string name in inputNames)
+                    if (name.Length != 0 && !scope.ContainsKey(name)) { defined = false; break; }
+                if (defined)
+                    for (int i = 0; i < inputNames.Length; i++) node.SetInputRaw(i, inputNames[i].Length == 0 ? null : scope[inputNames[i]]);
+                bool graphAttrs = false;
+                foreach (var ap in attrs) graphAttrs |= ap.G is not null || ap.Graphs.Count > 0;
+                if (!graphAttrs)
+                    foreach (var ap in attrs) node.AddAttributeRaw(BuildAttribute(ap, graph, node, scope));
+                built.Add((node, defined ? null : inputNames, graphAttrs ? attrs : null));
             }
 
-            // Pass 2: inputs (this scope, then enclosing graphs) and attributes (nested graphs see all of this scope).
-            foreach (var (node, _, inputNames, attrs) in built)
+            // Pass 2: remaining inputs (this scope, then enclosing graphs; a name defined twice binds to its
+            // last definition), uses in node order, and graph attributes (nested graphs see all of this scope).
+            foreach (var (node, inputNames, attrs) in built)
             {
-                foreach (string name in inputNames)
-                    node.AddInputRaw(name.Length == 0 ? null : Resolve(name, graph, scope));
+                if (inputNames is not null)
+                    for (int i = 0; i < inputNames.Length; i++) node.SetInputRaw(i, inputNames[i].Length == 0 ? null : Resolve(inputNames[i], graph, scope));
+                else if (redefined is not null)
+                    for (int i = 0; i < node.Inputs.Count; i++)
+                        if (node.Inputs[i] is { } bound && redefined.Contains(bound.Name)) node.SetInputRaw(i, scope[bound.Name]);
                 node.AttachUses();
-                foreach (var ap in attrs) node.AddAttributeRaw(BuildAttribute(ap, graph, node, scope));
+                if (attrs is not null)
+                    foreach (var ap in attrs) node.AddAttributeRaw(BuildAttribute(ap, graph, node, scope));
             }
 
             foreach (var vi in outputs)
@@ -248,9 +307,31 @@ public static class ModelReader
             return v;
         }
 
+        // One string per distinct op type, domain and attribute name instead of one per node.
+        private readonly Dictionary<string, string> _strings = new(StringComparer.Ordinal);
+
+        private string Intern(string s)
+        {
+            if (!_strings.TryGetValue(s, out var kept)) _strings[s] = kept = s;
+            return kept;
+        }
+
+        /// <summary>The IR node; the NodeProto (its inputs, outputs and attributes already taken) is kept
+        /// only when it holds fields the IR does not model (doc_string, overload, metadata, unknown fields).</summary>
+        private Node NewNode(NodeProto np, int inputs, int outputs)
+        {
+            var present = (np.HasName ? NodeFields.Name : 0) | (np.HasOpType ? NodeFields.OpType : 0) | (np.HasDomain ? NodeFields.Domain : 0);
+            int modelled = (np.HasName ? 1 + CodedOutputStream.ComputeStringSize(np.Name) : 0)
+                + (np.HasOpType ? 1 + CodedOutputStream.ComputeStringSize(np.OpType) : 0)
+                + (np.HasDomain ? 1 + CodedOutputStream.ComputeStringSize(np.Domain) : 0);
+            var extras = np.CalculateSize() == modelled ? null : np;
+            return new Node(extras, present, Intern(np.HasDomain ? np.Domain : ""), Intern(np.OpType), np.HasName ? np.Name : "", inputs, outputs);
+        }
+
         private Attr BuildAttribute(AttributeProto ap, Graph graph, Node node, Dictionary<string, Value> scope)
         {
-            if (ap.G is null && ap.Graphs.Count == 0) return new Attr(ap);
+            if (ap.HasName) ap.Name = Intern(ap.Name);
+            if (ap.G is null && ap.Graphs.Count == 0) return Attr.FromFile(ap);
             _scopes[graph] = scope;
             var subgraphs = new List<Graph>();
             if (ap.G is not null)

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Onnx.Protobuf;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Tensors;
@@ -232,11 +231,9 @@ public static class ModelWriter
     /// <summary>The model protobuf, with the given tensors as references into <paramref name="dataName"/>.</summary>
     private static void WriteModelTo(Stream stream, Model model, IReadOnlyDictionary<Value, long> offsets, string dataName)
     {
-        var converter = new ProtoConverter(v => offsets.TryGetValue(v, out long offset)
-            ? ProtoConverter.External(v.Name, v.ConstValue!, dataName, offset)
-            : ProtoConverter.Embedded(v.Name, v.ConstValue!));
-        ModelProto proto = converter.ToProto(model);
-        proto.WriteTo(stream);
+        ModelSerializer.Write(model, stream, v => offsets.TryGetValue(v, out long offset)
+            ? TensorProtoPlacement.External(dataName, offset)
+            : TensorProtoPlacement.Embedded);
     }
 
     private static Dictionary<Value, long> WriteDataFile(SaveTransaction save, List<Value> tensors, string path, SaveOptions options, FileFacts permissionsFrom)
@@ -280,17 +277,8 @@ public static class ModelWriter
     /// plus the embedded tensors' bytes (computed without building a &gt;2 GB message).</summary>
     private static long EstimateSize(Model model, HashSet<Value> external)
     {
-        long embeddedBytes = 0;
-        var converter = new ProtoConverter(v =>
-        {
-            var t = v.ConstValue!;
-            if (external.Contains(v)) return ProtoConverter.External(v.Name, t, "x", 0);
-            if (t is ProtoTensor { Source: var s }) { embeddedBytes += s.CalculateSize(); return new TensorProto { Name = v.Name }; }
-            embeddedBytes += t.ByteLength + 16;
-            return new TensorProto { Name = v.Name };
-        });
-        long skeleton = converter.ToProto(model).CalculateSize();
-        return skeleton + embeddedBytes;
+        // Exact, without building the protobuf or reading tensor data.
+        return ModelSerializer.Measure(model, v => external.Contains(v) ? TensorProtoPlacement.External("x", 0) : TensorProtoPlacement.Embedded);
     }
 
     private static Dictionary<Value, long> WriteData(IEnumerable<Value> tensors, Stream stream, SaveOptions options)

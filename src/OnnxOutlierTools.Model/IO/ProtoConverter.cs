@@ -12,6 +12,14 @@ public sealed class ProtoConverter(Func<Value, TensorProto> writeTensor)
 {
     public ModelProto ToProto(Model model)
     {
+        var proto = ModelHeader(model);
+        proto.Graph = ToProto(model.Graph);
+        return proto;
+    }
+
+    /// <summary>The model's protobuf without its graph (what <see cref="ModelSerializer"/> writes around it).</summary>
+    internal static ModelProto ModelHeader(Model model)
+    {
         var proto = model.Extras.Clone();
         proto.IrVersion = model.IrVersion;
         SetString(model.ProducerName, proto.HasProducerName, proto.ProducerName, v => proto.ProducerName = v, proto.ClearProducerName);
@@ -31,14 +39,12 @@ public sealed class ProtoConverter(Func<Value, TensorProto> writeTensor)
             proto.MetadataProps.Clear();
             foreach (var m in model.Metadata) proto.MetadataProps.Add(new StringStringEntryProto { Key = m.Key, Value = m.Value });
         }
-        proto.Graph = ToProto(model.Graph);
         return proto;
     }
 
     public GraphProto ToProto(Graph graph)
     {
-        var proto = graph.Extras.Clone();
-        if (graph.Name != (proto.HasName ? proto.Name : "")) proto.Name = graph.Name;
+        var proto = GraphHeader(graph);
         for (int i = 0; i < graph.Inputs.Count; i++) proto.Input.Add(ValueInfo(graph.Inputs[i], graph.InputDecls[i]));
         foreach (var v in graph.Initializers) proto.Initializer.Add(writeTensor(v));
         foreach (var node in graph.Nodes) proto.Node.Add(ToProto(node));
@@ -47,9 +53,17 @@ public sealed class ProtoConverter(Func<Value, TensorProto> writeTensor)
         return proto;
     }
 
-    private NodeProto ToProto(Node node)
+    /// <summary>The graph's protobuf without nodes, initializers and declarations: name and the kept extras.</summary>
+    internal static GraphProto GraphHeader(Graph graph)
     {
-        var proto = node.Extras.Clone();
+        var proto = graph.Extras.Clone();
+        if (graph.Name != (proto.HasName ? proto.Name : "")) proto.Name = graph.Name;
+        return proto;
+    }
+
+    internal NodeProto ToProto(Node node)
+    {
+        var proto = node.CopyExtras();
         if (node.Name != (proto.HasName ? proto.Name : "")) proto.Name = node.Name;
         if (node.OpType != proto.OpType) proto.OpType = node.OpType;
         if (node.Domain != (proto.HasDomain ? proto.Domain : "")) proto.Domain = node.Domain;
@@ -71,7 +85,7 @@ public sealed class ProtoConverter(Func<Value, TensorProto> writeTensor)
     }
 
     /// <summary>A declaration: as read (with the current name) unless the type was edited since.</summary>
-    private static ValueInfoProto ValueInfo(Value value, ValueInfoProto? declared)
+    internal static ValueInfoProto ValueInfo(Value value, ValueInfoProto? declared)
     {
         var proto = declared?.Clone() ?? new ValueInfoProto();
         proto.Name = value.Name;

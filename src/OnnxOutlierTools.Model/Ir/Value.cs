@@ -16,7 +16,7 @@ public readonly record struct Usage(Node? Node, Graph? GraphOutputOf, int Index)
 /// through <see cref="Node"/> and <see cref="Graph"/> methods, so it is never stale.</summary>
 public sealed class Value
 {
-    private readonly HashSet<Usage> _uses = [];
+    private readonly UseSet _uses = new();
 
     internal Value(Graph graph, string name)
     {
