@@ -83,7 +83,32 @@ public static class SummaryText
                     Line(sb, $"  {location}  {N(f.Bytes ?? 0)} bytes, {tensors}");
             }
         }
+        if (s.Folder is { } folder) FolderLines(sb, folder);
         return sb.ToString();
+    }
+
+    /// <summary>"folder: config.json (llama: 24 layers, hidden 1024; bos 1, eos 2), tokenizer.json".</summary>
+    private static void FolderLines(StringBuilder sb, OnnxOutlierTools.IO.ModelFolderFacts folder)
+    {
+        var parts = new List<string>();
+        foreach (var c in new[] { folder.GenAiConfig, folder.HfConfig })
+        {
+            if (c is null) continue;
+            if (c.Problem is not null) { parts.Add($"{c.File} UNUSABLE ({Escape(c.Problem)})"); continue; }
+            var sizes = new List<string>();
+            if (c.LayerCount is int l) sizes.Add($"{N(l)} layers");
+            if (c.HiddenSize is int h) sizes.Add($"hidden {N(h)}");
+            if (c.VocabularySize is int v) sizes.Add($"vocab {N(v)}");
+            var ids = new List<string>();
+            if (c.BosTokenId is int bos) ids.Add($"bos {bos}");
+            if (c.EosTokenIds.Count > 0) ids.Add($"eos {string.Join("/", c.EosTokenIds)}");
+            string type = c.ModelType is { } t ? Escape(t) + (sizes.Count > 0 ? ": " : "") : "";
+            string detail = string.Join("; ", new[] { type + string.Join(", ", sizes), string.Join(", ", ids) }.Where(x => x.Length > 0));
+            parts.Add(detail.Length > 0 ? $"{c.File} ({detail})" : c.File);
+        }
+        parts.AddRange(folder.TokenizerFiles);
+        sb.AppendLine();
+        Line(sb, parts.Count > 0 ? $"folder: {string.Join(", ", parts)}" : "folder: no config.json, genai_config.json or tokenizer files");
     }
 
     private static void ValueTable(StringBuilder sb, string title, IReadOnlyList<ValueSummary> values)

@@ -56,6 +56,10 @@ public sealed record ModelSummary
     /// <summary>External data files referenced by initializers, in order of first reference.</summary>
     public IReadOnlyList<ExternalDataSummary> ExternalData { get; init; } = [];
 
+    /// <summary>What the model's folder says (config.json, genai_config.json, tokenizer files); null when the
+    /// model was not read from a file.</summary>
+    public IO.ModelFolderFacts? Folder { get; init; }
+
     /// <summary>Summarizes <paramref name="model"/> without reading tensor data.</summary>
     public static ModelSummary Create(Model model)
     {
@@ -92,6 +96,7 @@ public sealed record ModelSummary
             NestedGraphs = nested,
             Initializers = initializers,
             ExternalData = SummarizeExternalData(model),
+            Folder = model.FolderFacts,
         };
 
         void CountOps(Graph graph, int nestedDepth)

@@ -57,6 +57,11 @@ public sealed class Model : IDisposable
     /// where the OS has no such identity): saves refuse to replace it whatever path names it.</summary>
     public IO.FileIdentity? SourceIdentity { get; internal set; }
 
+    /// <summary>What the model's folder says about it (config.json, genai_config.json, tokenizer files),
+    /// read once on first use; null for a model that was not loaded from a file.</summary>
+    public IO.ModelFolderFacts? FolderFacts => SourcePath is null ? null : _folderFacts ??= IO.ModelFolderFacts.Read(Path.GetDirectoryName(SourcePath)!);
+    private IO.ModelFolderFacts? _folderFacts;
+
     /// <summary>External data files the model's tensors map, by full path.</summary>
     public IReadOnlyDictionary<string, ExternalDataFile> ExternalFiles => _externalFiles;
     private readonly Dictionary<string, ExternalDataFile> _externalFiles = new(StringComparer.Ordinal);

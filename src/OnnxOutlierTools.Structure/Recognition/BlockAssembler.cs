@@ -1,4 +1,4 @@
-using System.Text.Json;
+using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Structure.Patterns;
 using OnnxOutlierTools.Structure.Roles;
@@ -125,7 +125,7 @@ internal sealed class BlockAssembler
 
     // ---- model level ----------------------------------------------------------------------------------
 
-    public ModelStructure ModelLevel(List<BlockRole> blocks, EmbeddingRole? embedding, string? nestedIn, string? folder)
+    public ModelStructure ModelLevel(List<BlockRole> blocks, EmbeddingRole? embedding, string? nestedIn, ModelFolderFacts? folder)
     {
         var last = blocks[^1];
         var placement = blocks[0].Placement;
@@ -175,12 +175,12 @@ internal sealed class BlockAssembler
         return new ModelInputs(ids, Named("attention_mask", "input_mask", "mask"), Named("position_ids", "position"), Named("token_type", "segment"));
     }
 
-    private static List<string> Hints(List<BlockRole> blocks, string architecture, ModelInputs inputs, EmbeddingRole? embedding, LinearRole? lmHead, string? folder)
+    private static List<string> Hints(List<BlockRole> blocks, string architecture, ModelInputs inputs, EmbeddingRole? embedding, LinearRole? lmHead, ModelFolderFacts? folder)
     {
         var hints = new List<string>();
         if (architecture == "decoder")
         {
-            var bos = BosFromConfig(folder);
+            var bos = folder?.BosTokenId;
             hints.Add(bos is { } b
                 ? $"bos_token_id {b.Id} (from {b.File}): start calibration windows with BOS; the first token is where massive activations and the attention sink live"
                 : "no bos_token_id found next to the model (config.json / genai_config.json): pass the BOS id to probes; the first token is where massive activations and the attention sink live");
@@ -194,6 +194,8 @@ internal sealed class BlockAssembler
         {
             hints.Add("encoder: massive activations sit at the first token ([CLS]) and at separators; calibrate with the tokenizer's special tokens");
         }
+        foreach (var bad in folder?.Problems ?? [])
+            hints.Add($"{bad.File} beside the model {bad.Problem}: its facts (BOS id, sizes) were not used");
         if (lmHead is not null && embedding is not null && lmHead.Weight == embedding.TokenTable)
             hints.Add("the LM head shares the token-embedding initializer: copy it before scaling one of them");
         return hints;
@@ -206,27 +208,5 @@ internal sealed class BlockAssembler
         string which = string.Join(", ", shared.Take(3).Select(s => $"'{s.Initializer.Name}' by {s.Uses.Count} roles")) + (shared.Count > 3 ? ", ..." : "");
         return $"{shared.Count} initializer(s) shared by several roles ({which}): folding a scale into one role's tensor changes every role " +
             "that shares it; give the role its own copy first (see 'shared initializers')";
-    }
-
-    private static (int Id, string File)? BosFromConfig(string? folder)
-    {
-        if (folder is null) return null;
-        foreach (var (file, path) in new[] { ("genai_config.json", new[] { "model", "bos_token_id" }), ("config.json", new[] { "bos_token_id" }) })
-        {
-            string full = Path.Combine(folder, file);
-            if (!File.Exists(full)) continue;
-            try
-            {
-                using var doc = JsonDocument.Parse(File.ReadAllText(full));
-                var element = doc.RootElement;
-                foreach (var key in path)
-                    if (element.ValueKind != JsonValueKind.Object || !element.TryGetProperty(key, out element)) goto next;
-                if (element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out int id)) return (id, file);
-                if (element.ValueKind == JsonValueKind.Array && element.GetArrayLength() > 0 && element[0].TryGetInt32(out id)) return (id, file);
-            }
-            catch (JsonException) { }
-            next:;
-        }
-        return null;
     }
 }

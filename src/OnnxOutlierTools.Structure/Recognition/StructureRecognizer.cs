@@ -1,3 +1,4 @@
+using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Structure.Patterns;
 using OnnxOutlierTools.Structure.Roles;
@@ -18,26 +19,27 @@ public sealed record RecognitionResult(ModelStructure? Structure, string Message
 /// decoder inside a BeamSearch node).</summary>
 public static class StructureRecognizer
 {
+    /// <param name="modelFolder">Where to read config.json / genai_config.json; default the model file's folder
+    /// (read once, by <see cref="Model.FolderFacts"/>).</param>
     public static RecognitionResult Recognize(Model model, string? modelFolder = null)
     {
         var searched = new List<string>();
         RecognitionResult? first = null;
+        var folder = modelFolder is null ? model.FolderFacts : ModelFolderFacts.Read(modelFolder);
         foreach (var graph in model.Graph.SelfAndSubgraphs())
         {
             string where = graph.ParentNode is { } owner
                 ? $"{owner.Describe()} attribute '{owner.Attributes.First(a => a.Graphs.Contains(graph)).Name}'"
                 : "main graph";
             searched.Add($"{where} ('{graph.Name}', {graph.Nodes.Count} nodes)");
-            var result = RecognizeGraph(graph, graph.ParentNode is null ? null : where, modelFolder ?? FolderOf(model));
+            var result = RecognizeGraph(graph, graph.ParentNode is null ? null : where, folder);
             if (result.Recognized) return result with { GraphsSearched = searched };
             first ??= result;
         }
         return first! with { GraphsSearched = searched };
     }
 
-    private static string? FolderOf(Model model) => model.SourcePath is { } p ? Path.GetDirectoryName(p) : null;
-
-    public static RecognitionResult RecognizeGraph(Graph graph, string? nestedIn = null, string? modelFolder = null)
+    public static RecognitionResult RecognizeGraph(Graph graph, string? nestedIn = null, ModelFolderFacts? folder = null)
     {
         var trace = new RecognitionTrace();
         var matcher = new Matcher(graph);
@@ -86,7 +88,7 @@ public static class StructureRecognizer
             string message = $"no transformer blocks recognized in graph '{graph.Name}': found {counts}";
             return new RecognitionResult(null, message, trace, []);
         }
-        var structure = assembly.ModelLevel(blocks, embedding, nestedIn, modelFolder);
+        var structure = assembly.ModelLevel(blocks, embedding, nestedIn, folder);
         return new RecognitionResult(structure, $"{blocks.Count} {structure.Placement switch { NormPlacement.PreNorm => "pre-norm", _ => "post-norm" }} {structure.Architecture} block(s) in graph '{graph.Name}' ({counts})", trace, []);
     }
 }

@@ -167,7 +167,7 @@ public class InspectCommandTests
         var json = InspectJson(BeamSearchModel);
 
         string[] topLevel = ["schemaVersion", "path", "fileBytes", "producerName", "producerVersion", "irVersion", "opsetImports",
-            "inputs", "outputs", "nodes", "opTypes", "nestedGraphs", "initializers", "externalData"];
+            "inputs", "outputs", "nodes", "opTypes", "nestedGraphs", "initializers", "externalData", "folder"];
         Assert.Equal(topLevel, json.EnumerateObject().Select(p => p.Name));
         Assert.Equal(ModelSummary.CurrentSchemaVersion, json.GetProperty("schemaVersion").GetInt32());
         Assert.Equal(["name", "kind", "elementType", "shape"], json.GetProperty("inputs")[0].EnumerateObject().Select(p => p.Name));
@@ -182,6 +182,10 @@ public class InspectCommandTests
         var gqa = InspectJson(GqaModel);
         Assert.Equal(["location", "path", "present", "bytes", "tensorCount", "requiredBytes", "reason"],
             gqa.GetProperty("externalData")[0].EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["folder", "hfConfig", "genAiConfig", "tokenizerFiles"],
+            gqa.GetProperty("folder").EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["file", "modelType", "bosTokenId", "eosTokenIds", "hiddenSize", "layerCount", "vocabularySize", "problem"],
+            gqa.GetProperty("folder").GetProperty("genAiConfig").EnumerateObject().Select(p => p.Name));
     }
 
     [Fact]
