@@ -9,9 +9,35 @@ namespace OnnxOutlierTools.Structure.Recognition;
 /// <summary>Finds attention units: fused ops (com.microsoft Attention / MultiHeadAttention /
 /// GroupQueryAttention, ai.onnx Attention) and the decomposed MatMul-Softmax-MatMul form. Q, K and V are
 /// traced back to their linear layers through reshapes, RoPE, KV-cache concatenation and repeat-kv.</summary>
-internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, RecognitionTrace trace)
+internal sealed class AttentionRecognizer
 {
     private const string Ms = "com.microsoft";
+    private readonly Graph graph;
+    private readonly LinearIndex linears;
+    private readonly RecognitionTrace trace;
+    private readonly Matcher? matcher;
+    private readonly Dictionary<Value, NormRole> normByOutput = [];
+    private readonly IReadOnlyList<Rule<QkNormRole>> qkNormRules = [];
+    private readonly IReadOnlyList<Rule<OutputGateMatch>> gateRules = [];
+    private readonly HashSet<Value> coreOutputs = [];
+
+    /// <param name="matcher">With <paramref name="norms"/>: QK-norms and gated outputs are recognized (their rules
+    /// run through this matcher, so the tracer reports their near misses).</param>
+    public AttentionRecognizer(Graph graph, LinearIndex linears, RecognitionTrace trace, Matcher? matcher = null, IReadOnlyList<NormRole>? norms = null)
+    {
+        (this.graph, this.linears, this.trace, this.matcher) = (graph, linears, trace, matcher);
+        foreach (var n in norms ?? []) normByOutput.TryAdd(n.Output, n);
+        if (matcher is null) return;
+        qkNormRules = QkNormRules.Create(v => normByOutput.GetValueOrDefault(v), ExactLinear);
+        gateRules = GatedAttentionRules.Create(v => coreOutputs.Contains(GraphWalk.Upstream(v)), v => linears.ByOutput(v));
+    }
+
+    /// <summary>The rules this recognizer runs through the matcher (for the tracer).</summary>
+    public IEnumerable<IRule> Rules => qkNormRules.Cast<IRule>().Concat(gateRules);
+
+    /// <summary>The linear whose output is exactly <paramref name="value"/> (with or without its bias).</summary>
+    private LinearRole? ExactLinear(Value value) =>
+        linears.ByOutput(value) is { } l && (l.Output == value || l.Node.Output(0) == value) ? l : null;
 
     // Ops a Q/K/V path may pass through between a projection and the attention core.
     private static readonly HashSet<string> PathOps =
@@ -48,12 +74,22 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
         int heads = (int)node.GetInt("num_heads", 0), kvHeads = (int)node.GetInt("kv_num_heads", 0);
         LinearRole? packedQkv = null, ql = null, kl = null, vl = null;
         if (packed) packedQkv = Single(q, node, "packed QKV input");
-        else { ql = Single(q, node, "query"); kl = Single(TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
+        else { ql = Single(q, node, "query"); kl = Single(LastKeyPath = TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
         long qkvWidth = packedQkv?.OutFeatures ?? ((ql?.OutFeatures ?? 0) + (kl?.OutFeatures ?? 0) + (vl?.OutFeatures ?? 0));
         int? headSize = heads + 2 * kvHeads > 0 && qkvWidth > 0 ? (int)(qkvWidth / (heads + 2 * kvHeads)) : null;
+        // A query projection that also emits an output gate is twice as wide: the key projection tells the head size.
+        if (kl is not null && kvHeads > 0 && kl.OutFeatures % kvHeads == 0) headSize = (int)(kl.OutFeatures / kvHeads);
         string rotary = node.GetInt("do_rotary", 0) != 0 ? $"GroupQueryAttention(do_rotary, interleaved={node.GetInt("rotary_interleaved", 0)})" : RotaryOf(q);
-        return Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
-            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false));
+        var role = Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
+            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: q, kPath: packed ? null : LastKeyPath);
+        long window = node.GetInt("local_window_size", -1);
+        return role is null ? null : role with
+        {
+            Window = node.GetAttribute("local_window_size") is null ? AttentionWindow.Global
+                : window > 0 ? new AttentionWindow(AttentionWindowKind.Sliding, window, AttentionWindowSource.LocalWindowSizeAttribute)
+                : new AttentionWindow(AttentionWindowKind.Global, null, AttentionWindowSource.LocalWindowSizeAttribute),
+            Softcap = Softcap(node),
+        };
     }
 
     private AttentionRole? MultiHead(Node node)
@@ -102,8 +138,9 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
         // A static cache (TensorScatter) is updated before the op: its graph outputs are the present tensors.
         var cache = new KvCacheRole(node.Input(4) ?? k.Inputs.FirstOrDefault(), node.Input(5) ?? v.Inputs.FirstOrDefault(),
             k.Outputs.FirstOrDefault() ?? node.Output(1), v.Outputs.FirstOrDefault() ?? node.Output(2), false);
-        return Finish("Attention", node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
-            cache.PastKey is null && cache.PresentKey is null ? null : cache);
+        var role = Finish("Attention", node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
+            cache.PastKey is null && cache.PresentKey is null ? null : cache, qPath: q, kPath: k);
+        return role is null ? null : role with { Softcap = Softcap(node) };
     }
 
     // ---- decomposed -------------------------------------------------------------------------------
@@ -128,7 +165,7 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
             var (value, depth) = frontier.Dequeue();
             if (!seen.Add(value) || value.Producer is not { } p || depth > 6) continue;
             if (p.Is("MatMul") && !IsConst(p.Input(0)) && !IsConst(p.Input(1))) { qk = p; break; }
-            if (!(p.Is("Add") || p.Is("Sub") || p.Is("Mul") || p.Is("Div") || p.Is("Where") || GraphWalk.IsLayoutOp(p))) continue;
+            if (!(p.Is("Add") || p.Is("Sub") || p.Is("Mul") || p.Is("Div") || p.Is("Where") || p.Is("Tanh") || GraphWalk.IsLayoutOp(p))) continue;
             path.Add(p);
             foreach (var input in p.Inputs) if (input is not null && !IsConst(input)) frontier.Enqueue((input, depth + 1));
         }
@@ -171,8 +208,9 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
         var presentV = v.Outputs.FirstOrDefault();
         if (pastK is not null || presentK is not null || pastV is not null || presentV is not null)
             cache = new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
-        return Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
-            attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv]);
+        var role = Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
+            attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv], qPath: q, kPath: k);
+        return role is null ? null : role with { Softcap = DecomposedSoftcap(path) };
     }
 
     private static double? ScaleAfter(Node qk)
@@ -197,13 +235,70 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
 
     private AttentionRole? Finish(string form, Node node, LinearRole? q, LinearRole? k, LinearRole? v, LinearRole? packed,
         int? heads, int? kvHeads, int? headSize, string rotary, Value? mask, Value? probs, KvCacheRole? cache,
-        Value? attentionOutput = null, IReadOnlyList<Node>? core = null)
+        Value? attentionOutput = null, IReadOnlyList<Node>? core = null, PathTrace? qPath = null, PathTrace? kPath = null)
     {
         if (packed is null && (q is null || k is null || v is null)) return null;
         var output = attentionOutput ?? node.Output(0)!;
-        var o = OutputProjection(output);
-        if (o is null) trace.Note(form, $"{node.Describe()}: no output projection reads the attention output '{output.Name}'");
-        return new AttentionRole(form, core ?? [node], q, k, v, packed, o, heads, kvHeads, headSize, rotary, mask, probs, output, cache);
+        var gate = OutputGate(output, q ?? packed);
+        var o = OutputProjection(gate?.Output ?? output);
+        if (o is null) trace.Note(form, $"{node.Describe()}: no output projection reads the attention output '{(gate?.Output ?? output).Name}'");
+        return new AttentionRole(form, core ?? [node], q, k, v, packed, o, heads, kvHeads, headSize, rotary, mask, probs, output, cache)
+        {
+            QueryNorm = QkNorm(qPath, node, "query", headSize),
+            KeyNorm = QkNorm(kPath, node, "key", headSize),
+            OutputGate = gate,
+        };
+    }
+
+    /// <summary>The key path of the GroupQueryAttention being recognized (its query path is passed directly).</summary>
+    private PathTrace? LastKeyPath;
+
+    /// <summary>The one QK-norm a query/key path passed through; a per-head norm whose size is not the head size is noted.</summary>
+    private QkNormRole? QkNorm(PathTrace? path, Node at, string what, int? headSize)
+    {
+        if (path is null || path.QkNorms.Count == 0) return null;
+        if (path.QkNorms.Count > 1)
+        {
+            trace.Note("QkNorm", $"{at.Describe()}: the {what} path passes {path.QkNorms.Count} norms; none is taken as its QK-norm");
+            return null;
+        }
+        var norm = path.QkNorms[0];
+        if (norm.Scope == QkNormScope.PerHead && headSize is int hs && hs > 0 && norm.NormalizedSize != hs)
+            trace.Note("QkNorm", $"{at.Describe()}: the {what} norm '{norm.Norm.OutputNode.Describe()}' normalizes {norm.NormalizedSize} channels, the head size is {hs}");
+        return norm;
+    }
+
+    /// <summary>Gated output: Mul(attention output, Sigmoid(gate projection)) between the core and o_proj.</summary>
+    private OutputGateRole? OutputGate(Value output, LinearRole? query)
+    {
+        if (matcher is null || gateRules.Count == 0) return null;
+        coreOutputs.Add(output);
+        foreach (var (node, _, _) in GraphWalk.Consumers(output))
+        {
+            if (!node.Is("Mul") || node.Output(0) is not { } product) continue;
+            foreach (var rule in gateRules)
+                if (matcher.TryMatch(rule, product) is { } m)
+                {
+                    var g = rule.Build(m);
+                    var source = g.FromPart && g.Linear == query ? GateSource.PackedWithQuery : GateSource.SeparateLinear;
+                    return new OutputGateRole(g.Linear, source, GateActivation.Sigmoid, g.GateInput, g.Sigmoid, g.Multiply, g.Output);
+                }
+        }
+        return null;
+    }
+
+    /// <summary>The <c>softcap</c> attribute of GroupQueryAttention / ai.onnx Attention; null when 0 (off).</summary>
+    private static double? Softcap(Node node) => node.GetFloat("softcap", 0f) is float c && c > 0 ? c : null;
+
+    /// <summary>cap * tanh(scores / cap) between Q K^T and the softmax of a decomposed attention.</summary>
+    private static double? DecomposedSoftcap(List<Node> path)
+    {
+        var tanh = path.FirstOrDefault(n => n.Is("Tanh"));
+        if (tanh?.Output(0) is not { } t) return null;
+        foreach (var use in t.Uses)
+            if (use.Node is { } n && n.Is("Mul") && n.Inputs.FirstOrDefault(i => i is not null && i != t) is { } c && ConstantResolver.ScalarOf(c) is double cap && cap > 0)
+                return cap;
+        return null;
     }
 
     /// <summary>The linear that reads the attention output (through transposes and reshapes).</summary>
@@ -211,7 +306,8 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
     {
         foreach (var (node, _, via) in GraphWalk.Consumers(output, depth: 8))
             if (linears.ByNode(node) is { } l && GraphWalk.SameTensor(l.Input, via)) return l;
-        return null;
+        // A linear whose first node is not the MatMul (DynamicQuantizeLinear in front of MatMulInteger) reads the value directly.
+        return linears.All.FirstOrDefault(l => l.Form == "MatMulInteger" && GraphWalk.SameTensor(l.Input, output));
     }
 
     private AttentionRole? Fail(string rule, Node node, string reason)
@@ -240,12 +336,17 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
 
     /// <summary>What lies behind a Q/K/V input: the linear layers reached, the graph inputs (past KV) met,
     /// graph outputs on or next to the path (present KV), a scalar scale on the way.</summary>
-    private sealed record PathTrace(List<LinearRole> Linears, List<Value> Inputs, List<Value> Outputs, List<Node> Nodes, double? Scale);
+    private sealed record PathTrace(List<LinearRole> Linears, List<Value> Inputs, List<Value> Outputs, List<Node> Nodes, double? Scale)
+    {
+        /// <summary>QK-norms the path passed through (the trace steps over a norm only when a QK-norm rule matches it).</summary>
+        public List<QkNormRole> QkNorms { get; } = [];
+    }
 
     private PathTrace TraceLinears(Value? start)
     {
         var result = new PathTrace([], [], [], [], null);
         if (start is null) return result;
+        var qkNorms = result.QkNorms;
         double? scale = null;
         var queue = new Queue<(Value Value, int Depth)>();
         var seen = new HashSet<Value>();
@@ -263,6 +364,12 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
             if (value.IsGraphInput && !value.IsInitializer)
             {
                 if (value.ElementType?.IsFloatingPoint() == true && !result.Inputs.Contains(value)) result.Inputs.Add(value);
+                continue;
+            }
+            if (normByOutput.ContainsKey(value) && TryQkNorm(value) is { } qkNorm)
+            {
+                if (!qkNorms.Contains(qkNorm)) qkNorms.Add(qkNorm);
+                if (qkNorm.Norm.Input.Value is { } normInput) queue.Enqueue((normInput, depth + 1));
                 continue;
             }
             if (value.Producer is not { } p || depth >= 16 || !p.IsDefaultDomain && p.OpType != "RotaryEmbedding") continue;
@@ -284,7 +391,15 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
             foreach (var v in seen)
                 foreach (var o in GraphWalk.ReachableOutputs(v, 3))
                     if (!result.Outputs.Contains(o)) result.Outputs.Add(o);
-        return result with { Scale = scale };
+        return result with { Scale = scale }; // the copy shares the QkNorms list
+    }
+
+    private QkNormRole? TryQkNorm(Value normOutput)
+    {
+        if (matcher is null) return null;
+        foreach (var rule in qkNormRules)
+            if (matcher.TryMatch(rule, normOutput) is { } m) return rule.Build(m);
+        return null;
     }
 
     private static IEnumerable<int> DataInputs(Node p) => p.OpType switch

@@ -48,7 +48,9 @@ public static class StructureRecognizer
         var norms = NormRules.Find(matcher);
         trace.Absorb("norm", matcher, NormRules.All);
 
-        var attentions = new AttentionRecognizer(graph, linears, trace).Recognize();
+        var attentionRecognizer = new AttentionRecognizer(graph, linears, trace, matcher, norms);
+        var attentions = attentionRecognizer.Recognize();
+        trace.Absorb("attention", matcher, attentionRecognizer.Rules);
 
         var ffnRules = FfnRules.Create(v => linears.ByOutput(v) is not null);
         var ffns = new List<FfnRole>();
