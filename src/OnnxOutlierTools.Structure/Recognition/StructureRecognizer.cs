@@ -80,8 +80,9 @@ public static class StructureRecognizer
             ? "no token embedding found (a model fed inputs_embeds has none); each Embedding/* rule's near miss says why it did not match"
             : $"took {embedding.Form} at '{embedding.Output.Name}' (token table '{embedding.TokenTable.Name}'){(candidates > 1 ? $", the first of {candidates} candidates" : "")}");
 
-        var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace);
+        var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace, matcher);
         var blocks = assembly.Assemble();
+        trace.Absorb("blocks", matcher, assembly.Rules);
         string counts = $"{attentions.Count} attention unit(s), {ffns.Count} FFN(s), {norms.Count} norm(s), {linears.All.Count} linear layer(s)";
         if (blocks.Count == 0)
         {
@@ -89,6 +90,7 @@ public static class StructureRecognizer
             return new RecognitionResult(null, message, trace, []);
         }
         var structure = assembly.ModelLevel(blocks, embedding, nestedIn, modelFolder);
+        trace.Absorb("model", matcher, assembly.ModelRules);
         return new RecognitionResult(structure, $"{blocks.Count} {structure.Placement switch { NormPlacement.PreNorm => "pre-norm", _ => "post-norm" }} {structure.Architecture} block(s) in graph '{graph.Name}' ({counts})", trace, []);
     }
 }
