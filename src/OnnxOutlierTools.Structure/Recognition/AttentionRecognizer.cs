@@ -33,7 +33,7 @@ internal sealed class AttentionRecognizer
     }
 
     /// <summary>The rules this recognizer runs through the matcher (for the tracer).</summary>
-    public IEnumerable<IRule> Rules => qkNormRules.Cast<IRule>().Concat(gateRules);
+    public IEnumerable<IRule> Rules => qkNormRules.Cast<IRule>().Concat(gateRules).Concat(matcher is null ? [] : WindowMaskRules.All);
 
     /// <summary>The linear whose output is exactly <paramref name="value"/> (with or without its bias).</summary>
     private LinearRole? ExactLinear(Value value) =>
@@ -210,7 +210,14 @@ internal sealed class AttentionRecognizer
             cache = new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
         var role = Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
             attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv], qPath: q, kPath: k);
-        return role is null ? null : role with { Softcap = DecomposedSoftcap(path) };
+        var window = matcher is null ? null : WindowMaskRules.Find(matcher, mask);
+        // A q_proj that also emits the output gate is twice as wide as the heads it feeds.
+        if (role?.OutputGate?.Source == GateSource.PackedWithQuery && heads is int h && h % 2 == 0) role = role with { NumHeads = h / 2 };
+        return role is null ? null : role with
+        {
+            Softcap = DecomposedSoftcap(path),
+            Window = window is long w ? new AttentionWindow(AttentionWindowKind.Sliding, w, AttentionWindowSource.WindowMask) : AttentionWindow.Global,
+        };
     }
 
     private static double? ScaleAfter(Node qk)
