@@ -257,6 +257,8 @@ internal sealed class AttentionRecognizer
         };
     }
 
+    private Dictionary<Value, LinearRole>? quantizedByInput;
+
     /// <summary>The key path of the GroupQueryAttention being recognized (its query path is passed directly).</summary>
     private PathTrace? LastKeyPath;
 
@@ -314,7 +316,8 @@ internal sealed class AttentionRecognizer
         foreach (var (node, _, via) in GraphWalk.Consumers(output, depth: 8))
             if (linears.ByNode(node) is { } l && GraphWalk.SameTensor(l.Input, via)) return l;
         // A linear whose first node is not the MatMul (DynamicQuantizeLinear in front of MatMulInteger) reads the value directly.
-        return linears.All.FirstOrDefault(l => l.Form == "MatMulInteger" && GraphWalk.SameTensor(l.Input, output));
+        quantizedByInput ??= linears.All.Where(l => l.Form == "MatMulInteger").GroupBy(l => GraphWalk.Upstream(l.Input)).ToDictionary(g => g.Key, g => g.First());
+        return quantizedByInput.GetValueOrDefault(GraphWalk.Upstream(output));
     }
 
     private AttentionRole? Fail(string rule, Node node, string reason)

@@ -84,10 +84,10 @@ public sealed class ModernArchitectureTests : IDisposable
 
     /// <summary>Builds, saves and runs the variant on ORT (14 tokens, then one more with the cache when it has one),
     /// then loads it back for recognition.</summary>
-    private Model BuildAndRun(string name, LlamaOnnxFlavour flavour, DecoderVariants variants)
+    private Model BuildAndRun(string name, LlamaOnnxFlavour flavour, DecoderVariants variants, TensorDataType weightType = TensorDataType.Float)
     {
         string path = _temp.Path(name + ".onnx");
-        var options = new LlamaOnnxOptions { Flavour = flavour, GqaRotary = GqaRotary.Separate, Variants = variants };
+        var options = new LlamaOnnxOptions { Flavour = flavour, GqaRotary = GqaRotary.Separate, Variants = variants, WeightType = weightType };
         using (var built = SyntheticDecoder.CreateModel(Config, 21, options))
             ModelWriter.Save(built, path, new SaveOptions { Durable = false });
         using (var ort = new OrtDecoder(path))
@@ -106,19 +106,20 @@ public sealed class ModernArchitectureTests : IDisposable
         return ModelReader.Load(path);
     }
 
-    public static TheoryData<LlamaOnnxFlavour, QkNormStyle> QkNormCases => new()
+    public static TheoryData<LlamaOnnxFlavour, QkNormStyle, TensorDataType> QkNormCases => new()
     {
-        { LlamaOnnxFlavour.Decomposed, QkNormStyle.PerHead },
-        { LlamaOnnxFlavour.DecomposedWithPast, QkNormStyle.FullWidth },
-        { LlamaOnnxFlavour.GenAiGqa, QkNormStyle.PerHead },
-        { LlamaOnnxFlavour.GenAiGqa, QkNormStyle.FullWidth },
+        { LlamaOnnxFlavour.Decomposed, QkNormStyle.PerHead, TensorDataType.Float },
+        { LlamaOnnxFlavour.DecomposedWithPast, QkNormStyle.PerHead, TensorDataType.Float16 }, // RMSNorm in float32 between Casts
+        { LlamaOnnxFlavour.DecomposedWithPast, QkNormStyle.FullWidth, TensorDataType.Float },
+        { LlamaOnnxFlavour.GenAiGqa, QkNormStyle.PerHead, TensorDataType.Float },
+        { LlamaOnnxFlavour.GenAiGqa, QkNormStyle.FullWidth, TensorDataType.Float },
     };
 
     [Theory]
     [MemberData(nameof(QkNormCases))]
-    public void QkNorm_RunsAndIsRecognizedWithItsGains(LlamaOnnxFlavour flavour, QkNormStyle style)
+    public void QkNorm_RunsAndIsRecognizedWithItsGains(LlamaOnnxFlavour flavour, QkNormStyle style, TensorDataType weightType)
     {
-        using var model = BuildAndRun($"qk-{flavour}-{style}", flavour, new DecoderVariants { QkNorm = style });
+        using var model = BuildAndRun($"qk-{flavour}-{style}-{weightType}", flavour, new DecoderVariants { QkNorm = style }, weightType);
         var s = Recognize(model).Structure!;
         Assert.Equal(2, s.Blocks.Count);
         RecognizerFixtureTests.AssertCompleteBlocks(s);
@@ -246,7 +247,7 @@ public sealed class ModernArchitectureTests : IDisposable
 
     /// <summary>One pre-norm block (width 32, 4 heads of 8) whose q and k pass a SimplifiedLayerNormalization after a
     /// Reshape of <paramref name="qkShape"/> with a gain of <paramref name="gain"/> entries, then the head split.</summary>
-    private static Model NormAfterReshape(long[] qkShape, int gain, bool sigmoidGateFromNorm = false)
+    private static Model NormAfterReshape(long[] qkShape, int gain, string gate = "none")
     {
         const int d = 32, heads = 4, hs = 8;
         var b = new GraphBuilder();
@@ -264,7 +265,8 @@ public sealed class ModernArchitectureTests : IDisposable
         var scores = b.Op("Div", b.Op("MatMul", q, kT), b.Scalar("sqrt_hs", MathF.Sqrt(hs)));
         var attn = b.Op("MatMul", b.Node("Softmax", [scores], [Attr.Int("axis", -1)])[0], v);
         var merged = b.Op("Reshape", b.Node("Transpose", [attn], [Attr.Ints("perm", 0, 2, 1, 3)])[0], b.Initializer("merged", new long[] { 1, 5, d }, 3));
-        if (sigmoidGateFromNorm) merged = b.Op("Mul", merged, b.Op("Sigmoid", h));
+        if (gate == "norm") merged = b.Op("Mul", merged, b.Op("Sigmoid", h));
+        if (gate == "linear") merged = b.Op("Mul", b.Op("Sigmoid", b.Op("MatMul", h, W("wg", d, d))), merged);
         var mid = b.Op("Add", x, b.Op("MatMul", merged, W("wo", d, d)));
         var ffn = b.Op("MatMul", b.Op("Relu", b.Op("MatMul", Rms("ln2", mid, d), W("w1", d, 64))), W("w2", 64, d));
         b.Output(b.Op("Add", mid, ffn), TensorDataType.Float, 1, 5, d);
@@ -304,12 +306,23 @@ public sealed class ModernArchitectureTests : IDisposable
     [Fact]
     public void SigmoidGateNotFromALinear_IsNotAGatedOutput()
     {
-        using var model = NormAfterReshape([1, 5, 4, 8], 8, sigmoidGateFromNorm: true);
+        using var model = NormAfterReshape([1, 5, 4, 8], 8, gate: "norm");
         var result = StructureRecognizer.Recognize(model);
         Assert.False(result.Recognized);
         var gate = result.Trace.Rules.Single(r => r.Rule == "GatedOutput/Sigmoid");
         Assert.Equal(0, gate.Matches);
         Assert.Contains("is not computed by a linear layer", gate.NearMiss!.Reason);
+    }
+
+    [Fact]
+    public void SigmoidGateFromItsOwnLinear_IsASeparateGateRole()
+    {
+        using var model = NormAfterReshape([1, 5, 4, 8], 8, gate: "linear");
+        var s = Recognize(model).Structure!;
+        var a = Assert.Single(s.Blocks).Attention;
+        Assert.Equal((GateSource.SeparateLinear, "wg"), (a.OutputGate!.Source, a.OutputGate.Linear.Weight.Name));
+        Assert.Equal("wo", a.Output!.Weight.Name);
+        Assert.Equal((4, 4, 8), (a.NumHeads, a.KvHeads, a.HeadSize));
     }
 
     [Fact]
