@@ -9,35 +9,10 @@ namespace OnnxOutlierTools.Structure.Recognition;
 /// <summary>Finds attention units: fused ops (com.microsoft Attention / MultiHeadAttention /
 /// GroupQueryAttention, ai.onnx Attention) and the decomposed MatMul-Softmax-MatMul form. Q, K and V are
 /// traced back to their linear layers through reshapes, RoPE, KV-cache concatenation and repeat-kv.</summary>
-internal sealed class AttentionRecognizer
+internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linears, RecognitionTrace trace, Matcher? matcher = null,
+    IReadOnlyList<NormRole>? norms = null)
 {
     private const string Ms = "com.microsoft";
-    private readonly Graph graph;
-    private readonly LinearIndex linears;
-    private readonly RecognitionTrace trace;
-    private readonly Matcher? matcher;
-    private readonly Dictionary<Value, NormRole> normByOutput = [];
-    private readonly IReadOnlyList<Rule<QkNormRole>> qkNormRules = [];
-    private readonly IReadOnlyList<Rule<OutputGateMatch>> gateRules = [];
-    private readonly HashSet<Value> coreOutputs = [];
-
-    /// <param name="matcher">With <paramref name="norms"/>: QK-norms and gated outputs are recognized (their rules
-    /// run through this matcher, so the tracer reports their near misses).</param>
-    public AttentionRecognizer(Graph graph, LinearIndex linears, RecognitionTrace trace, Matcher? matcher = null, IReadOnlyList<NormRole>? norms = null)
-    {
-        (this.graph, this.linears, this.trace, this.matcher) = (graph, linears, trace, matcher);
-        foreach (var n in norms ?? []) normByOutput.TryAdd(n.Output, n);
-        if (matcher is null) return;
-        qkNormRules = QkNormRules.Create(v => normByOutput.GetValueOrDefault(v), ExactLinear);
-        gateRules = GatedAttentionRules.Create(v => coreOutputs.Contains(GraphWalk.Upstream(v)), v => linears.ByOutput(v));
-    }
-
-    /// <summary>The rules this recognizer runs through the matcher (for the tracer).</summary>
-    public IEnumerable<IRule> Rules => qkNormRules.Cast<IRule>().Concat(gateRules).Concat(matcher is null ? [] : WindowMaskRules.All);
-
-    /// <summary>The linear whose output is exactly <paramref name="value"/> (with or without its bias).</summary>
-    private LinearRole? ExactLinear(Value value) =>
-        linears.ByOutput(value) is { } l && (l.Output == value || l.Node.Output(0) == value) ? l : null;
 
     // Ops a Q/K/V path may pass through between a projection and the attention core.
     private static readonly HashSet<string> PathOps =
@@ -73,23 +48,16 @@ internal sealed class AttentionRecognizer
         var q = TraceLinears(node.Input(0));
         int heads = (int)node.GetInt("num_heads", 0), kvHeads = (int)node.GetInt("kv_num_heads", 0);
         LinearRole? packedQkv = null, ql = null, kl = null, vl = null;
+        PathTrace? k = null;
         if (packed) packedQkv = Single(q, node, "packed QKV input");
-        else { ql = Single(q, node, "query"); kl = Single(LastKeyPath = TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
+        else { ql = Single(q, node, "query"); kl = Single(k = TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
         long qkvWidth = packedQkv?.OutFeatures ?? ((ql?.OutFeatures ?? 0) + (kl?.OutFeatures ?? 0) + (vl?.OutFeatures ?? 0));
         int? headSize = heads + 2 * kvHeads > 0 && qkvWidth > 0 ? (int)(qkvWidth / (heads + 2 * kvHeads)) : null;
         // A query projection that also emits an output gate is twice as wide: the key projection tells the head size.
         if (kl is not null && kvHeads > 0 && kl.OutFeatures % kvHeads == 0) headSize = (int)(kl.OutFeatures / kvHeads);
         string rotary = node.GetInt("do_rotary", 0) != 0 ? $"GroupQueryAttention(do_rotary, interleaved={node.GetInt("rotary_interleaved", 0)})" : RotaryOf(q);
-        var role = Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
-            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: q, kPath: packed ? null : LastKeyPath);
-        long window = node.GetInt("local_window_size", -1);
-        return role is null ? null : role with
-        {
-            Window = node.GetAttribute("local_window_size") is null ? AttentionWindow.Global
-                : window > 0 ? new AttentionWindow(AttentionWindowKind.Sliding, window, AttentionWindowSource.LocalWindowSizeAttribute)
-                : new AttentionWindow(AttentionWindowKind.Global, null, AttentionWindowSource.LocalWindowSizeAttribute),
-            Softcap = Softcap(node),
-        };
+        return WithGqaAttributes(node, Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
+            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: q, kPath: k));
     }
 
     private AttentionRole? MultiHead(Node node)
@@ -138,9 +106,8 @@ internal sealed class AttentionRecognizer
         // A static cache (TensorScatter) is updated before the op: its graph outputs are the present tensors.
         var cache = new KvCacheRole(node.Input(4) ?? k.Inputs.FirstOrDefault(), node.Input(5) ?? v.Inputs.FirstOrDefault(),
             k.Outputs.FirstOrDefault() ?? node.Output(1), v.Outputs.FirstOrDefault() ?? node.Output(2), false);
-        var role = Finish("Attention", node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
-            cache.PastKey is null && cache.PresentKey is null ? null : cache, qPath: q, kPath: k);
-        return role is null ? null : role with { Softcap = Softcap(node) };
+        return WithSoftcapAttribute(node, Finish("Attention", node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
+            cache.PastKey is null && cache.PresentKey is null ? null : cache, qPath: q, kPath: k));
     }
 
     // ---- decomposed -------------------------------------------------------------------------------
@@ -208,16 +175,8 @@ internal sealed class AttentionRecognizer
         var presentV = v.Outputs.FirstOrDefault();
         if (pastK is not null || presentK is not null || pastV is not null || presentV is not null)
             cache = new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
-        var role = Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
-            attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv], qPath: q, kPath: k);
-        var window = matcher is null ? null : WindowMaskRules.Find(matcher, mask);
-        // A q_proj that also emits the output gate is twice as wide as the heads it feeds.
-        if (role?.OutputGate?.Source == GateSource.PackedWithQuery && heads is int h && h % 2 == 0) role = role with { NumHeads = h / 2 };
-        return role is null ? null : role with
-        {
-            Softcap = DecomposedSoftcap(path),
-            Window = window is long w ? new AttentionWindow(AttentionWindowKind.Sliding, w, AttentionWindowSource.WindowMask) : AttentionWindow.Global,
-        };
+        return WithDecomposedFacts(Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
+            attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv], qPath: q, kPath: k), path, mask);
     }
 
     private static double? ScaleAfter(Node qk)
@@ -257,67 +216,12 @@ internal sealed class AttentionRecognizer
         };
     }
 
-    private Dictionary<Value, LinearRole>? quantizedByInput;
-
-    /// <summary>The key path of the GroupQueryAttention being recognized (its query path is passed directly).</summary>
-    private PathTrace? LastKeyPath;
-
-    /// <summary>The one QK-norm a query/key path passed through; a per-head norm whose size is not the head size is noted.</summary>
-    private QkNormRole? QkNorm(PathTrace? path, Node at, string what, int? headSize)
-    {
-        if (path is null || path.QkNorms.Count == 0) return null;
-        if (path.QkNorms.Count > 1)
-        {
-            trace.Note("QkNorm", $"{at.Describe()}: the {what} path passes {path.QkNorms.Count} norms; none is taken as its QK-norm");
-            return null;
-        }
-        var norm = path.QkNorms[0];
-        if (norm.Scope == QkNormScope.PerHead && headSize is int hs && hs > 0 && norm.NormalizedSize != hs)
-            trace.Note("QkNorm", $"{at.Describe()}: the {what} norm '{norm.Norm.OutputNode.Describe()}' normalizes {norm.NormalizedSize} channels, the head size is {hs}");
-        return norm;
-    }
-
-    /// <summary>Gated output: Mul(attention output, Sigmoid(gate projection)) between the core and o_proj.</summary>
-    private OutputGateRole? OutputGate(Value output, LinearRole? query)
-    {
-        if (matcher is null || gateRules.Count == 0) return null;
-        coreOutputs.Add(output);
-        foreach (var (node, _, _) in GraphWalk.Consumers(output))
-        {
-            if (!node.Is("Mul") || node.Output(0) is not { } product) continue;
-            foreach (var rule in gateRules)
-                if (matcher.TryMatch(rule, product) is { } m)
-                {
-                    var g = rule.Build(m);
-                    var source = g.FromPart && g.Linear == query ? GateSource.PackedWithQuery : GateSource.SeparateLinear;
-                    return new OutputGateRole(g.Linear, source, GateActivation.Sigmoid, g.GateInput, g.Sigmoid, g.Multiply, g.Output);
-                }
-        }
-        return null;
-    }
-
-    /// <summary>The <c>softcap</c> attribute of GroupQueryAttention / ai.onnx Attention; null when 0 (off).</summary>
-    private static double? Softcap(Node node) => node.GetFloat("softcap", 0f) is float c && c > 0 ? c : null;
-
-    /// <summary>cap * tanh(scores / cap) between Q K^T and the softmax of a decomposed attention.</summary>
-    private static double? DecomposedSoftcap(List<Node> path)
-    {
-        var tanh = path.FirstOrDefault(n => n.Is("Tanh"));
-        if (tanh?.Output(0) is not { } t) return null;
-        foreach (var use in t.Uses)
-            if (use.Node is { } n && n.Is("Mul") && n.Inputs.FirstOrDefault(i => i is not null && i != t) is { } c && ConstantResolver.ScalarOf(c) is double cap && cap > 0)
-                return cap;
-        return null;
-    }
-
     /// <summary>The linear that reads the attention output (through transposes and reshapes).</summary>
     private LinearRole? OutputProjection(Value output)
     {
         foreach (var (node, _, via) in GraphWalk.Consumers(output, depth: 8))
             if (linears.ByNode(node) is { } l && GraphWalk.SameTensor(l.Input, via)) return l;
-        // A linear whose first node is not the MatMul (DynamicQuantizeLinear in front of MatMulInteger) reads the value directly.
-        quantizedByInput ??= linears.All.Where(l => l.Form == "MatMulInteger").GroupBy(l => GraphWalk.Upstream(l.Input)).ToDictionary(g => g.Key, g => g.First());
-        return quantizedByInput.GetValueOrDefault(GraphWalk.Upstream(output));
+        return QuantizedReader(output);
     }
 
     private AttentionRole? Fail(string rule, Node node, string reason)
@@ -356,7 +260,6 @@ internal sealed class AttentionRecognizer
     {
         var result = new PathTrace([], [], [], [], null);
         if (start is null) return result;
-        var qkNorms = result.QkNorms;
         double? scale = null;
         var queue = new Queue<(Value Value, int Depth)>();
         var seen = new HashSet<Value>();
@@ -376,9 +279,9 @@ internal sealed class AttentionRecognizer
                 if (value.ElementType?.IsFloatingPoint() == true && !result.Inputs.Contains(value)) result.Inputs.Add(value);
                 continue;
             }
-            if (normByOutput.ContainsKey(value) && TryQkNorm(value) is { } qkNorm)
+            if (TryQkNorm(value) is { } qkNorm)
             {
-                if (!qkNorms.Contains(qkNorm)) qkNorms.Add(qkNorm);
+                if (!result.QkNorms.Contains(qkNorm)) result.QkNorms.Add(qkNorm);
                 if (qkNorm.Norm.Input.Value is { } normInput) queue.Enqueue((normInput, depth + 1));
                 continue;
             }
@@ -402,14 +305,6 @@ internal sealed class AttentionRecognizer
                 foreach (var o in GraphWalk.ReachableOutputs(v, 3))
                     if (!result.Outputs.Contains(o)) result.Outputs.Add(o);
         return result with { Scale = scale }; // the copy shares the QkNorms list
-    }
-
-    private QkNormRole? TryQkNorm(Value normOutput)
-    {
-        if (matcher is null) return null;
-        foreach (var rule in qkNormRules)
-            if (matcher.TryMatch(rule, normOutput) is { } m) return rule.Build(m);
-        return null;
     }
 
     private static IEnumerable<int> DataInputs(Node p) => p.OpType switch

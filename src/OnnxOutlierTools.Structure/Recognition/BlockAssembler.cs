@@ -9,7 +9,7 @@ namespace OnnxOutlierTools.Structure.Recognition;
 
 /// <summary>Pairs attention units with the FFN that follows, finds each sublayer's residual join and the
 /// norms around it, and decides pre-norm vs post-norm from where the residual branch starts.</summary>
-internal sealed class BlockAssembler
+internal sealed partial class BlockAssembler
 {
     private readonly Graph _graph;
     private readonly LinearIndex _linears;
@@ -19,10 +19,7 @@ internal sealed class BlockAssembler
     private readonly RecognitionTrace _trace;
     private readonly Dictionary<Node, int> _position = [];
     private readonly Dictionary<Value, NormRole> _normByOutput = [];
-    private readonly Dictionary<Value, List<NormRole>> _normsByInput = [];
     private readonly Matcher? _matcher;
-    private readonly HashSet<Value> _sublayerOutputs = [];
-    private readonly Rule<NormRole> _postSublayerRule;
 
     public BlockAssembler(Graph graph, LinearIndex linears, List<NormRole> norms, List<AttentionRole> attentions, List<FfnRole> ffns, RecognitionTrace trace,
         Matcher? matcher = null)
@@ -30,27 +27,6 @@ internal sealed class BlockAssembler
         (_graph, _linears, _norms, _attentions, _ffns, _trace, _matcher) = (graph, linears, norms, attentions, ffns, trace, matcher);
         for (int i = 0; i < graph.Nodes.Count; i++) _position[graph.Nodes[i]] = i;
         foreach (var n in norms) _normByOutput.TryAdd(n.Output, n);
-        foreach (var n in norms)
-            if (n.Input.Value is { } input)
-            {
-                var key = GraphWalk.Upstream(input);
-                if (!_normsByInput.TryGetValue(key, out var list)) _normsByInput[key] = list = [];
-                list.Add(n);
-            }
-        _postSublayerRule = SandwichNormRules.PostSublayer(v => _normByOutput.GetValueOrDefault(v), v => _sublayerOutputs.Contains(GraphWalk.Upstream(v)));
-    }
-
-    /// <summary>The rules the assembler runs through the matcher (for the tracer).</summary>
-    public IEnumerable<IRule> Rules => [_postSublayerRule];
-
-    /// <summary>A sandwich norm (Gemma 2/3): a norm on the sublayer output whose own output joins the residual.</summary>
-    private NormRole? PostSublayerNorm(Value sublayerOutput)
-    {
-        if (_matcher is null || !_normsByInput.TryGetValue(GraphWalk.Upstream(sublayerOutput), out var candidates)) return null;
-        _sublayerOutputs.Add(GraphWalk.Upstream(sublayerOutput));
-        foreach (var norm in candidates)
-            if (_matcher.TryMatch(_postSublayerRule, norm.Output) is not null && ResidualJoin(norm.Output) is not null) return norm;
-        return null;
     }
 
     private int Pos(Node node) => _position.GetValueOrDefault(node, -1);
@@ -196,45 +172,6 @@ internal sealed class BlockAssembler
         };
     }
 
-    private Rule<SoftCapRole>? _logitSoftcapRule;
-    private Rule<EmbeddingScaleRole>? _embeddingScaleRule;
-
-    /// <summary>Rules the model-level step ran (for the tracer), once it has run.</summary>
-    public IEnumerable<IRule> ModelRules => new IRule?[] { _embeddingScaleRule, _logitSoftcapRule }.Where(r => r is not null)!;
-
-    /// <summary>cap * tanh(logits / cap) right after the LM head (rooted at the outer Mul, three nodes on).</summary>
-    private SoftCapRole? LogitSoftcap(LinearRole? lmHead)
-    {
-        if (lmHead is null || _matcher is null) return null;
-        _logitSoftcapRule = ScaleAndCapRules.LogitSoftcap(x => x == lmHead.Output);
-        static IEnumerable<Value> Next(Value v) => v.Consumers.Select(n => n.Output(0)).Where(o => o is not null)!;
-        foreach (var root in Next(lmHead.Output).SelectMany(Next).SelectMany(Next))
-            if (_matcher.TryMatch(_logitSoftcapRule, root) is { } m) return _logitSoftcapRule.Build(m);
-        return null;
-    }
-
-    private EmbeddingScaleRole? EmbeddingScale(EmbeddingRole? embedding)
-    {
-        if (embedding is null || _matcher is null) return null;
-        long? hidden = embedding.TokenTable.Shape is [_, { Value: long h }] ? h : null;
-        _embeddingScaleRule = ScaleAndCapRules.EmbeddingScale(v => v == embedding.Output, hidden);
-        foreach (var (node, _, _) in GraphWalk.Consumers(embedding.Output, depth: 2))
-            if (node.Output(0) is { } o && _matcher.TryMatch(_embeddingScaleRule, o) is { } m) return _embeddingScaleRule.Build(m);
-        return null;
-    }
-
-    /// <summary>Gemma's signature (sandwich norms and a sqrt(hidden) embedding scale) without explicit (1 + gamma) Adds:
-    /// the builder pre-added the 1, so the initializers are the effective gains.</summary>
-    private static string? GemmaHint(List<BlockRole> blocks, EmbeddingScaleRole? scale)
-    {
-        bool sandwich = blocks.Any(b => b.PostAttentionNorm is not null && b.PostFfnNorm is not null);
-        if (!sandwich) return null;
-        bool explicitOffset = blocks.SelectMany(b => b.Norms).Any(n => n.Norm.GainForm == NormGainForm.OnePlusGain);
-        return explicitOffset
-            ? "sandwich norms with explicit (1 + gamma) gains (Gemma): a fold must write (1 + gamma) / s - 1 into the initializer"
-            : $"sandwich norms{(scale?.IsSqrtHidden == true ? " and a sqrt(hidden) embedding scale" : "")} (Gemma-style) with plain gains: if this is Gemma, the exporter pre-added 1 to gamma, so the initializers are the effective gains";
-    }
-
     private static bool ReachesOutput(Value value)
     {
         var v = value;
@@ -247,10 +184,6 @@ internal sealed class BlockAssembler
         }
         return false;
     }
-
-    /// <summary>A step of logit soft-capping (Div/Mul by a scalar, Tanh), which the LM head's output may pass to reach the logits.</summary>
-    private static bool IsSoftcapStep(Node n) =>
-        n.Is("Tanh") || (n.Is("Div") || n.Is("Mul")) && n.Inputs.Any(i => i is not null && ConstantResolver.ScalarOf(i) is not null);
 
     private ModelInputs FindInputs(EmbeddingRole? embedding)
     {

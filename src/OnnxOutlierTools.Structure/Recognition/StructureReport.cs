@@ -7,7 +7,7 @@ namespace OnnxOutlierTools.Structure.Recognition;
 
 /// <summary>Renders a recognition result as the stable JSON other commands consume, as a text table of
 /// blocks and roles, and the tracer's near misses (--explain).</summary>
-public static class StructureReport
+public static partial class StructureReport
 {
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -32,25 +32,6 @@ public static class StructureReport
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
         IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace,
         EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null);
-
-    /// <summary>A constant scale on the token embedding output (Gemma: sqrt(hidden)).</summary>
-    public sealed record EmbeddingScaleJson(double Scale, bool SqrtHidden, NodeJson Node, string Output);
-
-    /// <summary>cap * tanh(x / cap) on the logits.</summary>
-    public sealed record SoftCapJson(double Cap, string Input, string Output);
-
-    /// <summary>A QK-norm: <c>scope</c> perHead (gain of head_size entries after a Reshape that splits heads) or
-    /// fullWidth (gain as wide as the projection).</summary>
-    public sealed record QkNormJson(string Scope, long NormalizedSize, long? Width, NodeJson? HeadSplit, NormJson Norm);
-
-    /// <summary>Gated attention output: <c>source</c> separateLinear or packedWithQuery (the gate is half of q_proj).</summary>
-    public sealed record OutputGateJson(string Source, string Activation, LinearJson Linear, string Gate, string Output);
-
-    /// <summary>Attention window: <c>kind</c> global or sliding, <c>size</c> in keys, <c>source</c> where it was read.</summary>
-    public sealed record WindowJson(string Kind, long? Size, string Source);
-
-    /// <summary>One of a block's norms with its place (preAttention, postAttention, preFfn, postFfn, afterAttentionResidual, afterFfnResidual).</summary>
-    public sealed record BlockNormJson(string Slot, NormJson Norm);
 
     /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
     /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
@@ -100,11 +81,6 @@ public static class StructureReport
             s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
             s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null);
     }
-
-    private static string Camel<T>(T value) where T : struct, Enum => JsonNamingPolicy.CamelCase.ConvertName(value.ToString());
-
-    private static QkNormJson? QkNorm(QkNormRole? q) => q is null ? null :
-        new QkNormJson(Camel(q.Scope), q.NormalizedSize, q.Width, q.HeadSplit is null ? null : NodeOf(q.HeadSplit), Norm(q.Norm)!);
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
 
@@ -242,9 +218,6 @@ public static class StructureReport
             foreach (var n in r.Notes) lines.Add($"      note: {n}");
         }
     }
-
-    private static string QkNormText(QkNormRole? q) => q is null ? "-" :
-        $"{(q.Scope == QkNormScope.PerHead ? $"per-head [{q.NormalizedSize}]" : $"full-width [{q.NormalizedSize}]")} {NormText(q.Norm)}";
 
     private static string NormText(NormRole? n) => n is null ? "-" :
         $"{n.Form}{(n.GainForm == NormGainForm.OnePlusGain ? " (1 + gain)" : "")} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";

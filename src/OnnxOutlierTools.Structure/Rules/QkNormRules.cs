@@ -26,7 +26,7 @@ public static class QkNormRules
         return
         [
             new("QkNorm/PerHead", Norm(split), m => CheckPerHead(m, normAt, linearAt), m => BuildPerHead(m, normAt, linearAt)),
-            new("QkNorm/FullWidth", Norm(projection), m => CheckFullWidth(m, normAt, linearAt),
+            new("QkNorm/FullWidth", Norm(P.MaybeCast(projection)), m => CheckFullWidth(m, normAt, linearAt),
                 m => new QkNormRole(normAt(m.Root)!, QkNormScope.FullWidth, null, GainSize(normAt(m.Root)!) ?? 0, linearAt(m["x"])!.OutFeatures)),
         ];
     }
