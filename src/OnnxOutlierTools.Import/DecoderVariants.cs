@@ -6,6 +6,19 @@ namespace OnnxOutlierTools.Import;
 /// <summary>Where a QK-norm sits (Qwen3 / Gemma 3 / Qwen3.5 per head, OLMo 2 over the whole projection).</summary>
 public enum QkNormStyle { None, PerHead, FullWidth }
 
+/// <summary>Which norms a block has around its two sublayers.</summary>
+public enum BlockNormLayout
+{
+    /// <summary>Llama: input_layernorm before attention, post_attention_layernorm before the MLP.</summary>
+    Pre,
+    /// <summary>Gemma 2/3: input_layernorm, post_attention_layernorm (on the attention output, before the residual add),
+    /// pre_feedforward_layernorm, post_feedforward_layernorm (on the MLP output).</summary>
+    Sandwich,
+    /// <summary>OLMo 2: only the norms on the sublayer outputs (post_attention_layernorm, post_feedforward_layernorm);
+    /// attention and MLP read the residual stream itself.</summary>
+    PostOnly,
+}
+
 /// <summary>How the norms multiply by their gain initializer.</summary>
 public enum NormGainStyle
 {
@@ -28,9 +41,8 @@ public sealed record DecoderVariants
     /// GenAi: Reshape [0, -1, hs] -> SimplifiedLayerNormalization -> Reshape back (the onnx-community Qwen3.5 form).</summary>
     public QkNormStyle QkNorm { get; init; } = QkNormStyle.None;
 
-    /// <summary>Gemma 2/3 sandwich: a norm on the attention output and on the FFN output before each residual add
-    /// (post_attention_layernorm, post_feedforward_layernorm), besides input_layernorm and pre_feedforward_layernorm.</summary>
-    public bool SandwichNorms { get; init; }
+    /// <summary>Gemma 2/3 sandwich norms or OLMo 2's output-only norms instead of Llama's pre-norms.</summary>
+    public BlockNormLayout BlockNorms { get; init; } = BlockNormLayout.Pre;
 
     /// <summary><see cref="NormGainStyle.OnePlus"/> writes Add(gamma, 1) before every block norm's Mul (decomposed flavours only).</summary>
     public NormGainStyle GainStyle { get; init; } = NormGainStyle.Plain;
@@ -52,13 +64,16 @@ public sealed record DecoderVariants
     /// GroupQueryAttention's local_window_size, or in decomposed graphs a second mask kv > q - window.</summary>
     public int? SlidingWindow { get; init; }
 
-    public bool Any => QkNorm != QkNormStyle.None || SandwichNorms || GainStyle != NormGainStyle.Plain || EmbeddingScale
+    public bool Any => QkNorm != QkNormStyle.None || BlockNorms != BlockNormLayout.Pre || GainStyle != NormGainStyle.Plain || EmbeddingScale
         || LogitSoftcap is not null || AttentionSoftcap is not null || GatedOutput || SlidingWindow is not null;
 
     internal void Validate(LlamaOnnxFlavour flavour, bool fusedRotary)
     {
         if (!Enum.IsDefined(QkNorm)) throw new ArgumentException($"unknown QK-norm style {QkNorm}", nameof(QkNorm));
         if (!Enum.IsDefined(GainStyle)) throw new ArgumentException($"unknown gain style {GainStyle}", nameof(GainStyle));
+        if (!Enum.IsDefined(BlockNorms)) throw new ArgumentException($"unknown block norm layout {BlockNorms}", nameof(BlockNorms));
+        if (flavour == LlamaOnnxFlavour.GenAiGqa && BlockNorms == BlockNormLayout.PostOnly)
+            throw new ArgumentException("output-only block norms (OLMo 2) are written by the decomposed flavours only");
         if (LogitSoftcap is <= 0 || AttentionSoftcap is <= 0) throw new ArgumentException("a soft-cap must be positive");
         if (SlidingWindow is <= 0) throw new ArgumentException($"the sliding window must be positive, got {SlidingWindow}", nameof(SlidingWindow));
         if (flavour == LlamaOnnxFlavour.GenAiGqa && fusedRotary && (QkNorm != QkNormStyle.None || GatedOutput))

@@ -194,7 +194,8 @@ public static class LlamaOnnxBuilder
                 return vr.GainStyle == NormGainStyle.OnePlus ? b.Op(scope, "Add", [init, b.Const(scope, GraphWriter.Scalar(dt, 1f))]) : init;
             }
             Value Norm(string scope, Value input, string weight, Tensor gamma) => RmsNorm(b, scope, input, Gain(scope, weight, gamma), c.NormEps, dt);
-            var x = Norm($"{L}/input_layernorm", hidden, $"{P}.input_layernorm.weight", w.Get(WeightRole.AttentionNorm, i, [D], false));
+            var x = vr.BlockNorms == BlockNormLayout.PostOnly ? hidden
+                : Norm($"{L}/input_layernorm", hidden, $"{P}.input_layernorm.weight", w.Get(WeightRole.AttentionNorm, i, [D], false));
 
             string a = $"{L}/self_attn";
             Value q, gate = null!;
@@ -256,12 +257,14 @@ public static class LlamaOnnxBuilder
             context = b.Op(a, "Reshape", [context, b.Const(a, GraphWriter.I64(0, 0, D))]);
             if (vr.GatedOutput) context = b.Op(a, "Mul", [context, gate]);
             var o = b.Op($"{a}/o_proj", "MatMul", [context, b.Init($"{P}.self_attn.o_proj.weight", w.Get(WeightRole.O, i, [D, D], false))]);
-            if (vr.SandwichNorms)
+            if (vr.BlockNorms != BlockNormLayout.Pre)
             {
-                // Gemma 2/3: post_attention_layernorm on the attention output, pre_/post_feedforward_layernorm around the MLP.
+                // Gemma 2/3: post_attention_layernorm on the attention output, pre_/post_feedforward_layernorm around the MLP;
+                // OLMo 2 has only the two norms on the outputs.
                 o = Norm($"{L}/post_attention_layernorm", o, $"{P}.post_attention_layernorm.weight", DecoderVariants.Extra($"{P}.post_attention_layernorm", [D], true, dt));
                 hidden = b.Op(L, "Add", [hidden, o]);
-                x = Norm($"{L}/pre_feedforward_layernorm", hidden, $"{P}.pre_feedforward_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false));
+                x = vr.BlockNorms == BlockNormLayout.PostOnly ? hidden
+                    : Norm($"{L}/pre_feedforward_layernorm", hidden, $"{P}.pre_feedforward_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false));
                 var mlp = SwiGlu(b, $"{L}/mlp", x, w, c, i, $"{P}.mlp.", ".weight");
                 mlp = Norm($"{L}/post_feedforward_layernorm", mlp, $"{P}.post_feedforward_layernorm.weight", DecoderVariants.Extra($"{P}.post_feedforward_layernorm", [D], true, dt));
                 hidden = b.Op(L, "Add", [hidden, mlp]);
@@ -497,7 +500,7 @@ public static class LlamaOnnxBuilder
             var attnOut = gateSigmoid is null ? gqa.Outputs[0] : Node(b, "", "Mul", $"{L}/attn/GateMul", [gqa.Outputs[0], gateSigmoid]);
             var o = Node(b, "", "MatMul", $"{L}/attn/o_proj/MatMul", [attnOut, b.Init($"{P}.attn.o_proj.MatMul.weight", w.Get(WeightRole.O, i, [D, D], false))]);
 
-            if (vr.SandwichNorms)
+            if (vr.BlockNorms == BlockNormLayout.Sandwich)
             {
                 // genai's Gemma 2/3 layer: post_attention_layernorm (plain) on o_proj, pre_feedforward_layernorm as the skip norm,
                 // post_feedforward_layernorm (plain) on down_proj; the next layer's input_layernorm adds it to the residual.

@@ -32,6 +32,18 @@ internal sealed partial class BlockAssembler
         return null;
     }
 
+    /// <summary>OLMo 2's block: norms only on the sublayer outputs, attention and FFN read the residual stream itself
+    /// (a post-norm test would take the attention's residual for its input). The stream is never normalized between
+    /// blocks, as in a pre-norm block, so it is reported as one with no pre-norms.</summary>
+    private BlockRole? OutputNormsOnly(int index, AttentionRole attention, FfnRole ffn, Join attnJoin, Join ffnJoin, Value qkvInput,
+        NormRole? postAttention, NormRole? postFfn)
+    {
+        if (postAttention is null || postFfn is null || NormFeeding(qkvInput) is not null || NormFeeding(ffn.Up.Input) is not null) return null;
+        if (!GraphWalk.SameTensor(attnJoin.Residual, qkvInput) || attnJoin.Sum.Value is not { } afterAttention
+            || !GraphWalk.SameTensor(ffn.Up.Input, afterAttention) || !GraphWalk.SameTensor(ffnJoin.Residual, afterAttention)) return null;
+        return new BlockRole(index, NormPlacement.PreNorm, null, attention, attnJoin.Sum, null, ffn, TensorRef.Of(attnJoin.Residual!), ffnJoin.Sum);
+    }
+
     private Rule<SoftCapRole>? _logitSoftcapRule;
     private Rule<EmbeddingScaleRole>? _embeddingScaleRule;
 

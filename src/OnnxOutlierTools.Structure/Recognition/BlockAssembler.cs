@@ -89,7 +89,8 @@ internal sealed partial class BlockAssembler
             return null;
         }
         var qkvInput = (attention.PackedQkv ?? attention.Query)!.Input;
-        var block = Sequential(index, attention, ffn, attnJoin, ffnJoin, qkvInput);
+        var block = OutputNormsOnly(index, attention, ffn, attnJoin, ffnJoin, qkvInput, postAttention, postFfn)
+            ?? Sequential(index, attention, ffn, attnJoin, ffnJoin, qkvInput);
         return block is null ? null : block with { PostAttentionNorm = postAttention, PostFfnNorm = postFfn };
     }
 

@@ -98,8 +98,8 @@ public static partial class StructureReport
     public static IReadOnlyList<string> Missing(BlockRole b)
     {
         var missing = new List<string>();
-        if (b.AttentionNorm is null) missing.Add("attentionNorm");
-        if (b.FfnNorm is null) missing.Add("ffnNorm");
+        if (b.AttentionNorm is null && b.PostAttentionNorm is null) missing.Add("attentionNorm");
+        if (b.FfnNorm is null && b.PostFfnNorm is null) missing.Add("ffnNorm");
         var a = b.Attention;
         if (a.PackedQkv is null && (a.Query is null || a.Key is null || a.ValueProjection is null)) missing.Add("qkv");
         if (a.Output is null) missing.Add("o");

@@ -166,7 +166,7 @@ public sealed class ModernArchitectureTests : IDisposable
     {
         var variants = new DecoderVariants
         {
-            SandwichNorms = true, GainStyle = NormGainStyle.OnePlus, EmbeddingScale = true, LogitSoftcap = 30f, AttentionSoftcap = 50f,
+            BlockNorms = BlockNormLayout.Sandwich, GainStyle = NormGainStyle.OnePlus, EmbeddingScale = true, LogitSoftcap = 30f, AttentionSoftcap = 50f,
             SlidingWindow = 4, QkNorm = QkNormStyle.PerHead,
         };
         using var model = BuildAndRun($"gemma-{flavour}", flavour, variants);
@@ -197,11 +197,32 @@ public sealed class ModernArchitectureTests : IDisposable
     }
 
     [Fact]
+    public void Olmo2Decomposed_OutputNormsOnlyAndFullWidthQkNorm()
+    {
+        using var model = BuildAndRun("olmo2", LlamaOnnxFlavour.DecomposedWithPast,
+            new DecoderVariants { BlockNorms = BlockNormLayout.PostOnly, QkNorm = QkNormStyle.FullWidth });
+        var result = Recognize(model);
+        var s = result.Structure!;
+        Assert.Equal(2, s.Blocks.Count);
+        RecognizerFixtureTests.AssertCompleteBlocks(s);
+        Assert.Equal(NormPlacement.PreNorm, s.Placement); // the residual stream is never normalized between blocks
+        foreach (var b in s.Blocks)
+        {
+            Assert.Equal(new[] { BlockNormSlot.PostAttention, BlockNormSlot.PostFfn }, b.Norms.Select(n => n.Slot).ToArray());
+            Assert.Null(b.AttentionNorm);
+            Assert.Same(b.ResidualIn.Value, b.Attention.Query!.Input);
+            Assert.Equal((QkNormScope.FullWidth, 64L), (b.Attention.QueryNorm!.Scope, b.Attention.QueryNorm.NormalizedSize));
+        }
+        Assert.NotNull(s.FinalNorm);
+        Assert.DoesNotContain("INCOMPLETE", StructureReport.ToText(result, explain: false));
+    }
+
+    [Fact]
     public void GemmaGenAi_SandwichWithSkipNormsLocalWindowAndCaps()
     {
         var variants = new DecoderVariants
         {
-            SandwichNorms = true, EmbeddingScale = true, LogitSoftcap = 30f, AttentionSoftcap = 50f, SlidingWindow = 4, QkNorm = QkNormStyle.PerHead,
+            BlockNorms = BlockNormLayout.Sandwich, EmbeddingScale = true, LogitSoftcap = 30f, AttentionSoftcap = 50f, SlidingWindow = 4, QkNorm = QkNormStyle.PerHead,
         };
         using var model = BuildAndRun("gemma-genai", LlamaOnnxFlavour.GenAiGqa, variants);
         var result = Recognize(model);
