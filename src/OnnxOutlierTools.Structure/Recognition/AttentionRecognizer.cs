@@ -57,7 +57,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         if (kl is not null && kvHeads > 0 && kl.OutFeatures % kvHeads == 0) headSize = (int)(kl.OutFeatures / kvHeads);
         string rotary = node.GetInt("do_rotary", 0) != 0 ? $"GroupQueryAttention(do_rotary, interleaved={node.GetInt("rotary_interleaved", 0)})" : RotaryOf(q);
         return WithGqaAttributes(node, Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
-            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: q, kPath: k));
+            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: packed ? null : q, kPath: k));
     }
 
     private AttentionRole? MultiHead(Node node)
@@ -65,11 +65,12 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         int heads = (int)node.GetInt("num_heads", 0);
         var q = TraceLinears(node.Input(0));
         LinearRole? ql = Single(q, node, "query"), kl = null, vl = null, packedQkv = null;
+        PathTrace? k = null;
         if (node.Input(1) is null && node.Input(2) is null) { packedQkv = ql; ql = null; }
-        else { kl = Single(TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
+        else { kl = Single(k = TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
         int? headSize = heads > 0 && ql is not null ? (int)(ql.OutFeatures / heads) : packedQkv is not null && heads > 0 ? (int)(packedQkv.OutFeatures / 3 / heads) : null;
         return Finish("MultiHeadAttention", node, ql, kl, vl, packedQkv, heads, heads, headSize, RotaryOf(q), node.Input(5) ?? node.Input(4), null,
-            new KvCacheRole(node.Input(6), node.Input(7), node.Output(1), node.Output(2), false));
+            new KvCacheRole(node.Input(6), node.Input(7), node.Output(1), node.Output(2), false), qPath: packedQkv is null ? q : null, kPath: k);
     }
 
     /// <summary>com.microsoft Attention holds the packed QKV weight as its input 1: a linear inside the op.</summary>
