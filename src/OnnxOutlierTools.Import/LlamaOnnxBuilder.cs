@@ -56,12 +56,16 @@ public sealed record LlamaOnnxOptions
     /// <summary>Recorded as the model's doc_string (where the weights came from).</summary>
     public string? Description { get; init; }
 
+    /// <summary>Newer architectures' variants (QK-norm, sandwich norms, gated output, ...); none by default.</summary>
+    public DecoderVariants Variants { get; init; } = new();
+
     internal void Validate()
     {
         if (!Enum.IsDefined(Flavour)) throw new ArgumentException($"unknown flavour {Flavour}", nameof(Flavour));
         if (!Enum.IsDefined(GqaRotary)) throw new ArgumentException($"unknown GQA rotary placement {GqaRotary}", nameof(GqaRotary));
         if (WeightType is not (TensorDataType.Float or TensorDataType.Float16))
             throw new ArgumentException($"weight type must be FLOAT or FLOAT16, got {WeightType.OnnxName()}", nameof(WeightType));
+        ArgumentNullException.ThrowIfNull(Variants);
     }
 }
 
@@ -99,10 +103,11 @@ public static class LlamaOnnxBuilder
             throw new ArgumentException($"weight source is {weights.DataType.OnnxName()}, options ask for {options.WeightType.OnnxName()}");
         var model = options.Flavour switch
         {
-            LlamaOnnxFlavour.Decomposed => Decomposed(config, weights, withPast: false),
-            LlamaOnnxFlavour.DecomposedWithPast => Decomposed(config, weights, withPast: true),
-            _ => GenAiGqa(config, weights, options.GqaRotary),
+            LlamaOnnxFlavour.Decomposed => Decomposed(config, weights, withPast: false, options.Variants),
+            LlamaOnnxFlavour.DecomposedWithPast => Decomposed(config, weights, withPast: true, options.Variants),
+            _ => GenAiGqa(config, weights, options.GqaRotary, options.Variants),
         };
+        if (options.Variants.Any) model.Metadata.Add(new("onnx_outlier_tools.variants", options.Variants.ToString()));
         model.ProducerName = ProducerName;
         model.ProducerVersion = "1";
         model.DocString = options.Description;
@@ -112,8 +117,9 @@ public static class LlamaOnnxBuilder
 
     // ---- decomposed (torch.onnx / Optimum-like) ----------------------------------------------------
 
-    private static Model Decomposed(DecoderConfig c, WeightSource w, bool withPast)
+    private static Model Decomposed(DecoderConfig c, WeightSource w, bool withPast, DecoderVariants vr)
     {
+        vr.Validate(withPast ? LlamaOnnxFlavour.DecomposedWithPast : LlamaOnnxFlavour.Decomposed, fusedRotary: false);
         var dt = w.DataType;
         var g = new Graph("main_graph");
         var b = new GraphWriter(g, OutputNaming.Torch);
@@ -137,6 +143,8 @@ public static class LlamaOnnxBuilder
 
         var embedTable = b.Init("model.embed_tokens.weight", w.Get(WeightRole.Embedding, -1, [V, D], false));
         var hidden = b.Op("/model/embed_tokens", "Gather", [embedTable, inputIds]);
+        if (vr.EmbeddingScale)
+            hidden = b.Op("/model", "Mul", [hidden, b.Const("/model", GraphWriter.Scalar(dt, EmbedScale(D)))]);
 
         // Additive attention bias [B, 1, S, T]: 0 where key j <= query position (P + i) and attention_mask[j] = 1,
         // the type's lowest value elsewhere (HF's AttentionMaskConverter result, built directly).
@@ -155,6 +163,16 @@ public static class LlamaOnnxBuilder
         var pad4 = b.Op(m, "Unsqueeze", [padBool, b.Const(m, GraphWriter.I64(1, 2))]);
         var allowed = b.Op(m, "And", [causal, pad4]);
         var attnBias = b.Op(m, "Where", [allowed, b.Const(m, GraphWriter.Scalar(dt, 0f)), b.Const(m, GraphWriter.Scalar(dt, GraphWriter.Lowest(dt)))]);
+        Value? slidingBias = null;
+        if (vr.SlidingWindow is int window)
+        {
+            // HF's sliding_window_overlay: key j is kept while j > i - window.
+            const string sw = "/model/sliding_window_mask";
+            var lowest = b.Op(sw, "Sub", [queryCol, b.Const(sw, GraphWriter.I64Scalar(window))]);
+            var inWindow = b.Op(sw, "Greater", [keyPos, lowest]);
+            var allowedWindow = b.Op(sw, "And", [allowed, inWindow]);
+            slidingBias = b.Op(sw, "Where", [allowedWindow, b.Const(sw, GraphWriter.Scalar(dt, 0f)), b.Const(sw, GraphWriter.Scalar(dt, GraphWriter.Lowest(dt)))]);
+        }
 
         // RoPE tables [max_seq, head_size] (rotate-half form), gathered by position_ids -> [B, 1, S, head_size].
         const string r = "/model/rotary_emb";
@@ -170,14 +188,48 @@ public static class LlamaOnnxBuilder
         {
             string L = $"/model/layers.{i}";
             string P = $"model.layers.{i}";
-            var x = RmsNorm(b, $"{L}/input_layernorm", hidden, b.Init($"{P}.input_layernorm.weight", w.Get(WeightRole.AttentionNorm, i, [D], false)), c.NormEps, dt);
+            Value Gain(string scope, string name, Tensor gamma)
+            {
+                var init = b.Init(name, gamma);
+                return vr.GainStyle == NormGainStyle.OnePlus ? b.Op(scope, "Add", [init, b.Const(scope, GraphWriter.Scalar(dt, 1f))]) : init;
+            }
+            Value Norm(string scope, Value input, string weight, Tensor gamma) => RmsNorm(b, scope, input, Gain(scope, weight, gamma), c.NormEps, dt);
+            var x = vr.BlockNorms == BlockNormLayout.PostOnly ? hidden
+                : Norm($"{L}/input_layernorm", hidden, $"{P}.input_layernorm.weight", w.Get(WeightRole.AttentionNorm, i, [D], false));
 
             string a = $"{L}/self_attn";
-            var q = b.Op($"{a}/q_proj", "MatMul", [x, b.Init($"{P}.self_attn.q_proj.weight", w.Get(WeightRole.Q, i, [D, D], true))]);
+            Value q, gate = null!;
+            if (vr.GatedOutput)
+            {
+                // Qwen3.5: q_proj [D, 2D] -> Reshape [B, S, H, 2hs] -> Split (query, gate) -> Reshape [B, S, D] each.
+                var packed = DecoderVariants.PackQueryGate(w.Get(WeightRole.Q, i, [D, D], true), DecoderVariants.Extra($"{P}.gate", [D, D], false, dt), H, hs, dt);
+                var qg = b.Op($"{a}/q_proj", "MatMul", [x, b.Init($"{P}.self_attn.q_proj.weight", packed)]);
+                var split = b.Add(new Node("", "Split", [b.Op(a, "Reshape", [qg, b.Const(a, GraphWriter.I64(0, 0, H, 2 * hs))]), b.Const(a, GraphWriter.I64(hs, hs))],
+                    [b.OutputName($"{a}/Split"), b.OutputName($"{a}/Split", 1)], [Attr.Int("axis", -1)], $"{a}/Split"));
+                q = b.Op(a, "Reshape", [split.Outputs[0], b.Const(a, GraphWriter.I64(0, 0, D))]);
+                gate = b.Op(a, "Sigmoid", [b.Op(a, "Reshape", [split.Outputs[1], b.Const(a, GraphWriter.I64(0, 0, D))])]);
+            }
+            else q = b.Op($"{a}/q_proj", "MatMul", [x, b.Init($"{P}.self_attn.q_proj.weight", w.Get(WeightRole.Q, i, [D, D], true))]);
             var k = b.Op($"{a}/k_proj", "MatMul", [x, b.Init($"{P}.self_attn.k_proj.weight", w.Get(WeightRole.K, i, [D, c.KvDim], true))]);
             var v = b.Op($"{a}/v_proj", "MatMul", [x, b.Init($"{P}.self_attn.v_proj.weight", w.Get(WeightRole.V, i, [D, c.KvDim], false))]);
-            var q4 = SplitHeads(b, a, q, H, hs);
-            var k4 = SplitHeads(b, a, k, KV, hs);
+            Value QkHeads(string which, Value t, long heads)
+            {
+                string scope = $"{a}/{which}_norm";
+                string weight = $"{P}.self_attn.{which}_norm.weight";
+                switch (vr.QkNorm)
+                {
+                    case QkNormStyle.PerHead:
+                        var perHead = RmsNorm(b, scope, b.Op(a, "Reshape", [t, b.Const(a, GraphWriter.I64(0, 0, heads, hs))]),
+                            b.Init(weight, DecoderVariants.Extra(weight, [hs], true, dt)), c.NormEps, dt);
+                        return b.Op(a, "Transpose", [perHead], [GraphWriter.Perm(0, 2, 1, 3)]);
+                    case QkNormStyle.FullWidth:
+                        return SplitHeads(b, a, RmsNorm(b, scope, t, b.Init(weight, DecoderVariants.Extra(weight, [heads * hs], true, dt)), c.NormEps, dt), heads, hs);
+                    default:
+                        return SplitHeads(b, a, t, heads, hs);
+                }
+            }
+            var q4 = QkHeads("q", q, H);
+            var k4 = QkHeads("k", k, KV);
             var v4 = SplitHeads(b, a, v, KV, hs);
             q4 = RotateHalf(b, a, q4, cos, sin, hs);
             k4 = RotateHalf(b, a, k4, cos, sin, hs);
@@ -196,26 +248,54 @@ public static class LlamaOnnxBuilder
             var kT = b.Op(a, "Transpose", [k4], [GraphWriter.Perm(0, 1, 3, 2)]);
             var scores = b.Op(a, "MatMul", [q4, kT]);
             scores = b.Op(a, "Div", [scores, b.Const(a, GraphWriter.Scalar(dt, (float)Math.Sqrt(hs)))]);
-            scores = b.Op(a, "Add", [scores, attnBias]);
+            if (vr.AttentionSoftcap is float attnCap)
+                scores = b.Op(a, "Mul", [b.Op(a, "Tanh", [b.Op(a, "Div", [scores, b.Const(a, GraphWriter.Scalar(dt, attnCap))])]), b.Const(a, GraphWriter.Scalar(dt, attnCap))]);
+            scores = b.Op(a, "Add", [scores, slidingBias is not null && i % 2 == 0 ? slidingBias : attnBias]);
             var probs = b.Op(a, "Softmax", [scores], [Attr.Int("axis", -1)]);
             var context = b.Op(a, "MatMul", [probs, v4]);
             context = b.Op(a, "Transpose", [context], [GraphWriter.Perm(0, 2, 1, 3)]);
             context = b.Op(a, "Reshape", [context, b.Const(a, GraphWriter.I64(0, 0, D))]);
+            if (vr.GatedOutput) context = b.Op(a, "Mul", [context, gate]);
             var o = b.Op($"{a}/o_proj", "MatMul", [context, b.Init($"{P}.self_attn.o_proj.weight", w.Get(WeightRole.O, i, [D, D], false))]);
+            if (vr.BlockNorms != BlockNormLayout.Pre)
+            {
+                // Gemma 2/3: post_attention_layernorm on the attention output, pre_/post_feedforward_layernorm around the MLP;
+                // OLMo 2 has only the two norms on the outputs.
+                o = Norm($"{L}/post_attention_layernorm", o, $"{P}.post_attention_layernorm.weight", DecoderVariants.Extra($"{P}.post_attention_layernorm", [D], true, dt));
+                hidden = b.Op(L, "Add", [hidden, o]);
+                x = vr.BlockNorms == BlockNormLayout.PostOnly ? hidden
+                    : Norm($"{L}/pre_feedforward_layernorm", hidden, $"{P}.pre_feedforward_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false));
+                var mlp = SwiGlu(b, $"{L}/mlp", x, w, c, i, $"{P}.mlp.", ".weight");
+                mlp = Norm($"{L}/post_feedforward_layernorm", mlp, $"{P}.post_feedforward_layernorm.weight", DecoderVariants.Extra($"{P}.post_feedforward_layernorm", [D], true, dt));
+                hidden = b.Op(L, "Add", [hidden, mlp]);
+                continue;
+            }
             hidden = b.Op(L, "Add", [hidden, o]);
 
-            x = RmsNorm(b, $"{L}/post_attention_layernorm", hidden, b.Init($"{P}.post_attention_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false)), c.NormEps, dt);
+            x = Norm($"{L}/post_attention_layernorm", hidden, $"{P}.post_attention_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false));
             hidden = b.Op(L, "Add", [hidden, SwiGlu(b, $"{L}/mlp", x, w, c, i, $"{P}.mlp.", ".weight")]);
         }
 
         var final = RmsNorm(b, "/model/norm", hidden, b.Init("model.norm.weight", w.Get(WeightRole.FinalNorm, -1, [D], false)), c.NormEps, dt);
-        var logits = b.Op("/lm_head", "MatMul", [final, b.Init("lm_head.weight", w.Get(WeightRole.LmHead, -1, [D, V], false))], output: "logits");
+        var logits = vr.LogitSoftcap is float cap
+            ? SoftCap(b, "/model/final_logit_softcapping", b.Op("/lm_head", "MatMul", [final, b.Init("lm_head.weight", w.Get(WeightRole.LmHead, -1, [D, V], false))]), cap, dt)
+            : b.Op("/lm_head", "MatMul", [final, b.Init("lm_head.weight", w.Get(WeightRole.LmHead, -1, [D, V], false))], output: "logits");
 
         AddOutput(g, logits, dt, [batch, seq, new Dim(V)]);
         foreach (var p in presents) AddOutput(g, p, dt, [batch, new Dim(KV), total, new Dim(hs)]);
         var model = new Model(g, IrVersion);
         model.OpsetImports.Add(new OpsetId("", 14));
         return model;
+    }
+
+    /// <summary>sqrt(dim) rounded to 2 decimals (genai's builder for Gemma).</summary>
+    private static float EmbedScale(long dim) => (float)Math.Round(Math.Sqrt(dim), 2);
+
+    /// <summary>cap * tanh(x / cap) as the graph output "logits".</summary>
+    private static Value SoftCap(GraphWriter b, string scope, Value x, float cap, TensorDataType dt)
+    {
+        var tanh = b.Op(scope, "Tanh", [b.Op(scope, "Div", [x, b.Const(scope, GraphWriter.Scalar(dt, cap))])]);
+        return b.Op(scope, "Mul", [tanh, b.Const(scope, GraphWriter.Scalar(dt, cap))], output: "logits");
     }
 
     /// <summary>Pow(x, 2) -> ReduceMean(-1) -> Add(eps) -> Sqrt -> Div(1, .) -> Mul(x, .) -> Mul(gamma, .);
@@ -273,9 +353,10 @@ public static class LlamaOnnxBuilder
 
     // ---- onnxruntime-genai builder-like (GroupQueryAttention) --------------------------------------
 
-    private static Model GenAiGqa(DecoderConfig c, WeightSource w, GqaRotary rotary)
+    private static Model GenAiGqa(DecoderConfig c, WeightSource w, GqaRotary rotary, DecoderVariants vr)
     {
-        bool fused = rotary == GqaRotary.Fused || (rotary == GqaRotary.Auto && c.HeadSize % 16 == 0);
+        bool fused = rotary == GqaRotary.Fused || (rotary == GqaRotary.Auto && c.HeadSize % 16 == 0 && vr.QkNorm == QkNormStyle.None && !vr.GatedOutput);
+        vr.Validate(LlamaOnnxFlavour.GenAiGqa, fused);
         if (fused && c.HeadSize % 16 != 0)
             throw new ArgumentException($"GroupQueryAttention's fused rotary needs head_size to be a multiple of 16 on ONNX Runtime (head_size is {c.HeadSize}); use GqaRotary.Separate or Auto", nameof(rotary));
         var dt = w.DataType;
@@ -323,6 +404,8 @@ public static class LlamaOnnxBuilder
 
         var embedTable = b.Init("model.embed_tokens.weight", w.Get(WeightRole.Embedding, -1, [V, D], false));
         var residual = Node(b, "", "Gather", "/model/embed_tokens/Gather", [embedTable, inputIds]);
+        if (vr.EmbeddingScale)
+            residual = Node(b, "", "Mul", "/model/embed_tokens/Mul", [residual, b.Init("/model/embed_tokens/scale", GraphWriter.Scalar(dt, EmbedScale(D)))]);
 
         var (cosTable, sinTable) = Rope.Tables(c, c.MaxSeqLen);
         Value? cosCache = null, sinCache = null;
@@ -333,6 +416,7 @@ public static class LlamaOnnxBuilder
         {
             string L = $"/model/layers.{i}";
             string P = $"model.layers.{i}";
+            Value? gateSigmoid = null;
             var inputGamma = b.Init($"{P}.input_layernorm.weight", w.Get(WeightRole.AttentionNorm, i, [D], false));
             Value x;
             if (pendingSkip is null)
@@ -351,7 +435,8 @@ public static class LlamaOnnxBuilder
             var gqaAttributes = new[]
             {
                 Attr.Int("num_heads", c.Heads), Attr.Int("kv_num_heads", c.KvHeads), Attr.Float("scale", (float)(1.0 / Math.Sqrt(hs))),
-                Attr.Float("softcap", 0f), Attr.Int("do_rotary", fused ? 1 : 0),
+                Attr.Float("softcap", vr.AttentionSoftcap ?? 0f), Attr.Int("do_rotary", fused ? 1 : 0),
+                Attr.Int("local_window_size", vr.SlidingWindow is int window && i % 2 == 0 ? window : -1),
                 Attr.Int("rotary_interleaved", fused && c.RopeLayout == RopeLayout.InterleavedPairs ? 1 : 0),
             };
             Value?[] gqaInputs;
@@ -364,8 +449,41 @@ public static class LlamaOnnxBuilder
             }
             else
             {
-                var q = Node(b, "", "MatMul", $"{L}/attn/q_proj/MatMul", [x, b.Init($"{P}.attn.q_proj.MatMul.weight", w.Get(WeightRole.Q, i, [D, D], false))]);
+                Value q;
+                if (vr.GatedOutput)
+                {
+                    // The onnx-community Qwen3.5 form: Reshape [0, 0, H, 2hs] -> Split -> Reshape [0, 0, D] (query, gate) -> Sigmoid(gate).
+                    var packed = DecoderVariants.PackQueryGate(w.Get(WeightRole.Q, i, [D, D], false), DecoderVariants.Extra($"{P}.gate", [D, D], false, dt), c.Heads, hs, dt);
+                    var qg = Node(b, "", "MatMul", $"{L}/attn/q_proj/MatMul", [x, b.Init($"{P}.attn.q_proj.MatMul.weight", packed)]);
+                    var pre = Node(b, "", "Reshape", $"{L}/attn/q_proj/Reshape_PreSplit", [qg, b.Init($"{P}.attn.q_proj.presplit_shape", GraphWriter.I64(0, 0, c.Heads, 2 * hs))]);
+                    var split = b.Add(new Node("", "Split", [pre, b.Init($"{P}.attn.q_proj.split", GraphWriter.I64(hs, hs))],
+                        [b.OutputName($"{L}/attn/q_proj/Split"), b.OutputName($"{L}/attn/q_proj/Split", 1)], [Attr.Int("axis", -1)], $"{L}/attn/q_proj/Split"));
+                    var flat = b.Init($"{P}.attn.q_proj.flat_shape", GraphWriter.I64(0, 0, D));
+                    q = Node(b, "", "Reshape", $"{L}/attn/q_proj/Reshape_Query", [split.Outputs[0], flat]);
+                    gateSigmoid = Node(b, "", "Sigmoid", $"{L}/attn/q_proj/GateSigmoid", [Node(b, "", "Reshape", $"{L}/attn/q_proj/Reshape_Gate", [split.Outputs[1], flat])]);
+                }
+                else q = Node(b, "", "MatMul", $"{L}/attn/q_proj/MatMul", [x, b.Init($"{P}.attn.q_proj.MatMul.weight", w.Get(WeightRole.Q, i, [D, D], false))]);
                 var k = Node(b, "", "MatMul", $"{L}/attn/k_proj/MatMul", [x, b.Init($"{P}.attn.k_proj.MatMul.weight", w.Get(WeightRole.K, i, [D, c.KvDim], false))]);
+                Value QkNorm(string which, Value t, long width)
+                {
+                    string scope = $"{L}/attn/{which}_norm";
+                    string gain = $"{P}.attn.{which}_norm.layernorm.weight";
+                    switch (vr.QkNorm)
+                    {
+                        case QkNormStyle.PerHead:
+                            var heads = Node(b, "", "Reshape", $"{scope}/Reshape_1", [t, b.Init($"{scope}/head_shape", GraphWriter.I64(0, -1, hs))]);
+                            var normed = b.Add(new Node("", "SimplifiedLayerNormalization", [heads, b.Init(gain, DecoderVariants.Extra(gain, [hs], true, dt))],
+                                [b.OutputName($"{scope}/SimplifiedLayerNormalization")], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)], $"{scope}/SimplifiedLayerNormalization")).Outputs[0]!;
+                            return Node(b, "", "Reshape", $"{scope}/Reshape_2", [normed, b.Init($"{scope}/flat_shape", GraphWriter.I64(0, -1, width))]);
+                        case QkNormStyle.FullWidth:
+                            return b.Add(new Node("", "SimplifiedLayerNormalization", [t, b.Init(gain, DecoderVariants.Extra(gain, [width], true, dt))],
+                                [b.OutputName($"{scope}/SimplifiedLayerNormalization")], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)], $"{scope}/SimplifiedLayerNormalization")).Outputs[0]!;
+                        default:
+                            return t;
+                    }
+                }
+                q = QkNorm("q", q, D);
+                k = QkNorm("k", k, c.KvDim);
                 var v = Node(b, "", "MatMul", $"{L}/attn/v_proj/MatMul", [x, b.Init($"{P}.attn.v_proj.MatMul.weight", w.Get(WeightRole.V, i, [D, c.KvDim], false))]);
                 cosCache ??= b.Init("cos_cache", DecoderWeightSource.ToTensor(cosTable, [c.MaxSeqLen, hs / 2], dt));
                 sinCache ??= b.Init("sin_cache", DecoderWeightSource.ToTensor(sinTable, [c.MaxSeqLen, hs / 2], dt));
@@ -379,8 +497,25 @@ public static class LlamaOnnxBuilder
                 $"{L}/attn/GroupQueryAttention"));
             presents.Add(gqa.Outputs[1]!);
             presents.Add(gqa.Outputs[2]!);
-            var o = Node(b, "", "MatMul", $"{L}/attn/o_proj/MatMul", [gqa.Outputs[0], b.Init($"{P}.attn.o_proj.MatMul.weight", w.Get(WeightRole.O, i, [D, D], false))]);
+            var attnOut = gateSigmoid is null ? gqa.Outputs[0] : Node(b, "", "Mul", $"{L}/attn/GateMul", [gqa.Outputs[0], gateSigmoid]);
+            var o = Node(b, "", "MatMul", $"{L}/attn/o_proj/MatMul", [attnOut, b.Init($"{P}.attn.o_proj.MatMul.weight", w.Get(WeightRole.O, i, [D, D], false))]);
 
+            if (vr.BlockNorms == BlockNormLayout.Sandwich)
+            {
+                // genai's Gemma 2/3 layer: post_attention_layernorm (plain) on o_proj, pre_feedforward_layernorm as the skip norm,
+                // post_feedforward_layernorm (plain) on down_proj; the next layer's input_layernorm adds it to the residual.
+                Value Plain(string name, Value input, Tensor gamma) => b.Add(new Node("", "SimplifiedLayerNormalization", [input, b.Init($"{P}.{name}.weight", gamma)],
+                    [$"{L}/{name}/output_0"], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)], $"{L}/{name}/LayerNorm")).Outputs[0]!;
+                var postAttention = Plain("post_attention_layernorm", o, DecoderVariants.Extra($"{P}.post_attention_layernorm", [D], true, dt));
+                var preFfn = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization",
+                    [residual, postAttention, b.Init($"{P}.pre_feedforward_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false))],
+                    [$"{L}/pre_feedforward_layernorm/output_0", null, null, $"{L}/pre_feedforward_layernorm/output_3"], [eps],
+                    $"{L}/pre_feedforward_layernorm/SkipLayerNorm"));
+                residual = preFfn.Outputs[3]!;
+                var mlp = GenAiMlp(b, $"{L}/mlp", preFfn.Outputs[0]!, w, c, i, $"{P}.mlp.");
+                pendingSkip = Plain("post_feedforward_layernorm", mlp, DecoderVariants.Extra($"{P}.post_feedforward_layernorm", [D], true, dt));
+                continue;
+            }
             var post = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization",
                 [residual, o, b.Init($"{P}.post_attention_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false))],
                 [$"{L}/post_attention_layernorm/output_0", null, null, $"{L}/post_attention_layernorm/output_3"], [eps],
@@ -395,7 +530,8 @@ public static class LlamaOnnxBuilder
             [residual, pendingSkip, b.Init($"model.layers.{c.Layers}.final_norm_layernorm.weight", w.Get(WeightRole.FinalNorm, -1, [D], false))],
             [$"{F}/output_0"], [eps], $"{F}/SkipLayerNorm"));
         var logits = b.Add(new Node("", "MatMul", [finalNorm.Outputs[0], b.Init("lm_head.MatMul.weight", w.Get(WeightRole.LmHead, -1, [D, V], false))],
-            ["logits"], null, "/lm_head/MatMul")).Outputs[0]!;
+            [vr.LogitSoftcap is null ? "logits" : "/lm_head/MatMul/output_0"], null, "/lm_head/MatMul")).Outputs[0]!;
+        if (vr.LogitSoftcap is float cap) logits = SoftCap(b, "/lm_head/softcap", logits, cap, dt);
 
         AddOutput(g, logits, dt, [batch, seq, new Dim(V)]);
         foreach (var p in presents) AddOutput(g, p, dt, [batch, new Dim(KV), total, new Dim(hs)]);

@@ -36,6 +36,11 @@ public static class P
         bool commutative = false, Func<Node, bool>? check = null, string? checkText = null) =>
         new OpPattern(opTypes, domain, inputs, commutative, bindAs, output, check, checkText);
 
+    /// <summary>The output of a role found earlier (<paramref name="lookup"/> returns it for its output value), whose
+    /// input (<paramref name="inputOf"/>) matches <paramref name="input"/>; the output is bound to <paramref name="name"/>.</summary>
+    public static Pattern Role<T>(string name, Func<Value, T?> lookup, Func<T, Value?> inputOf, Func<T, IEnumerable<Node>> nodesOf, Pattern input, string what)
+        where T : class => new RolePattern<T>(name, lookup, inputOf, nodesOf, input, what);
+
     public static Pattern AnyOf(params Pattern[] alternatives) => new AnyOfPattern(alternatives);
 
     /// <summary>A shared subexpression: matched at its first occurrence, then required to be the same value.</summary>

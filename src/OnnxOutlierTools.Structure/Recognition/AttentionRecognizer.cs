@@ -9,7 +9,8 @@ namespace OnnxOutlierTools.Structure.Recognition;
 /// <summary>Finds attention units: fused ops (com.microsoft Attention / MultiHeadAttention /
 /// GroupQueryAttention, ai.onnx Attention) and the decomposed MatMul-Softmax-MatMul form. Q, K and V are
 /// traced back to their linear layers through reshapes, RoPE, KV-cache concatenation and repeat-kv.</summary>
-internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, RecognitionTrace trace)
+internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linears, RecognitionTrace trace, Matcher? matcher = null,
+    IReadOnlyList<NormRole>? norms = null)
 {
     private const string Ms = "com.microsoft";
 
@@ -47,13 +48,16 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
         var q = TraceLinears(node.Input(0));
         int heads = (int)node.GetInt("num_heads", 0), kvHeads = (int)node.GetInt("kv_num_heads", 0);
         LinearRole? packedQkv = null, ql = null, kl = null, vl = null;
+        PathTrace? k = null;
         if (packed) packedQkv = Single(q, node, "packed QKV input");
-        else { ql = Single(q, node, "query"); kl = Single(TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
+        else { ql = Single(q, node, "query"); kl = Single(k = TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
         long qkvWidth = packedQkv?.OutFeatures ?? ((ql?.OutFeatures ?? 0) + (kl?.OutFeatures ?? 0) + (vl?.OutFeatures ?? 0));
         int? headSize = heads + 2 * kvHeads > 0 && qkvWidth > 0 ? (int)(qkvWidth / (heads + 2 * kvHeads)) : null;
+        // A query projection that also emits an output gate is twice as wide: the key projection tells the head size.
+        if (kl is not null && kvHeads > 0 && kl.OutFeatures % kvHeads == 0) headSize = (int)(kl.OutFeatures / kvHeads);
         string rotary = node.GetInt("do_rotary", 0) != 0 ? $"GroupQueryAttention(do_rotary, interleaved={node.GetInt("rotary_interleaved", 0)})" : RotaryOf(q);
-        return Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
-            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false));
+        return WithGqaAttributes(node, Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
+            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: packed ? null : q, kPath: k));
     }
 
     private AttentionRole? MultiHead(Node node)
@@ -61,11 +65,12 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
         int heads = (int)node.GetInt("num_heads", 0);
         var q = TraceLinears(node.Input(0));
         LinearRole? ql = Single(q, node, "query"), kl = null, vl = null, packedQkv = null;
+        PathTrace? k = null;
         if (node.Input(1) is null && node.Input(2) is null) { packedQkv = ql; ql = null; }
-        else { kl = Single(TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
+        else { kl = Single(k = TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
         int? headSize = heads > 0 && ql is not null ? (int)(ql.OutFeatures / heads) : packedQkv is not null && heads > 0 ? (int)(packedQkv.OutFeatures / 3 / heads) : null;
         return Finish("MultiHeadAttention", node, ql, kl, vl, packedQkv, heads, heads, headSize, RotaryOf(q), node.Input(5) ?? node.Input(4), null,
-            new KvCacheRole(node.Input(6), node.Input(7), node.Output(1), node.Output(2), false));
+            new KvCacheRole(node.Input(6), node.Input(7), node.Output(1), node.Output(2), false), qPath: packedQkv is null ? q : null, kPath: k);
     }
 
     /// <summary>com.microsoft Attention holds the packed QKV weight as its input 1: a linear inside the op.</summary>
@@ -102,8 +107,8 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
         // A static cache (TensorScatter) is updated before the op: its graph outputs are the present tensors.
         var cache = new KvCacheRole(node.Input(4) ?? k.Inputs.FirstOrDefault(), node.Input(5) ?? v.Inputs.FirstOrDefault(),
             k.Outputs.FirstOrDefault() ?? node.Output(1), v.Outputs.FirstOrDefault() ?? node.Output(2), false);
-        return Finish("Attention", node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
-            cache.PastKey is null && cache.PresentKey is null ? null : cache);
+        return WithSoftcapAttribute(node, Finish("Attention", node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
+            cache.PastKey is null && cache.PresentKey is null ? null : cache, qPath: q, kPath: k));
     }
 
     // ---- decomposed -------------------------------------------------------------------------------
@@ -128,7 +133,7 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
             var (value, depth) = frontier.Dequeue();
             if (!seen.Add(value) || value.Producer is not { } p || depth > 6) continue;
             if (p.Is("MatMul") && !IsConst(p.Input(0)) && !IsConst(p.Input(1))) { qk = p; break; }
-            if (!(p.Is("Add") || p.Is("Sub") || p.Is("Mul") || p.Is("Div") || p.Is("Where") || GraphWalk.IsLayoutOp(p))) continue;
+            if (!(p.Is("Add") || p.Is("Sub") || p.Is("Mul") || p.Is("Div") || p.Is("Where") || p.Is("Tanh") || GraphWalk.IsLayoutOp(p))) continue;
             path.Add(p);
             foreach (var input in p.Inputs) if (input is not null && !IsConst(input)) frontier.Enqueue((input, depth + 1));
         }
@@ -171,8 +176,8 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
         var presentV = v.Outputs.FirstOrDefault();
         if (pastK is not null || presentK is not null || pastV is not null || presentV is not null)
             cache = new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
-        return Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
-            attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv]);
+        return WithDecomposedFacts(Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
+            attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv], qPath: q, kPath: k), path, mask);
     }
 
     private static double? ScaleAfter(Node qk)
@@ -197,13 +202,19 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
 
     private AttentionRole? Finish(string form, Node node, LinearRole? q, LinearRole? k, LinearRole? v, LinearRole? packed,
         int? heads, int? kvHeads, int? headSize, string rotary, Value? mask, Value? probs, KvCacheRole? cache,
-        Value? attentionOutput = null, IReadOnlyList<Node>? core = null)
+        Value? attentionOutput = null, IReadOnlyList<Node>? core = null, PathTrace? qPath = null, PathTrace? kPath = null)
     {
         if (packed is null && (q is null || k is null || v is null)) return null;
         var output = attentionOutput ?? node.Output(0)!;
-        var o = OutputProjection(output);
-        if (o is null) trace.Note(form, $"{node.Describe()}: no output projection reads the attention output '{output.Name}'");
-        return new AttentionRole(form, core ?? [node], q, k, v, packed, o, heads, kvHeads, headSize, rotary, mask, probs, output, cache);
+        var gate = OutputGate(output, q ?? packed);
+        var o = OutputProjection(gate?.Output ?? output);
+        if (o is null) trace.Note(form, $"{node.Describe()}: no output projection reads the attention output '{(gate?.Output ?? output).Name}'");
+        return new AttentionRole(form, core ?? [node], q, k, v, packed, o, heads, kvHeads, headSize, rotary, mask, probs, output, cache)
+        {
+            QueryNorm = QkNorm(qPath, node, "query", headSize),
+            KeyNorm = QkNorm(kPath, node, "key", headSize),
+            OutputGate = gate,
+        };
     }
 
     /// <summary>The linear that reads the attention output (through transposes and reshapes).</summary>
@@ -211,7 +222,7 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
     {
         foreach (var (node, _, via) in GraphWalk.Consumers(output, depth: 8))
             if (linears.ByNode(node) is { } l && GraphWalk.SameTensor(l.Input, via)) return l;
-        return null;
+        return QuantizedReader(output);
     }
 
     private AttentionRole? Fail(string rule, Node node, string reason)
@@ -240,7 +251,11 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
 
     /// <summary>What lies behind a Q/K/V input: the linear layers reached, the graph inputs (past KV) met,
     /// graph outputs on or next to the path (present KV), a scalar scale on the way.</summary>
-    private sealed record PathTrace(List<LinearRole> Linears, List<Value> Inputs, List<Value> Outputs, List<Node> Nodes, double? Scale);
+    private sealed record PathTrace(List<LinearRole> Linears, List<Value> Inputs, List<Value> Outputs, List<Node> Nodes, double? Scale)
+    {
+        /// <summary>QK-norms the path passed through (the trace steps over a norm only when a QK-norm rule matches it).</summary>
+        public List<QkNormRole> QkNorms { get; } = [];
+    }
 
     private PathTrace TraceLinears(Value? start)
     {
@@ -265,6 +280,12 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
                 if (value.ElementType?.IsFloatingPoint() == true && !result.Inputs.Contains(value)) result.Inputs.Add(value);
                 continue;
             }
+            if (TryQkNorm(value) is { } qkNorm)
+            {
+                if (!result.QkNorms.Contains(qkNorm)) result.QkNorms.Add(qkNorm);
+                if (qkNorm.Norm.Input.Value is { } normInput) queue.Enqueue((normInput, depth + 1));
+                continue;
+            }
             if (value.Producer is not { } p || depth >= 16 || !p.IsDefaultDomain && p.OpType != "RotaryEmbedding") continue;
             if (!PathOps.Contains(p.OpType)) continue;
             result.Nodes.Add(p);
@@ -284,7 +305,7 @@ internal sealed class AttentionRecognizer(Graph graph, LinearIndex linears, Reco
             foreach (var v in seen)
                 foreach (var o in GraphWalk.ReachableOutputs(v, 3))
                     if (!result.Outputs.Contains(o)) result.Outputs.Add(o);
-        return result with { Scale = scale };
+        return result with { Scale = scale }; // the copy shares the QkNorms list
     }
 
     private static IEnumerable<int> DataInputs(Node p) => p.OpType switch

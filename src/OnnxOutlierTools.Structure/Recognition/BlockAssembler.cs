@@ -9,7 +9,7 @@ namespace OnnxOutlierTools.Structure.Recognition;
 
 /// <summary>Pairs attention units with the FFN that follows, finds each sublayer's residual join and the
 /// norms around it, and decides pre-norm vs post-norm from where the residual branch starts.</summary>
-internal sealed class BlockAssembler
+internal sealed partial class BlockAssembler
 {
     private readonly Graph _graph;
     private readonly LinearIndex _linears;
@@ -19,10 +19,12 @@ internal sealed class BlockAssembler
     private readonly RecognitionTrace _trace;
     private readonly Dictionary<Node, int> _position = [];
     private readonly Dictionary<Value, NormRole> _normByOutput = [];
+    private readonly Matcher? _matcher;
 
-    public BlockAssembler(Graph graph, LinearIndex linears, List<NormRole> norms, List<AttentionRole> attentions, List<FfnRole> ffns, RecognitionTrace trace)
+    public BlockAssembler(Graph graph, LinearIndex linears, List<NormRole> norms, List<AttentionRole> attentions, List<FfnRole> ffns, RecognitionTrace trace,
+        Matcher? matcher = null)
     {
-        (_graph, _linears, _norms, _attentions, _ffns, _trace) = (graph, linears, norms, attentions, ffns, trace);
+        (_graph, _linears, _norms, _attentions, _ffns, _trace, _matcher) = (graph, linears, norms, attentions, ffns, trace, matcher);
         for (int i = 0; i < graph.Nodes.Count; i++) _position[graph.Nodes[i]] = i;
         foreach (var n in norms) _normByOutput.TryAdd(n.Output, n);
     }
@@ -77,14 +79,23 @@ internal sealed class BlockAssembler
 
     private BlockRole? Build(int index, AttentionRole attention, FfnRole ffn)
     {
-        var attnJoin = ResidualJoin(attention.Output!.Output);
-        var ffnJoin = ResidualJoin(ffn.Down.Output);
+        var postAttention = PostSublayerNorm(attention.Output!.Output);
+        var postFfn = PostSublayerNorm(ffn.Down.Output);
+        var attnJoin = ResidualJoin(postAttention?.Output ?? attention.Output!.Output);
+        var ffnJoin = ResidualJoin(postFfn?.Output ?? ffn.Down.Output);
         if (attnJoin is null || ffnJoin is null)
         {
             _trace.Note("Blocks", $"block {index}: no residual {(attnJoin is null ? "add after the attention output projection" : "add after the FFN down projection")}");
             return null;
         }
         var qkvInput = (attention.PackedQkv ?? attention.Query)!.Input;
+        var block = OutputNormsOnly(index, attention, ffn, attnJoin, ffnJoin, qkvInput, postAttention, postFfn)
+            ?? Sequential(index, attention, ffn, attnJoin, ffnJoin, qkvInput);
+        return block is null ? null : block with { PostAttentionNorm = postAttention, PostFfnNorm = postFfn };
+    }
+
+    private BlockRole? Sequential(int index, AttentionRole attention, FfnRole ffn, Join attnJoin, Join ffnJoin, Value qkvInput)
+    {
         if (Parallel(index, attention, ffn, attnJoin, ffnJoin, qkvInput) is { } parallel) return parallel;
         bool postNorm = GraphWalk.SameTensor(attnJoin.Residual, qkvInput);
         if (postNorm)
@@ -129,13 +140,13 @@ internal sealed class BlockAssembler
     {
         var last = blocks[^1];
         var placement = blocks[0].Placement;
-        var blockNorms = blocks.SelectMany(b => new[] { b.AttentionNorm, b.FfnNorm }).Where(n => n is not null).ToHashSet();
+        var blockNorms = blocks.SelectMany(b => b.Norms.Select(n => n.Norm)).ToHashSet();
         int lastDown = Pos(last.Ffn.Down.Node);
 
         NormRole? finalNorm = null;
         if (placement == NormPlacement.PreNorm)
         {
-            var join = ResidualJoin(last.Ffn.Down.Output);
+            var join = ResidualJoin(last.PostFfnNorm?.Output ?? last.Ffn.Down.Output);
             finalNorm = join?.SkipNorm is { } skip && !blockNorms.Contains(skip) ? skip
                 : _norms.Where(n => !blockNorms.Contains(n) && Pos(n.OutputNode) > lastDown)
                     .FirstOrDefault(n => last.ResidualOut.Value is { } r && (GraphWalk.SameTensor(n.Input.Value, r) || GraphWalk.SameTensor(n.Skip, r)));
@@ -152,7 +163,14 @@ internal sealed class BlockAssembler
         var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
         if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
-        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared);
+        var embeddingScale = EmbeddingScale(embedding);
+        var softcap = LogitSoftcap(lmHead);
+        if (GemmaHint(blocks, embeddingScale) is { } gemma) hints.Add(gemma);
+        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared)
+        {
+            EmbeddingScale = embeddingScale,
+            LogitSoftcap = softcap,
+        };
     }
 
     private static bool ReachesOutput(Value value)
@@ -161,7 +179,7 @@ internal sealed class BlockAssembler
         for (int i = 0; i < 8; i++)
         {
             if (v.IsGraphOutput) return true;
-            var next = v.Uses.Select(u => u.Node).FirstOrDefault(n => n is not null && (GraphWalk.IsLayoutOp(n) || n.Is("Add")));
+            var next = v.Uses.Select(u => u.Node).FirstOrDefault(n => n is not null && (GraphWalk.IsLayoutOp(n) || n.Is("Add") || IsSoftcapStep(n)));
             if (next?.Output(0) is not { } o) return false;
             v = o;
         }

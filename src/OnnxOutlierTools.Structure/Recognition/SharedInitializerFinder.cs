@@ -25,7 +25,12 @@ internal static class SharedInitializerFinder
             Linear(uses, b.Index, "attention.v", a.ValueProjection);
             Linear(uses, b.Index, "attention.packedQkv", a.PackedQkv);
             Linear(uses, b.Index, "attention.o", a.Output);
+            Norm(uses, b.Index, "attention.queryNorm.norm", a.QueryNorm?.Norm);
+            Norm(uses, b.Index, "attention.keyNorm.norm", a.KeyNorm?.Norm);
+            if (a.OutputGate is { Source: GateSource.SeparateLinear } gate) Linear(uses, b.Index, "attention.outputGate.linear", gate.Linear);
+            Norm(uses, b.Index, "postAttentionNorm", b.PostAttentionNorm);
             Norm(uses, b.Index, "ffnNorm", b.FfnNorm);
+            Norm(uses, b.Index, "postFfnNorm", b.PostFfnNorm);
             // A packed gate_up projection is both gate and up: one role, listed once.
             if (b.Ffn.Gate != b.Ffn.Up) Linear(uses, b.Index, "ffn.gate", b.Ffn.Gate);
             Linear(uses, b.Index, "ffn.up", b.Ffn.Up);

@@ -50,7 +50,9 @@ public static class StructureRecognizer
         var norms = NormRules.Find(matcher);
         trace.Absorb("norm", matcher, NormRules.All);
 
-        var attentions = new AttentionRecognizer(graph, linears, trace).Recognize();
+        var attentionRecognizer = new AttentionRecognizer(graph, linears, trace, matcher, norms);
+        var attentions = attentionRecognizer.Recognize();
+        trace.Absorb("attention", matcher, attentionRecognizer.Rules);
 
         var ffnRules = FfnRules.Create(v => linears.ByOutput(v) is not null);
         var ffns = new List<FfnRole>();
@@ -80,8 +82,9 @@ public static class StructureRecognizer
             ? "no token embedding found (a model fed inputs_embeds has none); each Embedding/* rule's near miss says why it did not match"
             : $"took {embedding.Form} at '{embedding.Output.Name}' (token table '{embedding.TokenTable.Name}'){(candidates > 1 ? $", the first of {candidates} candidates" : "")}");
 
-        var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace);
+        var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace, matcher);
         var blocks = assembly.Assemble();
+        trace.Absorb("blocks", matcher, assembly.Rules);
         string counts = $"{attentions.Count} attention unit(s), {ffns.Count} FFN(s), {norms.Count} norm(s), {linears.All.Count} linear layer(s)";
         if (blocks.Count == 0)
         {
@@ -89,6 +92,7 @@ public static class StructureRecognizer
             return new RecognitionResult(null, message, trace, []);
         }
         var structure = assembly.ModelLevel(blocks, embedding, nestedIn, folder);
+        trace.Absorb("model", matcher, assembly.ModelRules);
         return new RecognitionResult(structure, $"{blocks.Count} {structure.Placement switch { NormPlacement.PreNorm => "pre-norm", _ => "post-norm" }} {structure.Architecture} block(s) in graph '{graph.Name}' ({counts})", trace, []);
     }
 }

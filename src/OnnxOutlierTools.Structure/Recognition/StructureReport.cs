@@ -7,7 +7,7 @@ namespace OnnxOutlierTools.Structure.Recognition;
 
 /// <summary>Renders a recognition result as the stable JSON other commands consume, as a text table of
 /// blocks and roles, and the tracer's near misses (--explain).</summary>
-public static class StructureReport
+public static partial class StructureReport
 {
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -30,7 +30,8 @@ public static class StructureReport
     public sealed record LayersJson(int SchemaVersion, bool Recognized, string Message, string? Graph, string? NestedIn, string? Architecture, string? NormPlacement,
         int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead,
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
-        IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace);
+        IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace,
+        EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null);
 
     /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
     /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
@@ -39,16 +40,18 @@ public static class StructureReport
     public sealed record RoleUseJson(int? Block, string Role);
 
     public sealed record BlockJson(int Index, string Placement, bool ParallelResidual, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
-        NormJson? AttentionNorm, AttentionJson Attention, NormJson? FfnNorm, FfnJson Ffn, IReadOnlyList<string> Missing);
+        NormJson? AttentionNorm, AttentionJson Attention, NormJson? FfnNorm, FfnJson Ffn, IReadOnlyList<string> Missing,
+        NormJson? PostAttentionNorm = null, NormJson? PostFfnNorm = null, IReadOnlyList<BlockNormJson>? Norms = null);
 
     public sealed record NormJson(string Kind, string Form, NodeJson Node, TensorJson Input, string? Skip, string Output, string Gain, bool GainShared,
-        string? Bias, double? Epsilon, TensorJson? ResidualSum);
+        string? Bias, double? Epsilon, TensorJson? ResidualSum, string GainForm = "plain");
 
     public sealed record LinearJson(string Form, NodeJson Node, string Input, string Output, string Weight, string Layout, string? Bias,
         bool Quantized, long InFeatures, long OutFeatures, string? WeightType);
 
     public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
-        int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output);
+        int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output,
+        QkNormJson? QueryNorm = null, QkNormJson? KeyNorm = null, OutputGateJson? OutputGate = null, WindowJson? Window = null, double? Softcap = null);
 
     public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput, bool PackedGateUp);
 
@@ -74,7 +77,9 @@ public static class StructureReport
             s.Blocks.Where(b => b.Attention.Cache is not null).Select(b => b.Attention.Cache is { } c
                 ? new KvJson(b.Index, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked) : null!).ToList(),
             s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
-            s.Hints, result.GraphsSearched, trace);
+            s.Hints, result.GraphsSearched, trace,
+            s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
+            s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null);
     }
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
@@ -86,14 +91,15 @@ public static class StructureReport
 
     private static BlockJson Block(BlockRole b) => new(b.Index, b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm", b.ParallelResidual,
         Tensor(b.ResidualIn), b.AttentionResidual is null ? null : Tensor(b.AttentionResidual), Tensor(b.ResidualOut),
-        Norm(b.AttentionNorm), Attention(b.Attention), Norm(b.FfnNorm), Ffn(b.Ffn), Missing(b));
+        Norm(b.AttentionNorm), Attention(b.Attention), Norm(b.FfnNorm), Ffn(b.Ffn), Missing(b),
+        Norm(b.PostAttentionNorm), Norm(b.PostFfnNorm), b.Norms.Select(n => new BlockNormJson(Camel(n.Slot), Norm(n.Norm)!)).ToList());
 
     /// <summary>Roles a complete block has but this one lacks (empty when complete).</summary>
     public static IReadOnlyList<string> Missing(BlockRole b)
     {
         var missing = new List<string>();
-        if (b.AttentionNorm is null) missing.Add("attentionNorm");
-        if (b.FfnNorm is null) missing.Add("ffnNorm");
+        if (b.AttentionNorm is null && b.PostAttentionNorm is null) missing.Add("attentionNorm");
+        if (b.FfnNorm is null && b.PostFfnNorm is null) missing.Add("ffnNorm");
         var a = b.Attention;
         if (a.PackedQkv is null && (a.Query is null || a.Key is null || a.ValueProjection is null)) missing.Add("qkv");
         if (a.Output is null) missing.Add("o");
@@ -105,14 +111,17 @@ public static class StructureReport
 
     private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind == NormKind.RmsNorm ? "rms" : "layer", n.Form,
         NodeOf(n.OutputNode), Tensor(n.Input), n.Skip?.Name, n.Output.Name, n.Gain.Name, n.Gain.Uses.Count > 1, n.Bias?.Name,
-        n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum is null ? null : Tensor(n.ResidualSum));
+        n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum is null ? null : Tensor(n.ResidualSum), Camel(n.GainForm));
 
     private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form, NodeOf(l.Node), l.Input.Name, l.Output.Name,
         l.Weight.Name, l.Layout == WeightLayout.InOut ? "in,out" : "out,in", l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
         l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null);
 
     private static AttentionJson Attention(AttentionRole a) => new(a.Form, NodeOf(a.CoreNodes[^1]), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
-        Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary, a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name);
+        Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary, a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name,
+        QkNorm(a.QueryNorm), QkNorm(a.KeyNorm),
+        a.OutputGate is { } g ? new OutputGateJson(Camel(g.Source), Camel(g.Activation), Linear(g.Linear)!, g.GateInput.Name, g.Output.Name) : null,
+        new WindowJson(Camel(a.Window.Kind), a.Window.Size, Camel(a.Window.Source)), a.Softcap);
 
     private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
 
@@ -137,6 +146,7 @@ public static class StructureReport
         }
         lines.Add($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
         if (s.Embedding is { } e) lines.Add($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
+        if (s.EmbeddingScale is { } es) lines.Add($"  embed scale   x {es.Scale:G6}{(es.IsSqrtHidden ? " (sqrt(hidden))" : "")} -> {es.Output.Name}");
         lines.Add($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
         foreach (var b in s.Blocks)
         {
@@ -145,19 +155,24 @@ public static class StructureReport
             lines.Add($"  residual in   {b.ResidualIn}");
             lines.Add($"  attn norm     {NormText(b.AttentionNorm)}");
             string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";
-            lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}");
+            lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}{(a.Window.Kind == AttentionWindowKind.Sliding ? $", {a.Window}" : "")}{(a.Softcap is double cap ? $", softcap {cap:G4}" : "")}");
             lines.Add($"                {qkv}");
+            if (a.QueryNorm is not null || a.KeyNorm is not null) lines.Add($"  qk norm       q {QkNormText(a.QueryNorm)} | k {QkNormText(a.KeyNorm)}");
+            if (a.OutputGate is { } gate) lines.Add($"  output gate   {Camel(gate.Activation)}({gate.GateInput.Name}) from {(gate.Source == GateSource.PackedWithQuery ? "the q projection (packed)" : LinearText(gate.Linear))} -> {gate.Output.Name}");
             lines.Add($"  o proj        {LinearText(a.Output)}");
             if (a.Cache is { } c) lines.Add($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
+            if (b.PostAttentionNorm is not null) lines.Add($"  attn out norm {NormText(b.PostAttentionNorm)}");
             lines.Add($"  attn residual {b.AttentionResidual?.ToString() ?? "-"}");
             lines.Add($"  ffn norm      {NormText(b.FfnNorm)}");
             var f = b.Ffn;
             lines.Add($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
             lines.Add($"  down input    {f.DownInput.Name}");
+            if (b.PostFfnNorm is not null) lines.Add($"  ffn out norm  {NormText(b.PostFfnNorm)}");
             lines.Add($"  residual out  {b.ResidualOut}");
         }
         lines.Add($"final norm      {NormText(s.FinalNorm)}");
         lines.Add($"lm head         {LinearText(s.LmHead)}");
+        if (s.LogitSoftcap is { } soft) lines.Add($"logit softcap   {soft.Cap:G4} * tanh(logits / {soft.Cap:G4}) -> {soft.Output.Name}");
         AppendShared(lines, s.SharedInitializers);
         foreach (var h in s.Hints) lines.Add($"hint: {h}");
         if (explain)
@@ -205,7 +220,7 @@ public static class StructureReport
     }
 
     private static string NormText(NormRole? n) => n is null ? "-" :
-        $"{n.Form} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";
+        $"{n.Form}{(n.GainForm == NormGainForm.OnePlusGain ? " (1 + gain)" : "")} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";
 
     private static string LinearText(LinearRole? l) => l is null ? "-" :
         $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == "MatMul" ? "" : $" {l.Form}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}";

@@ -31,6 +31,9 @@ public sealed record NormRole(
 {
     /// <summary>The node that produces the normalized output.</summary>
     public Node OutputNode => Output.Producer!;
+
+    /// <summary>Whether the graph multiplies by the initializer or by 1 + initializer (Gemma).</summary>
+    public NormGainForm GainForm { get; init; } = NormGainForm.Plain;
 }
 
 public enum WeightLayout
@@ -80,7 +83,18 @@ public sealed record AttentionRole(
     Value? Mask,
     Value? Probabilities,
     Value AttentionOutput,
-    KvCacheRole? Cache);
+    KvCacheRole? Cache)
+{
+    /// <summary>QK-norm on the query path (Qwen3, Gemma 3, OLMo 2, Qwen3.5); null when there is none.</summary>
+    public QkNormRole? QueryNorm { get; init; }
+    public QkNormRole? KeyNorm { get; init; }
+    /// <summary>Gated output (attn * sigmoid(gate) before o_proj); null when o_proj reads the attention output.</summary>
+    public OutputGateRole? OutputGate { get; init; }
+    /// <summary>Global or sliding-window attention for this layer.</summary>
+    public AttentionWindow Window { get; init; } = AttentionWindow.Global;
+    /// <summary>Attention-logit soft-capping (GroupQueryAttention / Attention <c>softcap</c>, Gemma 2), null when off.</summary>
+    public double? Softcap { get; init; }
+}
 
 /// <summary>The feed-forward network: GLU (gate/up/down) or MLP (fc1 = Up, fc2 = Down).
 /// <see cref="DownInput"/> is the down-projection input, where massive activations are born. A packed
@@ -110,7 +124,28 @@ public sealed record BlockRole(
     FfnRole Ffn,
     TensorRef ResidualIn,
     TensorRef ResidualOut,
-    bool ParallelResidual = false);
+    bool ParallelResidual = false)
+{
+    /// <summary>Sandwich norm (Gemma 2/3) on the attention output before its residual add.</summary>
+    public NormRole? PostAttentionNorm { get; init; }
+    /// <summary>Sandwich norm (Gemma 2/3) on the FFN output before its residual add.</summary>
+    public NormRole? PostFfnNorm { get; init; }
+
+    /// <summary>Every norm of the block with its place.</summary>
+    public IReadOnlyList<BlockNorm> Norms
+    {
+        get
+        {
+            bool post = Placement == NormPlacement.PostNorm;
+            var list = new List<BlockNorm>();
+            if (AttentionNorm is { } a) list.Add(new(post ? BlockNormSlot.AfterAttentionResidual : BlockNormSlot.PreAttention, a));
+            if (PostAttentionNorm is { } pa) list.Add(new(BlockNormSlot.PostAttention, pa));
+            if (FfnNorm is { } f) list.Add(new(post ? BlockNormSlot.AfterFfnResidual : BlockNormSlot.PreFfn, f));
+            if (PostFfnNorm is { } pf) list.Add(new(BlockNormSlot.PostFfn, pf));
+            return list;
+        }
+    }
+}
 
 /// <summary>The token embedding: <see cref="Node"/> is the token lookup (a Gather, or the fused
 /// EmbedLayerNormalization), <see cref="Nodes"/> every node of the match (the Adds of position and token-type
@@ -144,4 +179,10 @@ public sealed record ModelStructure(
     LinearRole? LmHead,
     ModelInputs Inputs,
     IReadOnlyList<string> Hints,
-    IReadOnlyList<SharedInitializer> SharedInitializers);
+    IReadOnlyList<SharedInitializer> SharedInitializers)
+{
+    /// <summary>A constant scale on the token embedding (Gemma's sqrt(hidden)); null when none.</summary>
+    public EmbeddingScaleRole? EmbeddingScale { get; init; }
+    /// <summary>Soft-capping of the logits after the LM head (Gemma 2); null when none.</summary>
+    public SoftCapRole? LogitSoftcap { get; init; }
+}

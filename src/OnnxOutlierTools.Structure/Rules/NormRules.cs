@@ -21,6 +21,7 @@ public static class NormRules
         EmbedLayerNormalization(),
         DecomposedLayerNorm(),
         DecomposedRmsNorm(),
+        .. SandwichNormRules.OnePlusGainNorms,
     ];
 
     /// <summary>All norms in the matcher's graph, outermost only: a decomposed LayerNorm's inner

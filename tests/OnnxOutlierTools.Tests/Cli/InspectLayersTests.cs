@@ -21,6 +21,30 @@ public class InspectLayersTests
     }
 
     [Fact]
+    public void InspectLayers_Qwen3TtsMobius_ShowsQkNormInTableAndJson()
+    {
+        string model = Fixtures.Path("exports-modern", "qwen3-tts-codepredictor-mobius", "model.onnx");
+        var r = CliRunner.Run("inspect", model, "--layers");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("Structure: 5 pre-norm decoder block(s)", r.Stdout);
+        Assert.Contains("qk norm       q per-head [128] RMSNormalization gain code_predictor.layers.4.self_attn.q_norm.weight", r.Stdout);
+        Assert.DoesNotContain("INCOMPLETE", r.Stdout);
+
+        var j = CliRunner.Run("inspect", model, "--layers", "--json");
+        Assert.True(j.ExitCode == 0, j.ToString());
+        using var doc = JsonDocument.Parse(j.Stdout);
+        var layers = doc.RootElement.GetProperty("layers");
+        Assert.Equal(1, layers.GetProperty("schemaVersion").GetInt32());
+        var attention = layers.GetProperty("blocks")[0].GetProperty("attention");
+        var k = attention.GetProperty("keyNorm");
+        Assert.Equal("perHead", k.GetProperty("scope").GetString());
+        Assert.Equal(128, k.GetProperty("normalizedSize").GetInt64());
+        Assert.Equal("code_predictor.layers.0.self_attn.k_norm.weight", k.GetProperty("norm").GetProperty("gain").GetString());
+        Assert.Equal(JsonValueKind.Null, attention.GetProperty("outputGate").ValueKind);
+        Assert.Equal("global", attention.GetProperty("window").GetProperty("kind").GetString());
+    }
+
+    [Fact]
     public void InspectLayersJson_MiniLm_IsTheStableMachineForm()
     {
         var r = CliRunner.Run("inspect", MiniLm.ModelPath, "--layers", "--json");
