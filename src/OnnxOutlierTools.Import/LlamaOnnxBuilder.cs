@@ -337,13 +337,13 @@ public static class LlamaOnnxBuilder
             Value x;
             if (pendingSkip is null)
             {
-                x = b.Add(new Node("", "SimplifiedLayerNormalization", [residual, inputGamma], [$"{L}/input_layernorm/output_0"],
-                    [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)], $"{L}/input_layernorm/LayerNorm")).Outputs[0]!;
+                x = b.Node("", "SimplifiedLayerNormalization", $"{L}/input_layernorm/LayerNorm", [residual, inputGamma], [$"{L}/input_layernorm/output_0"],
+                    eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)).Outputs[0]!;
             }
             else
             {
-                var n = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization", [residual, pendingSkip, inputGamma],
-                    [$"{L}/input_layernorm/output_0", null, null, $"{L}/input_layernorm/output_3"], [eps], $"{L}/input_layernorm/SkipLayerNorm"));
+                var n = b.Node(ms, "SkipSimplifiedLayerNormalization", $"{L}/input_layernorm/SkipLayerNorm", [residual, pendingSkip, inputGamma],
+                    [$"{L}/input_layernorm/output_0", null, null, $"{L}/input_layernorm/output_3"], eps);
                 x = n.Outputs[0]!;
                 residual = n.Outputs[3]!;
             }
@@ -374,28 +374,26 @@ public static class LlamaOnnxBuilder
                 var kRot = Node(b, ms, "RotaryEmbedding", $"{L}/attn/k_rotary/RotaryEmbedding", [k, positionIds, cosCache, sinCache], rotaryAttributes);
                 gqaInputs = [qRot, kRot, v, pastKeys[i], pastValues[i], seqlensK, totalLen];
             }
-            var gqa = b.Add(new Node(ms, "GroupQueryAttention", gqaInputs,
-                [$"{L}/attn/GroupQueryAttention/output_0", $"present.{i}.key", $"present.{i}.value"], gqaAttributes,
-                $"{L}/attn/GroupQueryAttention"));
+            var gqa = b.Node(ms, "GroupQueryAttention", $"{L}/attn/GroupQueryAttention", gqaInputs,
+                [$"{L}/attn/GroupQueryAttention/output_0", $"present.{i}.key", $"present.{i}.value"], gqaAttributes);
             presents.Add(gqa.Outputs[1]!);
             presents.Add(gqa.Outputs[2]!);
             var o = Node(b, "", "MatMul", $"{L}/attn/o_proj/MatMul", [gqa.Outputs[0], b.Init($"{P}.attn.o_proj.MatMul.weight", w.Get(WeightRole.O, i, [D, D], false))]);
 
-            var post = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization",
+            var post = b.Node(ms, "SkipSimplifiedLayerNormalization", $"{L}/post_attention_layernorm/SkipLayerNorm",
                 [residual, o, b.Init($"{P}.post_attention_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false))],
-                [$"{L}/post_attention_layernorm/output_0", null, null, $"{L}/post_attention_layernorm/output_3"], [eps],
-                $"{L}/post_attention_layernorm/SkipLayerNorm"));
+                [$"{L}/post_attention_layernorm/output_0", null, null, $"{L}/post_attention_layernorm/output_3"], eps);
             residual = post.Outputs[3]!;
             pendingSkip = GenAiMlp(b, $"{L}/mlp", post.Outputs[0]!, w, c, i, $"{P}.mlp.");
         }
 
         // The builder's final norm is a SkipSimplifiedLayerNormalization too (residual + last down_proj).
         string F = $"/model/layers.{c.Layers}/final_norm_layernorm";
-        var finalNorm = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization",
+        var finalNorm = b.Node(ms, "SkipSimplifiedLayerNormalization", $"{F}/SkipLayerNorm",
             [residual, pendingSkip, b.Init($"model.layers.{c.Layers}.final_norm_layernorm.weight", w.Get(WeightRole.FinalNorm, -1, [D], false))],
-            [$"{F}/output_0"], [eps], $"{F}/SkipLayerNorm"));
-        var logits = b.Add(new Node("", "MatMul", [finalNorm.Outputs[0], b.Init("lm_head.MatMul.weight", w.Get(WeightRole.LmHead, -1, [D, V], false))],
-            ["logits"], null, "/lm_head/MatMul")).Outputs[0]!;
+            [$"{F}/output_0"], eps);
+        var logits = b.Node("", "MatMul", "/lm_head/MatMul", [finalNorm.Outputs[0], b.Init("lm_head.MatMul.weight", w.Get(WeightRole.LmHead, -1, [D, V], false))],
+            ["logits"]).Outputs[0]!;
 
         AddOutput(g, logits, dt, [batch, seq, new Dim(V)]);
         foreach (var p in presents) AddOutput(g, p, dt, [batch, new Dim(KV), total, new Dim(hs)]);
@@ -418,10 +416,10 @@ public static class LlamaOnnxBuilder
 
     /// <summary>A one-output node named <paramref name="name"/> with output "{name}/output_0" (genai naming).</summary>
     private static Value Node(GraphWriter b, string domain, string opType, string name, Value?[] inputs, params Attr[] attributes) =>
-        b.Add(new Node(domain, opType, inputs, [b.OutputName(name)], attributes, name)).Outputs[0]!;
+        b.Node(domain, opType, name, inputs, null, attributes).Outputs[0]!;
 
     private static Value Constant(GraphWriter b, string nodeName, string outputName, Tensor value) =>
-        b.Add(new Node("", "Constant", [], [outputName], [Attr.FromTensor("value", value)], nodeName)).Outputs[0]!;
+        b.Editor.Constant(value, nodeName, outputName);
 
     private static void AddOutput(Graph g, Value value, TensorDataType type, Dim[] shape)
     {

@@ -35,36 +35,26 @@ public sealed class RewriteRule : IRule
     public override string ToString() => Name;
 }
 
-/// <summary>Builds the replacement for one match. Nodes it adds go before the matched root's producer
-/// and carry their provenance (pass and rule).</summary>
+/// <summary>Builds the replacement for one match. Nodes it adds go before the matched root's producer,
+/// named "{rule}/{OpType}" by the model's name authority, and carry their provenance
+/// (<see cref="NodeOrigin"/>: this pass and rule) in their metadata.</summary>
 public sealed class RewriteContext
 {
     internal RewriteContext(Graph graph, NameAuthority names, Node anchor, string passName, string ruleName)
     {
-        Graph = graph;
-        Names = names;
-        Anchor = anchor;
-        PassName = passName;
+        Editor = new GraphEditor(graph, names) { Before = anchor, Origin = new NodeOrigin(passName, ruleName) };
         RuleName = ruleName;
     }
 
-    public Graph Graph { get; }
-    public NameAuthority Names { get; }
-    public Node Anchor { get; }
-    public string PassName { get; }
+    /// <summary>The editor new nodes go through (for multi-output nodes and other domains).</summary>
+    public GraphEditor Editor { get; }
+    public Graph Graph => Editor.Graph;
+    public NameAuthority Names => Editor.Names;
     public string RuleName { get; }
 
     /// <summary>Adds a node computing <paramref name="opType"/> over <paramref name="inputs"/>; returns its first output.</summary>
-    public Value Add(string opType, IEnumerable<Value?> inputs, IEnumerable<Attr>? attributes = null, string domain = "", string? hint = null)
-    {
-        string name = Names.NewNodeName($"{RuleName}/{opType}");
-        var node = new Node(domain, opType, inputs, [Names.NewValueName(hint ?? name + "_output")], attributes, name)
-        {
-            DocString = $"onnx-outliers: inserted by rule {RuleName}",
-        };
-        Graph.InsertBefore(Anchor, node);
-        return node.Outputs[0]!;
-    }
+    public Value Add(string opType, IEnumerable<Value?> inputs, IEnumerable<Attr>? attributes = null, string domain = "", string? hint = null) =>
+        Editor.AddNode(opType, inputs, attributes, domain, $"{RuleName}/{opType}", hint is null ? null : [hint]).Outputs[0]!;
 
-    public Value Initializer(string hint, Tensor tensor) => Graph.AddInitializer(Names.NewValueName(hint), tensor);
+    public Value Initializer(string hint, Tensor tensor) => Editor.Initializer(hint, tensor);
 }

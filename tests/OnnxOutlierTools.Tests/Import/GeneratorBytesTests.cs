@@ -1,0 +1,45 @@
+using System.Security.Cryptography;
+using OnnxOutlierTools.Import;
+using OnnxOutlierTools.IO;
+
+namespace OnnxOutlierTools.Tests.Import;
+
+/// <summary>The generators write exactly the bytes they wrote before they were moved onto
+/// <see cref="Ir.GraphEditor"/> (SHA-256 of the embedded save, pinned from the build before the move):
+/// node names, output names, attribute order and value_info entries all unchanged.</summary>
+public sealed class GeneratorBytesTests : IDisposable
+{
+    private readonly TempFolder _temp = new("generator-bytes");
+
+    public static TheoryData<string, string> Pinned => new()
+    {
+        { "synthetic-graph", "234992cfc74ee9731f2323a0e38b71c1221b366cae27f46c22c646d9cba01589" },
+        { "tiny-llama-decomposed", "2248db27f6090b46c4c5cc326d21bd88a4537571df4344d94aeaf00313ec12fa" },
+        { "tiny-llama-decomposed-past", "af41ac5397418bdd58267b981729673a43ab3c1971660e5799bdb63fb1987f0c" },
+        { "tiny-llama-genai-gqa-fused", "452f5a222faee6a5a1c7f387e10ac7d7005028d8cf095dde1340e1cb3262b8b0" },
+        { "tiny-llama-genai-gqa-separate", "7c3aed907b3c4600bfcaf3285ccf7a8c46b5aa5f2f15c86a0f846b274651c441" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Pinned))]
+    public void Generate_AfterTheMoveOntoGraphEditor_WritesTheSameBytes(string generator, string sha256)
+    {
+        using var model = generator switch
+        {
+            "synthetic-graph" => SyntheticGraph.Create(40, largeTensorBytes: 4096),
+            "tiny-llama-decomposed" => Tiny(LlamaOnnxFlavour.Decomposed),
+            "tiny-llama-decomposed-past" => Tiny(LlamaOnnxFlavour.DecomposedWithPast),
+            "tiny-llama-genai-gqa-fused" => Tiny(LlamaOnnxFlavour.GenAiGqa, GqaRotary.Fused),
+            _ => Tiny(LlamaOnnxFlavour.GenAiGqa, GqaRotary.Separate),
+        };
+        string path = _temp.Path(generator + ".onnx");
+        ModelWriter.Save(model, path, new SaveOptions { Layout = TensorLayout.Embed, Durable = false });
+        string actual = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)));
+        Assert.True(sha256 == actual, $"{generator}: sha256 {actual}, pinned {sha256}");
+    }
+
+    private static Ir.Model Tiny(LlamaOnnxFlavour flavour, GqaRotary rotary = GqaRotary.Auto) =>
+        SyntheticDecoder.CreateModel(SyntheticDecoder.TinyConfig, SyntheticDecoder.TinySeed, new LlamaOnnxOptions { Flavour = flavour, GqaRotary = rotary });
+
+    public void Dispose() => _temp.Dispose();
+}
