@@ -1,6 +1,7 @@
 using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Passes;
+using OnnxOutlierTools.Tests.IO;
 using OnnxOutlierTools.Tests.Runtime;
 
 namespace OnnxOutlierTools.Tests.Passes;
@@ -66,6 +67,19 @@ public sealed class PassFixtureTests : IDisposable
         ModelWriter.Save(model, saved, new SaveOptions { Durable = false });
         var outputs = ReferenceRuns.CompareWithOriginal(fixture, saved);
         Assert.True(outputs.AllBitwiseEqual, outputs.ToString());
+    }
+
+    [SkippableFact]
+    public void Rewrite_NodesWithProvenanceMetadata_PassTheOnnxChecker()
+    {
+        Skip.If(OnnxPython.Executable is null, OnnxPython.UnavailableReason);
+        using var model = PassTests.DivSqrtModel();
+        Assert.True(PassTests.DivSqrtRule().Sequence().Run(new PassContext(model)).Changed);
+        Assert.Contains(model.Graph.Nodes, n => NodeOrigin.Of(n) is { Pass: "div-sqrt" });
+        string path = _temp.Path("rewritten.onnx");
+        ModelWriter.Save(model, path, new SaveOptions { Durable = false });
+        var verdict = Assert.Single(OnnxPython.Check(new OnnxPython.Request(path)));
+        Assert.True(verdict.Ok, verdict.ToString());
     }
 
     public void Dispose() => _temp.Dispose();
