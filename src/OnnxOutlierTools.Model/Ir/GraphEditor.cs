@@ -79,11 +79,25 @@ public sealed class GraphEditor
         string nodeName = name == "" ? "" : Claim(Names.NewNodeName, name ?? opType, "node");
         var outputNames = (outputs ?? Enumerable.Range(0, outputCount).Select(i => (string?)OutputHint(nodeName.Length > 0 ? nodeName : opType, i)).ToArray())
             .Select(n => n is null ? null : Claim(Names.NewValueName, n, "value")).ToArray();
-        var node = new Node(domain, opType, inputs, outputNames, attributes, nodeName);
+        var attributeList = attributes?.ToArray();
+        foreach (var body in attributeList?.SelectMany(a => a.Graphs) ?? [])
+            if (body.ParentNode is not null) throw new InvalidOperationException($"graph '{body.Name}' already belongs to {body.ParentNode.Describe()}");
+        var node = new Node(domain, opType, inputs, outputNames, attributeList, nodeName);
+        foreach (var body in node.Subgraphs) body.ParentNode = node;
         Origin?.WriteTo(node);
         if (Before is null) Graph.Append(node);
         else Graph.InsertBefore(Before, node);
         return node;
+    }
+
+    /// <summary>A GRAPH attribute (an If branch, a Loop or Scan body) holding <paramref name="body"/>, a graph
+    /// not yet held by a node; <see cref="AddNode"/> makes the new node its parent. The body may read values
+    /// of the enclosing graphs.</summary>
+    public static Attr GraphAttribute(string name, Graph body)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(body);
+        return new Attr(new Onnx.Protobuf.AttributeProto { Name = name, Type = Onnx.Protobuf.AttributeProto.Types.AttributeType.Graph }, [body]);
     }
 
     /// <summary>A Constant node holding <paramref name="value"/>; returns its output.</summary>

@@ -1,6 +1,8 @@
+using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Passes;
 using OnnxOutlierTools.Passes.Rewriting;
+using OnnxOutlierTools.Runtime;
 using OnnxOutlierTools.Structure.Patterns;
 using OnnxOutlierTools.Tensors;
 
@@ -108,40 +110,49 @@ public class PassTests
     }
 
     [Fact]
-    public void GraphPass_ReachesIfBranches_UnlessOptionsSayMainGraphOnly()
+    public void GraphPass_ReachesIfBranches_UnlessOptionsSayMainGraphOnly_AndOrtAgrees()
     {
         Model Build()
         {
             var b = new GraphBuilder();
             var cond = b.Input("cond", TensorDataType.Bool);
             var x = b.Input("x", TensorDataType.Float, 4);
-            var branch = new Graph("then");
-            branch.Append(new Node("", "Neg", [x], ["dead_in_branch"], name: "dead_in_branch"));
-            var relu = new Node("", "Relu", [x], ["branch_out"], name: "branch_relu");
-            branch.Append(relu);
-            branch.AddOutput(relu.Outputs[0]!);
+            // Both branches read x from the enclosing graph; the then-branch also computes a value nobody uses.
+            var thenBranch = new Graph("then");
+            var then = new GraphEditor(thenBranch, b.Names);
+            then.AddNode("Neg", [x], name: "dead_in_branch");
+            thenBranch.AddOutput(then.AddNode("Relu", [x], name: "branch_relu").Outputs[0]!);
             var elseBranch = new Graph("else");
-            var id = new Node("", "Identity", [x], ["else_out"], name: "else_id");
-            elseBranch.Append(id);
-            elseBranch.AddOutput(id.Outputs[0]!);
-            var ifNode = new Node("", "If", [cond], ["y"],
-            [
-                new Attr(new Onnx.Protobuf.AttributeProto { Name = "then_branch", Type = Onnx.Protobuf.AttributeProto.Types.AttributeType.Graph }, [branch]),
-                new Attr(new Onnx.Protobuf.AttributeProto { Name = "else_branch", Type = Onnx.Protobuf.AttributeProto.Types.AttributeType.Graph }, [elseBranch]),
-            ], "if");
-            branch.ParentNode = ifNode;
-            elseBranch.ParentNode = ifNode;
-            b.Graph.Append(ifNode);
+            elseBranch.AddOutput(new GraphEditor(elseBranch, b.Names).AddNode("Neg", [x], name: "else_neg").Outputs[0]!);
+            var ifNode = b.Editor.AddNode("If", [cond],
+                [GraphEditor.GraphAttribute("then_branch", thenBranch), GraphEditor.GraphAttribute("else_branch", elseBranch)], name: "if", outputs: ["y"]);
+            Assert.Same(ifNode, thenBranch.ParentNode);
             b.Output(ifNode.Outputs[0]!, TensorDataType.Float, 4);
-            return b.ToModel();
+            return b.ToModel(irVersion: 8, new OpsetId("", 17));
         }
 
-        using (var model = Build())
+        using var temp = new TempFolder("pass-if");
+        using var original = Build();
+        ModelWriter.Save(original, temp.Path("original.onnx"), new SaveOptions { Durable = false });
+        using var model = Build();
+        Assert.Equal(0, model.Apply(new DeadNodeElimination(), new PassOptions { NestedGraphs = false }).Count(DeadNodeElimination.RemovedNodes));
+        Assert.Equal(1, model.Apply(new DeadNodeElimination()).Count(DeadNodeElimination.RemovedNodes));
+        Assert.DoesNotContain(model.Graph.AllNodes(), n => n.Name == "dead_in_branch");
+        Assert.Contains(model.Graph.AllNodes(), n => n.Name == "branch_relu");
+        ModelWriter.Save(model, temp.Path("rewritten.onnx"), new SaveOptions { Durable = false });
+
+        foreach (bool branch in new[] { true, false })
         {
-            Assert.Equal(0, model.Apply(new DeadNodeElimination(), new PassOptions { NestedGraphs = false }).Count(DeadNodeElimination.RemovedNodes));
-            Assert.Equal(1, model.Apply(new DeadNodeElimination()).Count(DeadNodeElimination.RemovedNodes));
-            Assert.DoesNotContain(model.Graph.AllNodes(), n => n.Name == "dead_in_branch");
-            Assert.Contains(model.Graph.AllNodes(), n => n.Name == "branch_relu");
+            TensorData[] inputs =
+            [
+                InputSynthesizer.Encode("cond", TensorDataType.Bool, [], [branch ? 1 : 0]),
+                InputSynthesizer.Encode("x", TensorDataType.Float, [4], [-1.5, 0, 2, 3.25]),
+            ];
+            var expected = ModelRunner.Run(temp.Path("original.onnx"), inputs, SessionSettings.CpuUnoptimized);
+            var actual = ModelRunner.Run(temp.Path("rewritten.onnx"), inputs, SessionSettings.CpuUnoptimized);
+            var comparison = TensorComparison.Compare(expected, actual);
+            Assert.True(comparison.AllBitwiseEqual, comparison.ToString());
+            Assert.Equal(branch ? [0f, 0f, 2f, 3.25f] : [1.5f, -0f, -2f, -3.25f], actual[0].ToSingleArray());
         }
     }
 
@@ -155,6 +166,28 @@ public class PassTests
         Assert.True(result.Changed);
         Assert.Contains(log, l => l.StartsWith("div-sqrt: changed the model"));
         Assert.Contains(progress, p => p.Pass == "div-sqrt" && p.Graph == "main_graph");
+    }
+
+    [Fact]
+    public void GraphCheck_NestedGraphReadingAnOuterValueComputedAfterItsHolder_IsAProblem()
+    {
+        var b = new GraphBuilder();
+        var cond = b.Input("cond", TensorDataType.Bool);
+        var x = b.Input("x", TensorDataType.Float, 4);
+        var late = new Node("", "Abs", [x], ["late"], name: "late");     // appended after the If below
+        var body = new Graph("then");
+        body.AddOutput(new GraphEditor(body, b.Names).Op("Relu", late.Outputs[0]));
+        var other = new Graph("else");
+        other.AddOutput(new GraphEditor(other, b.Names).Op("Neg", x));
+        var ifNode = b.Editor.AddNode("If", [cond], [GraphEditor.GraphAttribute("then_branch", body), GraphEditor.GraphAttribute("else_branch", other)], name: "if");
+        b.Graph.Append(late);
+        b.Output(ifNode.Outputs[0]!, TensorDataType.Float, 4);
+        using var model = b.ToModel();
+
+        Assert.Contains("before Abs 'late' computes it (in graph 'main_graph', after If 'if')", GraphCheck.FindProblem(model.Graph));
+        var result = model.Apply(new TopologicalSort());    // the sort moves the Abs before the If
+        Assert.Equal(1, result.Count(TopologicalSort.ReorderedGraphs));
+        Assert.Null(GraphCheck.FindProblem(model.Graph));
     }
 
     internal static Model DivSqrtModel()
