@@ -123,16 +123,16 @@ public static class LlamaOnnxBuilder
         var past = Dim.Symbolic("past_sequence_length");
         var total = Dim.Symbolic(withPast ? "past_sequence_length + sequence_length" : "sequence_length");
 
-        var inputIds = g.AddInput("input_ids", TensorDataType.Int64, [batch, seq]);
-        var mask = g.AddInput("attention_mask", TensorDataType.Int64, [batch, total]);
-        var positions = g.AddInput("position_ids", TensorDataType.Int64, [batch, seq]);
+        var inputIds = b.Input("input_ids", TensorDataType.Int64, [batch, seq]);
+        var mask = b.Input("attention_mask", TensorDataType.Int64, [batch, total]);
+        var positions = b.Input("position_ids", TensorDataType.Int64, [batch, seq]);
         var pastKeys = new Value[c.Layers];
         var pastValues = new Value[c.Layers];
         if (withPast)
             for (int i = 0; i < c.Layers; i++)
             {
-                pastKeys[i] = g.AddInput($"past_key_values.{i}.key", dt, [batch, new Dim(KV), past, new Dim(hs)]);
-                pastValues[i] = g.AddInput($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
+                pastKeys[i] = b.Input($"past_key_values.{i}.key", dt, [batch, new Dim(KV), past, new Dim(hs)]);
+                pastValues[i] = b.Input($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
             }
 
         var embedTable = b.Init("model.embed_tokens.weight", w.Get(WeightRole.Embedding, -1, [V, D], false));
@@ -288,14 +288,14 @@ public static class LlamaOnnxBuilder
         var total = Dim.Symbolic("total_sequence_length");
         const string ms = "com.microsoft";
 
-        var inputIds = g.AddInput("input_ids", TensorDataType.Int64, [batch, seq]);
-        var mask = g.AddInput("attention_mask", TensorDataType.Int64, [batch, total]);
+        var inputIds = b.Input("input_ids", TensorDataType.Int64, [batch, seq]);
+        var mask = b.Input("attention_mask", TensorDataType.Int64, [batch, total]);
         var pastKeys = new Value[c.Layers];
         var pastValues = new Value[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
-            pastKeys[i] = g.AddInput($"past_key_values.{i}.key", dt, [batch, new Dim(KV), past, new Dim(hs)]);
-            pastValues[i] = g.AddInput($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
+            pastKeys[i] = b.Input($"past_key_values.{i}.key", dt, [batch, new Dim(KV), past, new Dim(hs)]);
+            pastValues[i] = b.Input($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
         }
 
         // seqlens_k = ReduceSum(attention_mask, 1) - 1 and total_sequence_length = Shape(attention_mask)[1], as int32.

@@ -22,13 +22,19 @@ internal sealed class GraphWriter
     public GraphWriter(Graph graph, OutputNaming naming)
     {
         _naming = naming;
-        var names = new NameAuthority();
-        foreach (var input in graph.Inputs) names.ReserveValueName(input.Name);
+        var names = NameAuthority.For(graph);
         Editor = new GraphEditor(graph, names) { ExactNames = true, OutputHint = OutputName };
     }
 
     public Graph Graph => Editor.Graph;
     public GraphEditor Editor { get; }
+
+    /// <summary>A graph input, its name claimed exactly like every other name.</summary>
+    public Value Input(string name, TensorDataType type, IEnumerable<Dim> shape)
+    {
+        if (!Editor.Names.ReserveValueName(name)) throw new InvalidOperationException($"value name '{name}' is already taken in graph '{Graph.Name}'");
+        return Graph.AddInput(name, type, shape);
+    }
 
     public string NodeName(string scope, string opType)
     {
