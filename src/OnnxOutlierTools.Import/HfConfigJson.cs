@@ -10,7 +10,7 @@ public static class HfConfigJson
     public static string Create(DecoderConfig c, bool useCache, string torchDtype = "float32")
     {
         using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        using (var w = new Utf8JsonWriter(stream, Inspection.JsonOutput.WriterOptions))
         {
             w.WriteStartObject();
             w.WriteStartArray("architectures");

@@ -129,16 +129,16 @@ public static class LlamaOnnxBuilder
         var past = Dim.Symbolic("past_sequence_length");
         var total = Dim.Symbolic(withPast ? "past_sequence_length + sequence_length" : "sequence_length");
 
-        var inputIds = g.AddInput("input_ids", TensorDataType.Int64, [batch, seq]);
-        var mask = g.AddInput("attention_mask", TensorDataType.Int64, [batch, total]);
-        var positions = g.AddInput("position_ids", TensorDataType.Int64, [batch, seq]);
+        var inputIds = b.Input("input_ids", TensorDataType.Int64, [batch, seq]);
+        var mask = b.Input("attention_mask", TensorDataType.Int64, [batch, total]);
+        var positions = b.Input("position_ids", TensorDataType.Int64, [batch, seq]);
         var pastKeys = new Value[c.Layers];
         var pastValues = new Value[c.Layers];
         if (withPast)
             for (int i = 0; i < c.Layers; i++)
             {
-                pastKeys[i] = g.AddInput($"past_key_values.{i}.key", dt, [batch, new Dim(KV), past, new Dim(hs)]);
-                pastValues[i] = g.AddInput($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
+                pastKeys[i] = b.Input($"past_key_values.{i}.key", dt, [batch, new Dim(KV), past, new Dim(hs)]);
+                pastValues[i] = b.Input($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
             }
 
         var embedTable = b.Init("model.embed_tokens.weight", w.Get(WeightRole.Embedding, -1, [V, D], false));
@@ -204,8 +204,8 @@ public static class LlamaOnnxBuilder
                 // Qwen3.5: q_proj [D, 2D] -> Reshape [B, S, H, 2hs] -> Split (query, gate) -> Reshape [B, S, D] each.
                 var packed = DecoderVariants.PackQueryGate(w.Get(WeightRole.Q, i, [D, D], true), DecoderVariants.Extra($"{P}.gate", [D, D], false, dt), H, hs, dt);
                 var qg = b.Op($"{a}/q_proj", "MatMul", [x, b.Init($"{P}.self_attn.q_proj.weight", packed)]);
-                var split = b.Add(new Node("", "Split", [b.Op(a, "Reshape", [qg, b.Const(a, GraphWriter.I64(0, 0, H, 2 * hs))]), b.Const(a, GraphWriter.I64(hs, hs))],
-                    [b.OutputName($"{a}/Split"), b.OutputName($"{a}/Split", 1)], [Attr.Int("axis", -1)], $"{a}/Split"));
+                var split = b.Node("", "Split", $"{a}/Split", [b.Op(a, "Reshape", [qg, b.Const(a, GraphWriter.I64(0, 0, H, 2 * hs))]), b.Const(a, GraphWriter.I64(hs, hs))],
+                    [b.OutputName($"{a}/Split"), b.OutputName($"{a}/Split", 1)], [Attr.Int("axis", -1)]);
                 q = b.Op(a, "Reshape", [split.Outputs[0], b.Const(a, GraphWriter.I64(0, 0, D))]);
                 gate = b.Op(a, "Sigmoid", [b.Op(a, "Reshape", [split.Outputs[1], b.Const(a, GraphWriter.I64(0, 0, D))])]);
             }
@@ -369,14 +369,14 @@ public static class LlamaOnnxBuilder
         var total = Dim.Symbolic("total_sequence_length");
         const string ms = "com.microsoft";
 
-        var inputIds = g.AddInput("input_ids", TensorDataType.Int64, [batch, seq]);
-        var mask = g.AddInput("attention_mask", TensorDataType.Int64, [batch, total]);
+        var inputIds = b.Input("input_ids", TensorDataType.Int64, [batch, seq]);
+        var mask = b.Input("attention_mask", TensorDataType.Int64, [batch, total]);
         var pastKeys = new Value[c.Layers];
         var pastValues = new Value[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
-            pastKeys[i] = g.AddInput($"past_key_values.{i}.key", dt, [batch, new Dim(KV), past, new Dim(hs)]);
-            pastValues[i] = g.AddInput($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
+            pastKeys[i] = b.Input($"past_key_values.{i}.key", dt, [batch, new Dim(KV), past, new Dim(hs)]);
+            pastValues[i] = b.Input($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
         }
 
         // seqlens_k = ReduceSum(attention_mask, 1) - 1 and total_sequence_length = Shape(attention_mask)[1], as int32.
@@ -421,13 +421,13 @@ public static class LlamaOnnxBuilder
             Value x;
             if (pendingSkip is null)
             {
-                x = b.Add(new Node("", "SimplifiedLayerNormalization", [residual, inputGamma], [$"{L}/input_layernorm/output_0"],
-                    [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)], $"{L}/input_layernorm/LayerNorm")).Outputs[0]!;
+                x = b.Node("", "SimplifiedLayerNormalization", $"{L}/input_layernorm/LayerNorm", [residual, inputGamma], [$"{L}/input_layernorm/output_0"],
+                    eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)).Outputs[0]!;
             }
             else
             {
-                var n = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization", [residual, pendingSkip, inputGamma],
-                    [$"{L}/input_layernorm/output_0", null, null, $"{L}/input_layernorm/output_3"], [eps], $"{L}/input_layernorm/SkipLayerNorm"));
+                var n = b.Node(ms, "SkipSimplifiedLayerNormalization", $"{L}/input_layernorm/SkipLayerNorm", [residual, pendingSkip, inputGamma],
+                    [$"{L}/input_layernorm/output_0", null, null, $"{L}/input_layernorm/output_3"], eps);
                 x = n.Outputs[0]!;
                 residual = n.Outputs[3]!;
             }
@@ -456,8 +456,8 @@ public static class LlamaOnnxBuilder
                     var packed = DecoderVariants.PackQueryGate(w.Get(WeightRole.Q, i, [D, D], false), DecoderVariants.Extra($"{P}.gate", [D, D], false, dt), c.Heads, hs, dt);
                     var qg = Node(b, "", "MatMul", $"{L}/attn/q_proj/MatMul", [x, b.Init($"{P}.attn.q_proj.MatMul.weight", packed)]);
                     var pre = Node(b, "", "Reshape", $"{L}/attn/q_proj/Reshape_PreSplit", [qg, b.Init($"{P}.attn.q_proj.presplit_shape", GraphWriter.I64(0, 0, c.Heads, 2 * hs))]);
-                    var split = b.Add(new Node("", "Split", [pre, b.Init($"{P}.attn.q_proj.split", GraphWriter.I64(hs, hs))],
-                        [b.OutputName($"{L}/attn/q_proj/Split"), b.OutputName($"{L}/attn/q_proj/Split", 1)], [Attr.Int("axis", -1)], $"{L}/attn/q_proj/Split"));
+                    var split = b.Node("", "Split", $"{L}/attn/q_proj/Split", [pre, b.Init($"{P}.attn.q_proj.split", GraphWriter.I64(hs, hs))],
+                        [b.OutputName($"{L}/attn/q_proj/Split"), b.OutputName($"{L}/attn/q_proj/Split", 1)], [Attr.Int("axis", -1)]);
                     var flat = b.Init($"{P}.attn.q_proj.flat_shape", GraphWriter.I64(0, 0, D));
                     q = Node(b, "", "Reshape", $"{L}/attn/q_proj/Reshape_Query", [split.Outputs[0], flat]);
                     gateSigmoid = Node(b, "", "Sigmoid", $"{L}/attn/q_proj/GateSigmoid", [Node(b, "", "Reshape", $"{L}/attn/q_proj/Reshape_Gate", [split.Outputs[1], flat])]);
@@ -472,12 +472,12 @@ public static class LlamaOnnxBuilder
                     {
                         case QkNormStyle.PerHead:
                             var heads = Node(b, "", "Reshape", $"{scope}/Reshape_1", [t, b.Init($"{scope}/head_shape", GraphWriter.I64(0, -1, hs))]);
-                            var normed = b.Add(new Node("", "SimplifiedLayerNormalization", [heads, b.Init(gain, DecoderVariants.Extra(gain, [hs], true, dt))],
-                                [b.OutputName($"{scope}/SimplifiedLayerNormalization")], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)], $"{scope}/SimplifiedLayerNormalization")).Outputs[0]!;
+                            var normed = b.Node("", "SimplifiedLayerNormalization", $"{scope}/SimplifiedLayerNormalization", [heads, b.Init(gain, DecoderVariants.Extra(gain, [hs], true, dt))],
+                                [b.OutputName($"{scope}/SimplifiedLayerNormalization")], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)]).Outputs[0]!;
                             return Node(b, "", "Reshape", $"{scope}/Reshape_2", [normed, b.Init($"{scope}/flat_shape", GraphWriter.I64(0, -1, width))]);
                         case QkNormStyle.FullWidth:
-                            return b.Add(new Node("", "SimplifiedLayerNormalization", [t, b.Init(gain, DecoderVariants.Extra(gain, [width], true, dt))],
-                                [b.OutputName($"{scope}/SimplifiedLayerNormalization")], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)], $"{scope}/SimplifiedLayerNormalization")).Outputs[0]!;
+                            return b.Node("", "SimplifiedLayerNormalization", $"{scope}/SimplifiedLayerNormalization", [t, b.Init(gain, DecoderVariants.Extra(gain, [width], true, dt))],
+                                [b.OutputName($"{scope}/SimplifiedLayerNormalization")], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)]).Outputs[0]!;
                         default:
                             return t;
                     }
@@ -492,9 +492,8 @@ public static class LlamaOnnxBuilder
                 var kRot = Node(b, ms, "RotaryEmbedding", $"{L}/attn/k_rotary/RotaryEmbedding", [k, positionIds, cosCache, sinCache], rotaryAttributes);
                 gqaInputs = [qRot, kRot, v, pastKeys[i], pastValues[i], seqlensK, totalLen];
             }
-            var gqa = b.Add(new Node(ms, "GroupQueryAttention", gqaInputs,
-                [$"{L}/attn/GroupQueryAttention/output_0", $"present.{i}.key", $"present.{i}.value"], gqaAttributes,
-                $"{L}/attn/GroupQueryAttention"));
+            var gqa = b.Node(ms, "GroupQueryAttention", $"{L}/attn/GroupQueryAttention", gqaInputs,
+                [$"{L}/attn/GroupQueryAttention/output_0", $"present.{i}.key", $"present.{i}.value"], gqaAttributes);
             presents.Add(gqa.Outputs[1]!);
             presents.Add(gqa.Outputs[2]!);
             var attnOut = gateSigmoid is null ? gqa.Outputs[0] : Node(b, "", "Mul", $"{L}/attn/GateMul", [gqa.Outputs[0], gateSigmoid]);
@@ -504,33 +503,31 @@ public static class LlamaOnnxBuilder
             {
                 // genai's Gemma 2/3 layer: post_attention_layernorm (plain) on o_proj, pre_feedforward_layernorm as the skip norm,
                 // post_feedforward_layernorm (plain) on down_proj; the next layer's input_layernorm adds it to the residual.
-                Value Plain(string name, Value input, Tensor gamma) => b.Add(new Node("", "SimplifiedLayerNormalization", [input, b.Init($"{P}.{name}.weight", gamma)],
-                    [$"{L}/{name}/output_0"], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)], $"{L}/{name}/LayerNorm")).Outputs[0]!;
+                Value Plain(string name, Value input, Tensor gamma) => b.Node("", "SimplifiedLayerNormalization", $"{L}/{name}/LayerNorm", [input, b.Init($"{P}.{name}.weight", gamma)],
+                    [$"{L}/{name}/output_0"], [eps, Attr.Int("axis", -1), Attr.Int("stash_type", 1)]).Outputs[0]!;
                 var postAttention = Plain("post_attention_layernorm", o, DecoderVariants.Extra($"{P}.post_attention_layernorm", [D], true, dt));
-                var preFfn = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization",
+                var preFfn = b.Node(ms, "SkipSimplifiedLayerNormalization", $"{L}/pre_feedforward_layernorm/SkipLayerNorm",
                     [residual, postAttention, b.Init($"{P}.pre_feedforward_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false))],
-                    [$"{L}/pre_feedforward_layernorm/output_0", null, null, $"{L}/pre_feedforward_layernorm/output_3"], [eps],
-                    $"{L}/pre_feedforward_layernorm/SkipLayerNorm"));
+                    [$"{L}/pre_feedforward_layernorm/output_0", null, null, $"{L}/pre_feedforward_layernorm/output_3"], [eps]);
                 residual = preFfn.Outputs[3]!;
                 var mlp = GenAiMlp(b, $"{L}/mlp", preFfn.Outputs[0]!, w, c, i, $"{P}.mlp.");
                 pendingSkip = Plain("post_feedforward_layernorm", mlp, DecoderVariants.Extra($"{P}.post_feedforward_layernorm", [D], true, dt));
                 continue;
             }
-            var post = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization",
+            var post = b.Node(ms, "SkipSimplifiedLayerNormalization", $"{L}/post_attention_layernorm/SkipLayerNorm",
                 [residual, o, b.Init($"{P}.post_attention_layernorm.weight", w.Get(WeightRole.FfnNorm, i, [D], false))],
-                [$"{L}/post_attention_layernorm/output_0", null, null, $"{L}/post_attention_layernorm/output_3"], [eps],
-                $"{L}/post_attention_layernorm/SkipLayerNorm"));
+                [$"{L}/post_attention_layernorm/output_0", null, null, $"{L}/post_attention_layernorm/output_3"], eps);
             residual = post.Outputs[3]!;
             pendingSkip = GenAiMlp(b, $"{L}/mlp", post.Outputs[0]!, w, c, i, $"{P}.mlp.");
         }
 
         // The builder's final norm is a SkipSimplifiedLayerNormalization too (residual + last down_proj).
         string F = $"/model/layers.{c.Layers}/final_norm_layernorm";
-        var finalNorm = b.Add(new Node(ms, "SkipSimplifiedLayerNormalization",
+        var finalNorm = b.Node(ms, "SkipSimplifiedLayerNormalization", $"{F}/SkipLayerNorm",
             [residual, pendingSkip, b.Init($"model.layers.{c.Layers}.final_norm_layernorm.weight", w.Get(WeightRole.FinalNorm, -1, [D], false))],
-            [$"{F}/output_0"], [eps], $"{F}/SkipLayerNorm"));
-        var logits = b.Add(new Node("", "MatMul", [finalNorm.Outputs[0], b.Init("lm_head.MatMul.weight", w.Get(WeightRole.LmHead, -1, [D, V], false))],
-            [vr.LogitSoftcap is null ? "logits" : "/lm_head/MatMul/output_0"], null, "/lm_head/MatMul")).Outputs[0]!;
+            [$"{F}/output_0"], eps);
+        var logits = b.Node("", "MatMul", "/lm_head/MatMul", [finalNorm.Outputs[0], b.Init("lm_head.MatMul.weight", w.Get(WeightRole.LmHead, -1, [D, V], false))],
+            [vr.LogitSoftcap is null ? "logits" : "/lm_head/MatMul/output_0"]).Outputs[0]!;
         if (vr.LogitSoftcap is float cap) logits = SoftCap(b, "/lm_head/softcap", logits, cap, dt);
 
         AddOutput(g, logits, dt, [batch, seq, new Dim(V)]);
@@ -554,10 +551,10 @@ public static class LlamaOnnxBuilder
 
     /// <summary>A one-output node named <paramref name="name"/> with output "{name}/output_0" (genai naming).</summary>
     private static Value Node(GraphWriter b, string domain, string opType, string name, Value?[] inputs, params Attr[] attributes) =>
-        b.Add(new Node(domain, opType, inputs, [b.OutputName(name)], attributes, name)).Outputs[0]!;
+        b.Node(domain, opType, name, inputs, null, attributes).Outputs[0]!;
 
     private static Value Constant(GraphWriter b, string nodeName, string outputName, Tensor value) =>
-        b.Add(new Node("", "Constant", [], [outputName], [Attr.FromTensor("value", value)], nodeName)).Outputs[0]!;
+        b.Editor.Constant(value, nodeName, outputName);
 
     private static void AddOutput(Graph g, Value value, TensorDataType type, Dim[] shape)
     {

@@ -26,6 +26,7 @@ public static class SyntheticGraph
             long count = largeTensorBytes / 4;
             big = graph.AddInitializer("big", new GeneratedTensor(TensorDataType.Float, [count], Fill));
         }
+        var editor = new GraphEditor(graph, new NameAuthority()) { ExactNames = true };
         Value previous = x;
         for (int i = 0; i < nodes; i++)
         {
@@ -38,15 +39,12 @@ public static class SyntheticGraph
                 "Cast" => [Attr.Int("to", (long)TensorDataType.Float)],
                 _ => [],
             };
-            var node = new Node("", op, inputs, [$"t{i}"], attributes, $"n{i}");
-            graph.Append(node);
-            previous = node.Outputs[0]!;
+            previous = editor.AddNode(op, inputs, attributes, name: $"n{i}", outputs: [$"t{i}"]).Outputs[0]!;
         }
         if (big is not null)
         {
             // A Shape of the big tensor keeps it used (and the graph valid) without touching its data.
-            var shape = new Node("", "Shape", [big], ["big_shape"], name: "big_shape");
-            graph.Append(shape);
+            var shape = editor.AddNode("Shape", [big], name: "big_shape", outputs: ["big_shape"]);
             graph.AddOutput(shape.Outputs[0]!);
             shape.Outputs[0]!.SetTensorType(TensorDataType.Int64, [new Dim(1)]); // an output: no value_info entry
         }

@@ -67,7 +67,7 @@ public static class InspectCommand
             {
                 var node = JsonNode.Parse(summary.ToJson())!.AsObject();
                 node["layers"] = JsonNode.Parse(StructureReport.Serialize(StructureReport.ToJson(structure, explain)));
-                text = node.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + Environment.NewLine;
+                text = JsonOutput.Serialize(node) + Environment.NewLine;
             }
         }
         else

@@ -43,7 +43,7 @@ public sealed record WriteReport(
             Target = result.Kind switch { OutputKind.NullDevice => "null-device", OutputKind.Stream => "stream", _ => "file" },
         };
 
-    public string ToJson() => JsonSerializer.Serialize(this, ModelSummary.JsonOptions);
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOutput.Options);
 
     /// <summary>The one text line: "wrote OUT (N bytes): E tensors embedded, X external (B bytes in DATA)".</summary>
     public string ToText(string displayPath)

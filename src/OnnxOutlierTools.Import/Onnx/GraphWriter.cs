@@ -11,13 +11,30 @@ internal enum OutputNaming
 }
 
 /// <summary>Appends nodes to a graph with exporter-like names: a node is "{scope}/{OpType}", numbered
-/// "_1", "_2"... on repeats within the scope, as torch.onnx numbers them.</summary>
-internal sealed class GraphWriter(Graph graph, OutputNaming naming)
+/// "_1", "_2"... on repeats within the scope, as torch.onnx numbers them. Nodes go through a
+/// <see cref="GraphEditor"/> with exact names: a name the exporter would not write is an error, not renamed.</summary>
+internal sealed class GraphWriter
 {
     private readonly Dictionary<string, int> _counts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Value> _constants = new(StringComparer.Ordinal);
+    private readonly OutputNaming _naming;
 
-    public Graph Graph { get; } = graph;
+    public GraphWriter(Graph graph, OutputNaming naming)
+    {
+        _naming = naming;
+        var names = NameAuthority.For(graph);
+        Editor = new GraphEditor(graph, names) { ExactNames = true, OutputHint = OutputName };
+    }
+
+    public Graph Graph => Editor.Graph;
+    public GraphEditor Editor { get; }
+
+    /// <summary>A graph input, its name claimed exactly like every other name.</summary>
+    public Value Input(string name, TensorDataType type, IEnumerable<Dim> shape)
+    {
+        if (!Editor.Names.ReserveValueName(name)) throw new InvalidOperationException($"value name '{name}' is already taken in graph '{Graph.Name}'");
+        return Graph.AddInput(name, type, shape);
+    }
 
     public string NodeName(string scope, string opType)
     {
@@ -28,34 +45,27 @@ internal sealed class GraphWriter(Graph graph, OutputNaming naming)
     }
 
     public string OutputName(string nodeName, int index = 0) =>
-        naming == OutputNaming.Torch ? $"{nodeName}_output_{index}" : $"{nodeName}/output_{index}";
+        _naming == OutputNaming.Torch ? $"{nodeName}_output_{index}" : $"{nodeName}/output_{index}";
 
     /// <summary>A default-domain node with one output; <paramref name="output"/> overrides the output's name.</summary>
-    public Value Op(string scope, string opType, Value?[] inputs, Attr[]? attributes = null, string? output = null)
-    {
-        string name = NodeName(scope, opType);
-        return Add(new Node("", opType, inputs, [output ?? OutputName(name)], attributes, name)).Outputs[0]!;
-    }
+    public Value Op(string scope, string opType, Value?[] inputs, Attr[]? attributes = null, string? output = null) =>
+        Editor.AddNode(opType, inputs, attributes, name: NodeName(scope, opType), outputs: output is null ? null : [output]).Outputs[0]!;
 
-    /// <summary>Appends a fully specified node.</summary>
-    public Node Add(Node node)
-    {
-        Graph.Append(node);
-        return node;
-    }
+    /// <summary>A node named exactly <paramref name="name"/>; <paramref name="outputs"/> default to one output named by the flavour.</summary>
+    public Node Node(string domain, string opType, string name, Value?[] inputs, IReadOnlyList<string?>? outputs = null, params Attr[] attributes) =>
+        Editor.AddNode(opType, inputs, attributes, domain, name, outputs);
 
     /// <summary>A Constant node in <paramref name="scope"/> (one per distinct value and scope).</summary>
     public Value Const(string scope, Tensor value)
     {
         string key = $"{scope}|{value.DataType}|{string.Join(",", value.Dims)}|{Convert.ToHexString(value.Bytes)}";
         if (_constants.TryGetValue(key, out var existing)) return existing;
-        string name = NodeName(scope, "Constant");
-        var v = Add(new Node("", "Constant", [], [OutputName(name)], [Attr.FromTensor("value", value)], name)).Outputs[0]!;
+        var v = Editor.Constant(value, NodeName(scope, "Constant"));
         _constants[key] = v;
         return v;
     }
 
-    public Value Init(string name, Tensor tensor) => Graph.AddInitializer(name, tensor);
+    public Value Init(string name, Tensor tensor) => Editor.Initializer(name, tensor);
 
     // ---- small tensors ---------------------------------------------------------------------------
 

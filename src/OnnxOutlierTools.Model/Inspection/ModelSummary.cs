@@ -212,24 +212,8 @@ public sealed record ModelSummary
 
     // ---- JSON ---------------------------------------------------------------------------------
 
-    /// <summary>The options <see cref="ToJson"/> and <see cref="FromJson"/> use: camelCase, indented,
-    /// nulls written (every property is always present), dimensions as numbers, names or null.</summary>
-    public static JsonSerializerOptions JsonOptions { get; } = CreateJsonOptions();
-
-    private static JsonSerializerOptions CreateJsonOptions()
-    {
-        var options = new JsonSerializerOptions(JsonSerializerDefaults.Web)
-        {
-            WriteIndented = true,
-            DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-            NumberHandling = JsonNumberHandling.Strict,
-            // Not for HTML: keep quotes and non-ASCII names readable.
-            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        };
-        options.Converters.Add(new DimJsonConverter());
-        options.MakeReadOnly(populateMissingResolver: true);
-        return options;
-    }
+    /// <summary>The options <see cref="ToJson"/> and <see cref="FromJson"/> use: the shared <see cref="JsonOutput.Options"/>.</summary>
+    public static JsonSerializerOptions JsonOptions => JsonOutput.Options;
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 

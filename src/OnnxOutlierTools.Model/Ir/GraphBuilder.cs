@@ -2,16 +2,23 @@ using OnnxOutlierTools.Tensors;
 
 namespace OnnxOutlierTools.Ir;
 
-/// <summary>A small graph-building API (in the spirit of onnx-graphsurgeon): inputs, initializers and
-/// nodes appended in order, with unique names from one <see cref="NameAuthority"/>.</summary>
+/// <summary>A new graph from scratch: inputs, initializers, nodes appended in order (through a
+/// <see cref="GraphEditor"/>, outputs named "{node}_out{i}"), with unique names from one <see cref="NameAuthority"/>.</summary>
 public sealed class GraphBuilder
 {
     private readonly NameAuthority _names = new();
 
-    public GraphBuilder(string name = "main_graph") => Graph = new Graph(name);
+    public GraphBuilder(string name = "main_graph")
+    {
+        Graph = new Graph(name);
+        Editor = new GraphEditor(Graph, _names) { OutputHint = static (node, i) => $"{node}_out{i}" };
+    }
 
     public Graph Graph { get; }
     public NameAuthority Names => _names;
+
+    /// <summary>The editor every node goes through (for nodes this class has no shorthand for).</summary>
+    public GraphEditor Editor { get; }
 
     /// <summary>A graph input; dims are numbers (long/int) or symbolic names (string).</summary>
     public Value Input(string name, TensorDataType type, params object[] dims)
@@ -20,11 +27,7 @@ public sealed class GraphBuilder
         return Graph.AddInput(name, type, dims.Select(ToDim));
     }
 
-    public Value Initializer(string name, Tensor tensor)
-    {
-        string unique = _names.NewValueName(name);
-        return Graph.AddInitializer(unique, tensor);
-    }
+    public Value Initializer(string name, Tensor tensor) => Editor.Initializer(name, tensor);
 
     public Value Initializer<T>(string name, T[] values, params long[] dims) where T : unmanaged =>
         Initializer(name, ArrayTensor.Create<T>(values, dims.Length == 0 ? [values.Length] : dims));
@@ -38,13 +41,7 @@ public sealed class GraphBuilder
     /// <summary>Appends a node; returns its outputs (null entries for outputs not requested).</summary>
     public IReadOnlyList<Value> Node(string opType, IEnumerable<Value?> inputs, IEnumerable<Attr>? attributes = null, string domain = "",
         int outputs = 1, string? name = null, IReadOnlyList<string?>? outputNames = null)
-    {
-        string nodeName = _names.NewNodeName(name ?? opType);
-        var names = outputNames ?? Enumerable.Range(0, outputs).Select(i => (string?)$"{nodeName}_out{i}").ToList();
-        var node = new Node(domain, opType, inputs, names.Select(n => n is null ? null : _names.NewValueName(n)), attributes, nodeName);
-        Graph.Append(node);
-        return node.Outputs.Select(o => o!).ToList();
-    }
+        => Editor.AddNode(opType, inputs, attributes, domain, name ?? opType, outputNames, outputs).Outputs.Select(o => o!).ToList();
 
     /// <summary>Marks a value as a graph output with a declared type.</summary>
     public Value Output(Value value, TensorDataType type, params object[] dims)

@@ -58,6 +58,25 @@ public sealed class Node
         }
     }
 
+    /// <summary>The node's metadata_props entries in order (provenance among them, see <see cref="NodeOrigin"/>).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Metadata =>
+        _extras is null ? [] : _extras.MetadataProps.Select(m => new KeyValuePair<string, string>(m.Key, m.Value)).ToArray();
+
+    public string? GetMetadata(string key) => _extras?.MetadataProps.FirstOrDefault(m => m.Key == key)?.Value;
+
+    /// <summary>Sets metadata_props entry <paramref name="key"/> (replacing it in place if present); null removes it.</summary>
+    public void SetMetadata(string key, string? value)
+    {
+        var entry = _extras?.MetadataProps.FirstOrDefault(m => m.Key == key);
+        if (value is null)
+        {
+            if (entry is not null) _extras!.MetadataProps.Remove(entry);
+            return;
+        }
+        if (entry is not null) entry.Value = value;
+        else (_extras ??= Bare()).MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+    }
+
     /// <summary>A copy of the fields the IR does not model (doc_string, overload, metadata_props, device
     /// configurations, unknown fields), written back unchanged, with name, op_type and domain as read
     /// (which of them the file set: proto2 presence survives a round trip).</summary>

@@ -9,12 +9,8 @@ namespace OnnxOutlierTools.Structure.Recognition;
 /// blocks and roles, and the tracer's near misses (--explain).</summary>
 public static partial class StructureReport
 {
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
-    };
+    // The serializer options every JSON output shares (escaping, naming, nulls): see JsonOutput.
+    private static JsonSerializerOptions Json => Inspection.JsonOutput.Options;
 
     // ---- JSON data (names of values and initializers; stable property names) ----------------------
 

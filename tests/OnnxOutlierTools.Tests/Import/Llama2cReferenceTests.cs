@@ -1,4 +1,5 @@
 using OnnxOutlierTools.Import;
+using OnnxOutlierTools.Runtime;
 using Xunit.Abstractions;
 
 namespace OnnxOutlierTools.Tests.Import;
@@ -10,7 +11,7 @@ public class Llama2cReferenceTests(ITestOutputHelper output)
     {
         int[] tokens = Stories260K.PromptAndContinuation;
         var reference = Llama2cReference.Forward(Stories260K.Weights, tokens);
-        using var torch = new OrtDecoder(Stories260K.TorchNoPast);
+        using var torch = new KvCacheDecoder(Stories260K.TorchNoPast);
         var logits = torch.Run(tokens).Logits;
         double diff = Diff.MaxAbs(reference, logits);
         output.WriteLine($"float64 reference vs llama-torch-nopast (ORT CPU), {tokens.Length} positions: max |diff| = {diff:E3}");

@@ -1,6 +1,7 @@
 using OnnxOutlierTools.Import;
 using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Runtime;
 using Xunit.Abstractions;
 
 namespace OnnxOutlierTools.Tests.Import;
@@ -15,7 +16,7 @@ public class LlamaOnnxBuilderTests(Stories260KModels models, ITestOutputHelper o
 
     private static float[][] TorchLogits(int[] tokens)
     {
-        using var torch = new OrtDecoder(Stories260K.TorchNoPast);
+        using var torch = new KvCacheDecoder(Stories260K.TorchNoPast);
         return torch.Run(tokens).Logits;
     }
 
@@ -33,7 +34,7 @@ public class LlamaOnnxBuilderTests(Stories260KModels models, ITestOutputHelper o
     public void Prompt_Sentence_MatchesTorchNoPast(LlamaOnnxFlavour flavour)
     {
         int[] ids = SentenceIds;
-        using var ours = new OrtDecoder(models.PathOf(flavour));
+        using var ours = new KvCacheDecoder(models.PathOf(flavour));
         AssertClose($"{flavour} vs llama-torch-nopast, {ids.Length} tokens (empty past)", TorchLogits(ids), ours.Run(ids).Logits);
     }
 
@@ -41,8 +42,8 @@ public class LlamaOnnxBuilderTests(Stories260KModels models, ITestOutputHelper o
     public void DecomposedWithPast_PromptPresents_MatchTorchPast()
     {
         int[] ids = SentenceIds;
-        using var ours = new OrtDecoder(models.PathOf(LlamaOnnxFlavour.DecomposedWithPast));
-        using var torch = new OrtDecoder(Stories260K.TorchPast);
+        using var ours = new KvCacheDecoder(models.PathOf(LlamaOnnxFlavour.DecomposedWithPast));
+        using var torch = new KvCacheDecoder(Stories260K.TorchPast);
         var a = torch.Run(ids);
         var b = ours.Run(ids);
         AssertClose("DecomposedWithPast vs llama-torch-past logits", a.Logits, b.Logits);
@@ -57,8 +58,8 @@ public class LlamaOnnxBuilderTests(Stories260KModels models, ITestOutputHelper o
     {
         int[] ids = SentenceIds;
         var expected = TorchLogits(ids);
-        using var ours = new OrtDecoder(models.PathOf(flavour));
-        using var torchPast = new OrtDecoder(Stories260K.TorchPast);
+        using var ours = new KvCacheDecoder(models.PathOf(flavour));
+        using var torchPast = new KvCacheDecoder(Stories260K.TorchPast);
         var cache = ours.EmptyCache();
         var torchCache = torchPast.EmptyCache();
         var stepLogits = new float[ids.Length][];
@@ -84,7 +85,7 @@ public class LlamaOnnxBuilderTests(Stories260KModels models, ITestOutputHelper o
     {
         int[] ids = SentenceIds;
         var expected = TorchLogits(ids);
-        using var ours = new OrtDecoder(models.PathOf(flavour));
+        using var ours = new KvCacheDecoder(models.PathOf(flavour));
         var first = ours.Run(ids[..11]);
         var second = ours.Run(ids[11..], first.Present);
         Assert.Equal(ids.Length, second.Present!.Length);
@@ -97,7 +98,7 @@ public class LlamaOnnxBuilderTests(Stories260KModels models, ITestOutputHelper o
     [InlineData(LlamaOnnxFlavour.GenAiGqa)]
     public void Greedy_OnceUponATime_ReproducesManifestText(LlamaOnnxFlavour flavour)
     {
-        using var ours = new OrtDecoder(models.PathOf(flavour));
+        using var ours = new KvCacheDecoder(models.PathOf(flavour));
         var generated = new List<int>();
         if (ours.Layers == 0)
         {
@@ -126,7 +127,7 @@ public class LlamaOnnxBuilderTests(Stories260KModels models, ITestOutputHelper o
     [Fact]
     public void GenAiGqa_EmptyPastThenPast_PresentsGrow()
     {
-        using var ours = new OrtDecoder(models.PathOf(LlamaOnnxFlavour.GenAiGqa));
+        using var ours = new KvCacheDecoder(models.PathOf(LlamaOnnxFlavour.GenAiGqa));
         var empty = ours.Run(Stories260K.OnceUponATime, ours.EmptyCache());
         Assert.Equal(5, empty.Present!.Length);
         Assert.Equal(5 * 4 * 8, empty.Present.Keys[4].Length);
@@ -147,7 +148,7 @@ public class LlamaOnnxBuilderTests(Stories260KModels models, ITestOutputHelper o
         string dir = Path.Combine(models.Folder, $"{flavour}-fp16");
         using (var model = LlamaOnnxBuilder.Build(Stories260K.Weights, new LlamaOnnxOptions { Flavour = flavour, WeightType = Tensors.TensorDataType.Float16 }))
             ModelWriter.Save(model, Path.Combine(Directory.CreateDirectory(dir).FullName, "model.onnx"), new SaveOptions { Durable = false });
-        using var ours = new OrtDecoder(Path.Combine(dir, "model.onnx"));
+        using var ours = new KvCacheDecoder(Path.Combine(dir, "model.onnx"));
         Assert.True(ours.PastIsHalf);
         var step = ours.Run(ids[..10]);
         var rest = ours.Run(ids[10..], step.Present);

@@ -1,6 +1,7 @@
 using OnnxOutlierTools.Import;
 using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Tensors;
+using OnnxOutlierTools.Runtime;
 using Xunit.Abstractions;
 
 namespace OnnxOutlierTools.Tests.Import;
@@ -46,7 +47,7 @@ public sealed class SyntheticDecoderTests(ITestOutputHelper output) : IDisposabl
         string path = Path.Combine(_dir, $"{configName}-{flavour}-{rotary}.onnx");
         using (var model = LlamaOnnxBuilder.Build(weights, new LlamaOnnxOptions { Flavour = flavour, GqaRotary = rotary }))
             ModelWriter.Save(model, path, new SaveOptions { Durable = false });
-        using var ort = new OrtDecoder(path);
+        using var ort = new KvCacheDecoder(path);
         float[][] logits;
         if (ort.Layers == 0) logits = ort.Run(tokens).Logits;
         else
@@ -77,7 +78,7 @@ public sealed class SyntheticDecoderTests(ITestOutputHelper output) : IDisposabl
         string path = Path.Combine(_dir, $"fp16-{flavour}-{rotary}.onnx");
         using (var model = LlamaOnnxBuilder.Build(weights, new LlamaOnnxOptions { Flavour = flavour, GqaRotary = rotary, WeightType = TensorDataType.Float16 }))
             ModelWriter.Save(model, path, new SaveOptions { Durable = false });
-        using var ort = new OrtDecoder(path);
+        using var ort = new KvCacheDecoder(path);
         var logits = ort.Run(tokens).Logits;
         double diff = Diff.MaxAbs(reference, logits);
         int agree = Enumerable.Range(0, tokens.Length).Count(t => Llama2cReference.ArgMax(reference[t]) == Diff.ArgMax(logits[t]));
@@ -130,7 +131,7 @@ public sealed class SyntheticDecoderTests(ITestOutputHelper output) : IDisposabl
             var embedding = loaded.Graph.FindInitializer("model.embed_tokens.weight")!.ConstValue!;
             Assert.Equal(TensorStorage.External, embedding.Storage);
         }
-        using var ort = new OrtDecoder(path);
+        using var ort = new KvCacheDecoder(path);
         var logits = ort.Run([1, 2, 3, 4]).Logits;
         Assert.Equal(1000, logits[0].Length);
         Assert.All(logits.SelectMany(l => l), v => Assert.True(float.IsFinite(v)));

@@ -1,5 +1,6 @@
 using OnnxOutlierTools.Import;
 using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Runtime;
 using Xunit.Abstractions;
 
 namespace OnnxOutlierTools.Tests.Import;
@@ -29,7 +30,7 @@ public class TinyLlamaFolderTests(ITestOutputHelper output)
         var weights = SyntheticDecoder.Create(SyntheticDecoder.TinyConfig, SyntheticDecoder.TinySeed);
         int[] tokens = [1, 17, 200, 3, 99, 42, 42, 7, 255, 0, 128];
         var reference = Llama2cReference.Forward(weights, tokens);
-        using var ort = new OrtDecoder(path);
+        using var ort = new KvCacheDecoder(path);
         double diff = Diff.MaxAbs(reference, ort.Run(tokens).Logits);
         output.WriteLine($"onnx-models/tiny-llama vs float64 reference: max |diff| = {diff:E3}");
         Assert.True(diff <= 1e-4, $"max |diff| {diff}; regenerate with: dotnet run --project tools/ModelGen -- tiny-llama onnx-models/tiny-llama");

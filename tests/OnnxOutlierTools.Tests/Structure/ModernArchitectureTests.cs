@@ -3,6 +3,7 @@ using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Structure.Recognition;
 using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Runtime;
 using OnnxOutlierTools.Tensors;
 using OnnxOutlierTools.Tests.Import;
 
@@ -90,7 +91,7 @@ public sealed class ModernArchitectureTests : IDisposable
         var options = new LlamaOnnxOptions { Flavour = flavour, GqaRotary = GqaRotary.Separate, Variants = variants, WeightType = weightType };
         using (var built = SyntheticDecoder.CreateModel(Config, 21, options))
             ModelWriter.Save(built, path, new SaveOptions { Durable = false });
-        using (var ort = new OrtDecoder(path))
+        using (var ort = new KvCacheDecoder(path))
         {
             int[] tokens = Enumerable.Range(0, 14).Select(i => (5 * i + 1) % Config.VocabSize).ToArray();
             var first = ort.Run(tokens);

@@ -1,31 +1,40 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
-namespace OnnxOutlierTools.Tests.Import;
+namespace OnnxOutlierTools.Runtime;
 
 /// <summary>Per-layer key/value tensors [1, kv_heads, length, head_size] as float32 (converted for FLOAT16 models).</summary>
-internal sealed record KvCache(float[][] Keys, float[][] Values, int KvHeads, int Length, int HeadSize)
+public sealed record KvCache(float[][] Keys, float[][] Values, int KvHeads, int Length, int HeadSize)
 {
     public static KvCache Empty(int layers, int kvHeads, int headSize) =>
         new(Enumerable.Range(0, layers).Select(_ => Array.Empty<float>()).ToArray(),
             Enumerable.Range(0, layers).Select(_ => Array.Empty<float>()).ToArray(), kvHeads, 0, headSize);
 }
 
-internal sealed record DecoderOutput(float[][] Logits, KvCache? Present);
+/// <summary>One decoder step: logits per new position [S][vocab] and the present cache (null without one).</summary>
+public sealed record DecoderOutput(float[][] Logits, KvCache? Present);
 
-/// <summary>Runs an exported decoder (batch 1) on ONNX Runtime's CPU provider with graph optimizations
-/// disabled: input_ids, attention_mask (all ones over past + current), position_ids when the model has
-/// them (past .. past + S - 1), past_key_values.{i}.key/value when it has them.</summary>
-internal sealed class OrtDecoder : IDisposable
+/// <summary>Runs an exported decoder (batch 1) step by step with its KV cache, in the input and output
+/// names of torch/Optimum and onnxruntime-genai exports: input_ids, attention_mask (all ones over past +
+/// current), position_ids when the model has them (past .. past + S - 1), past_key_values.{i}.key/value
+/// when it has them; logits and present.{i}.key/value out. By default on the CPU with graph optimizations
+/// off and one thread (<see cref="SessionSettings.CpuUnoptimized"/>), the settings comparisons use;
+/// evaluation (perplexity, KL, flip rates) and the import tests drive decoders through it.</summary>
+public sealed class KvCacheDecoder : IDisposable
 {
-    private readonly SessionOptions _options;
+    private readonly ModelSession _model;
     private readonly InferenceSession _session;
 
-    public OrtDecoder(string path)
+    public KvCacheDecoder(string path, SessionSettings? settings = null)
     {
-        _options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, IntraOpNumThreads = 1 };
-        _session = new InferenceSession(path, _options);
+        _model = SessionFactory.Open(path, settings ?? SessionSettings.CpuUnoptimized);
+        _session = _model.Session;
         var inputs = _session.InputMetadata;
+        if (!inputs.ContainsKey("input_ids") || !_session.OutputMetadata.ContainsKey("logits"))
+        {
+            _model.Dispose();
+            throw new RuntimeSetupException($"{path}: not a decoder with input_ids and logits (inputs: {string.Join(", ", inputs.Keys)})");
+        }
         HasPositionIds = inputs.ContainsKey("position_ids");
         Layers = inputs.Keys.Count(k => k.StartsWith("past_key_values.", StringComparison.Ordinal) && k.EndsWith(".key", StringComparison.Ordinal));
         if (Layers > 0)
@@ -37,6 +46,8 @@ internal sealed class OrtDecoder : IDisposable
         }
     }
 
+    public string ModelPath => _model.ModelPath;
+    public ExecutionDevice Device => _model.Device;
     public bool HasPositionIds { get; }
     public int Layers { get; }
     public int KvHeads { get; }
@@ -45,8 +56,13 @@ internal sealed class OrtDecoder : IDisposable
 
     public KvCache EmptyCache() => KvCache.Empty(Layers, KvHeads, HeadSize);
 
+    /// <summary>Runs <paramref name="tokens"/> after <paramref name="past"/> (none: an empty cache).</summary>
     public DecoderOutput Run(IReadOnlyList<int> tokens, KvCache? past = null)
     {
+        ArgumentNullException.ThrowIfNull(tokens);
+        if (tokens.Count == 0) throw new ArgumentException("at least one token", nameof(tokens));
+        if (past is not null && past.Keys.Length != Layers)
+            throw new ArgumentException($"the cache holds {past.Keys.Length} layers, the model {Layers}", nameof(past));
         int s = tokens.Count;
         if (Layers > 0) past ??= EmptyCache();
         int p = past?.Length ?? 0;
@@ -81,12 +97,17 @@ internal sealed class OrtDecoder : IDisposable
                     keys[i] = ReadFloats(results[1 + 2 * i]);
                     vals[i] = ReadFloats(results[2 + 2 * i]);
                     var shape = results[1 + 2 * i].GetTensorTypeAndShape().Shape;
-                    Assert.Equal([1, KvHeads, shape[2], HeadSize], shape);
+                    if (shape.Length != 4 || shape[0] != 1 || shape[1] != KvHeads || shape[3] != HeadSize)
+                        throw new ModelRunException($"{ModelPath}: present.{i}.key has shape [{string.Join(",", shape)}], expected [1,{KvHeads},length,{HeadSize}]");
                     length = (int)shape[2];
                 }
                 present = new KvCache(keys, vals, KvHeads, length, HeadSize);
             }
             return new DecoderOutput(perPosition, present);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw new ModelRunException($"{ModelPath}: ONNX Runtime run failed: {SessionFactory.FirstLine(ex.Message)}", ex);
         }
         finally
         {
@@ -116,47 +137,5 @@ internal sealed class OrtDecoder : IDisposable
         throw new InvalidOperationException($"unexpected output type {type}");
     }
 
-    public void Dispose()
-    {
-        _session.Dispose();
-        _options.Dispose();
-    }
-}
-
-internal static class Diff
-{
-    public static double MaxAbs(float[] a, float[] b)
-    {
-        Assert.Equal(a.Length, b.Length);
-        double max = 0;
-        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs((double)a[i] - b[i]));
-        return max;
-    }
-
-    public static double MaxAbs(float[][] a, float[][] b)
-    {
-        Assert.Equal(a.Length, b.Length);
-        double max = 0;
-        for (int i = 0; i < a.Length; i++) max = Math.Max(max, MaxAbs(a[i], b[i]));
-        return max;
-    }
-
-    public static double MaxAbs(double[][] reference, float[][] b)
-    {
-        Assert.Equal(reference.Length, b.Length);
-        double max = 0;
-        for (int i = 0; i < b.Length; i++)
-        {
-            Assert.Equal(reference[i].Length, b[i].Length);
-            for (int j = 0; j < b[i].Length; j++) max = Math.Max(max, Math.Abs(reference[i][j] - b[i][j]));
-        }
-        return max;
-    }
-
-    public static int ArgMax(float[] values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;
-        return best;
-    }
+    public void Dispose() => _model.Dispose();
 }
