@@ -130,29 +130,34 @@ internal sealed class BlockAssembler
         var last = blocks[^1];
         var placement = blocks[0].Placement;
         var blockNorms = blocks.SelectMany(b => new[] { b.AttentionNorm, b.FfnNorm }).Where(n => n is not null).ToHashSet();
-        int lastDown = Pos(last.Ffn.Down.Node);
+        // The last block's last sublayer output: the FFN down projection, or what an opaque sublayer adds to the stream.
+        var lastBranch = last.Ffn?.Down.Output ?? last.OpaqueFfn?.Output ?? last.Mixer?.Output ?? last.Attention?.Output?.Output;
+        int lastDown = lastBranch?.Producer is { } lastNode ? Pos(lastNode) : -1;
 
         NormRole? finalNorm = null;
-        if (placement == NormPlacement.PreNorm)
+        if (placement == NormPlacement.PreNorm && lastBranch is not null)
         {
-            var join = ResidualJoin(last.Ffn.Down.Output);
+            var join = ResidualJoin(lastBranch);
             finalNorm = join?.SkipNorm is { } skip && !blockNorms.Contains(skip) ? skip
                 : _norms.Where(n => !blockNorms.Contains(n) && Pos(n.OutputNode) > lastDown)
                     .FirstOrDefault(n => last.ResidualOut.Value is { } r && (GraphWalk.SameTensor(n.Input.Value, r) || GraphWalk.SameTensor(n.Skip, r)));
         }
 
-        var blockLinears = blocks.SelectMany(b => new[] { b.Attention.Query, b.Attention.Key, b.Attention.ValueProjection, b.Attention.PackedQkv, b.Attention.Output, b.Ffn.Gate, b.Ffn.Up, b.Ffn.Down })
+        var blockLinears = blocks.SelectMany(b => new[] { b.Attention?.Query, b.Attention?.Key, b.Attention?.ValueProjection, b.Attention?.PackedQkv, b.Attention?.Output, b.Ffn?.Gate, b.Ffn?.Up, b.Ffn?.Down })
+            .Concat(blocks.SelectMany(b => (b.Mixer?.Linears ?? []).Concat(b.OpaqueFfn?.Linears ?? [])))
             .Where(l => l is not null).ToHashSet();
         var heads = _linears.All.Where(l => !blockLinears.Contains(l) && Pos(l.Node) > lastDown && ReachesOutput(l.Output)).ToList();
         var lmHead = heads.FirstOrDefault(l => finalNorm is not null && GraphWalk.SameTensor(l.Input, finalNorm.Output)) ?? heads.FirstOrDefault();
+        var classifier = ClassifierHeads.Find(_linears.All.Where(l => !blockLinears.Contains(l) && Pos(l.Node) > lastDown), embedding);
+        if (classifier is not null && (lmHead is null || lmHead == classifier)) lmHead = null;
 
         var inputs = FindInputs(embedding);
-        bool hasCache = blocks.Any(b => b.Attention.Cache is not null);
+        bool hasCache = blocks.Any(b => b.Attention?.Cache is not null || b.Mixer?.States.Count > 0);
         string architecture = placement == NormPlacement.PostNorm && !hasCache ? "encoder" : "decoder";
         var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
         if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
-        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared);
+        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared) { ClassifierHead = classifier };
     }
 
     private static bool ReachesOutput(Value value)
@@ -184,9 +189,9 @@ internal sealed class BlockAssembler
             hints.Add(bos is { } b
                 ? $"bos_token_id {b.Id} (from {b.File}): start calibration windows with BOS; the first token is where massive activations and the attention sink live"
                 : "no bos_token_id found next to the model (config.json / genai_config.json): pass the BOS id to probes; the first token is where massive activations and the attention sink live");
-            int cached = blocks.Count(b => b.Attention.Cache is not null);
+            int cached = blocks.Count(b => b.Attention?.Cache is not null);
             if (cached > 0)
-                hints.Add($"KV cache on {cached} of {blocks.Count} layers{(blocks.Any(b => b.Attention.Cache?.Stacked == true) ? " (stacked key/value per layer)" : "")}: calibrate with an empty past and the whole window as one prompt");
+                hints.Add($"KV cache on {cached} of {blocks.Count} layers{(blocks.Any(b => b.Attention?.Cache?.Stacked == true) ? " (stacked key/value per layer)" : "")}: calibrate with an empty past and the whole window as one prompt");
             if (inputs.PositionIds is not null)
                 hints.Add($"position ids are the input '{inputs.PositionIds.Name}': a prepended constant sink shifts them by +1");
         }

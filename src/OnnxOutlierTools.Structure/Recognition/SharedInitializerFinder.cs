@@ -19,17 +19,24 @@ internal static class SharedInitializerFinder
         foreach (var b in blocks)
         {
             Norm(uses, b.Index, "attentionNorm", b.AttentionNorm);
-            var a = b.Attention;
-            Linear(uses, b.Index, "attention.q", a.Query);
-            Linear(uses, b.Index, "attention.k", a.Key);
-            Linear(uses, b.Index, "attention.v", a.ValueProjection);
-            Linear(uses, b.Index, "attention.packedQkv", a.PackedQkv);
-            Linear(uses, b.Index, "attention.o", a.Output);
+            if (b.Attention is { } a)
+            {
+                Linear(uses, b.Index, "attention.q", a.Query);
+                Linear(uses, b.Index, "attention.k", a.Key);
+                Linear(uses, b.Index, "attention.v", a.ValueProjection);
+                Linear(uses, b.Index, "attention.packedQkv", a.PackedQkv);
+                Linear(uses, b.Index, "attention.o", a.Output);
+            }
+            Opaque(uses, b.Index, "mixer", b.Mixer);
             Norm(uses, b.Index, "ffnNorm", b.FfnNorm);
-            // A packed gate_up projection is both gate and up: one role, listed once.
-            if (b.Ffn.Gate != b.Ffn.Up) Linear(uses, b.Index, "ffn.gate", b.Ffn.Gate);
-            Linear(uses, b.Index, "ffn.up", b.Ffn.Up);
-            Linear(uses, b.Index, "ffn.down", b.Ffn.Down);
+            if (b.Ffn is { } f)
+            {
+                // A packed gate_up projection is both gate and up: one role, listed once.
+                if (f.Gate != f.Up) Linear(uses, b.Index, "ffn.gate", f.Gate);
+                Linear(uses, b.Index, "ffn.up", f.Up);
+                Linear(uses, b.Index, "ffn.down", f.Down);
+            }
+            Opaque(uses, b.Index, "opaqueFfn", b.OpaqueFfn);
         }
         Norm(uses, null, "finalNorm", finalNorm);
         Linear(uses, null, "lmHead", lmHead);
@@ -39,6 +46,16 @@ internal static class SharedInitializerFinder
             .Select(g => new SharedInitializer(g.Key, g.Select(u => u.Use).Distinct().ToList()))
             .Where(s => s.Uses.Count > 1)
             .ToList();
+    }
+
+    private static void Opaque(List<(Value, RoleUse)> uses, int block, string role, OpaqueSublayer? sublayer)
+    {
+        if (sublayer is null) return;
+        for (int g = 0; g < sublayer.InputProjections.Count; g++)
+            for (int i = 0; i < sublayer.InputProjections[g].Linears.Count; i++)
+                Linear(uses, block, $"{role}.inputProjections[{g}].linears[{i}]", sublayer.InputProjections[g].Linears[i]);
+        Linear(uses, block, $"{role}.outputProjection", sublayer.OutputProjection);
+        for (int i = 0; i < sublayer.InnerNorms.Count; i++) Norm(uses, block, $"{role}.innerNorms[{i}]", sublayer.InnerNorms[i]);
     }
 
     private static void Norm(List<(Value, RoleUse)> uses, int? block, string role, NormRole? norm)

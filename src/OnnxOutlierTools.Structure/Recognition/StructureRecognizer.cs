@@ -79,7 +79,7 @@ public static class StructureRecognizer
             : $"took {embedding.Form} at '{embedding.Output.Name}' (token table '{embedding.TokenTable.Name}'){(candidates > 1 ? $", the first of {candidates} candidates" : "")}");
 
         var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace);
-        var blocks = assembly.Assemble();
+        var blocks = new FallbackAssembler(graph, linears, norms, attentions, ffns, trace).Complete(assembly.Assemble(), embedding);
         string counts = $"{attentions.Count} attention unit(s), {ffns.Count} FFN(s), {norms.Count} norm(s), {linears.All.Count} linear layer(s)";
         if (blocks.Count == 0)
         {

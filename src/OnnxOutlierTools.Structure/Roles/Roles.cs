@@ -96,7 +96,8 @@ public sealed record FfnRole(
 
 public enum NormPlacement { PreNorm, PostNorm }
 
-/// <summary>One transformer block. In a pre-norm block the norms precede their sublayer
+/// <summary>One transformer block: a token mixer (<see cref="Attention"/>, or <see cref="Mixer"/> for other kinds) and an
+/// FFN (<see cref="Ffn"/>, or <see cref="OpaqueFfn"/>) on the residual stream. In a pre-norm block the norms precede their sublayer
 /// (input_layernorm, post_attention_layernorm); in a post-norm block they follow the residual add. In a
 /// parallel block (GPT-J, GPT-NeoX, Phi-2) attention and FFN both read the block input and are added to it
 /// together: <see cref="AttentionResidual"/> is then null (there is no stream point between them).</summary>
@@ -104,13 +105,24 @@ public sealed record BlockRole(
     int Index,
     NormPlacement Placement,
     NormRole? AttentionNorm,
-    AttentionRole Attention,
+    AttentionRole? Attention,
     TensorRef? AttentionResidual,
     NormRole? FfnNorm,
-    FfnRole Ffn,
+    FfnRole? Ffn,
     TensorRef ResidualIn,
     TensorRef ResidualOut,
-    bool ParallelResidual = false);
+    bool ParallelResidual = false)
+{
+    /// <summary>The token mixer when it is not recognized softmax attention (<see cref="Attention"/> is then null):
+    /// a linear-attention, SSM or convolution mixer, or an unknown one found from the residual stream.</summary>
+    public OpaqueSublayer? Mixer { get; init; }
+
+    /// <summary>The FFN sublayer when no FFN rule matched it (<see cref="Ffn"/> is then null).</summary>
+    public OpaqueSublayer? OpaqueFfn { get; init; }
+
+    /// <summary>What mixes tokens: attention, or the opaque mixer's kind.</summary>
+    public BlockKind Kind => Attention is not null ? BlockKind.Attention : Mixer?.Kind ?? BlockKind.Unknown;
+}
 
 /// <summary>The token embedding: <see cref="Node"/> is the token lookup (a Gather, or the fused
 /// EmbedLayerNormalization), <see cref="Nodes"/> every node of the match (the Adds of position and token-type
@@ -144,4 +156,9 @@ public sealed record ModelStructure(
     LinearRole? LmHead,
     ModelInputs Inputs,
     IReadOnlyList<string> Hints,
-    IReadOnlyList<SharedInitializer> SharedInitializers);
+    IReadOnlyList<SharedInitializer> SharedInitializers)
+{
+    /// <summary>A sequence-classification head (few classes, after pooling one token or the mean), reported instead
+    /// of an LM head (<see cref="LmHead"/> is then null).</summary>
+    public LinearRole? ClassifierHead { get; init; }
+}
