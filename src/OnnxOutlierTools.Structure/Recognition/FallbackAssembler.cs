@@ -173,6 +173,24 @@ internal sealed class FallbackAssembler
         return inner.Count == 0 ? op : $"{op}({string.Join(",", inner)})";
     }
 
+    private static readonly HashSet<string> StatePlumbing =
+        ["Slice", "Concat", "Identity", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Cast", "ScatterND", "TensorScatter", "Gather"];
+
+    private static IEnumerable<Value> WrittenNextTo(Value value, StreamJoin join, int depth)
+    {
+        if (depth == 0) yield break;
+        foreach (var use in value.Uses)
+        {
+            if (use.Node is not { IsDefaultDomain: true } c || c.Graph != join.Node.Graph || c == join.Node || join.Sublayer.Contains(c) || !StatePlumbing.Contains(c.OpType)) continue;
+            foreach (var o in c.Outputs)
+            {
+                if (o is null) continue;
+                if (o.IsGraphOutput && o.ElementType?.IsFloatingPoint() != false) yield return o;
+                foreach (var deeper in WrittenNextTo(o, join, depth - 1)) yield return deeper;
+            }
+        }
+    }
+
     /// <summary>Graph inputs the sublayer reads and graph outputs it writes besides its branch (float tensors: masks and
     /// position ids are not states), paired past -> present by kind in order.</summary>
     private List<StateRole> States(List<Node> nodes, StreamJoin join)
@@ -184,7 +202,14 @@ internal sealed class FallbackAssembler
             foreach (var v in _chain.InputsOf(n))
                 if (v.IsGraphInput && !v.IsInitializer && v != join.StreamIn && v.ElementType?.IsFloatingPoint() == true && !pasts.Contains(v)) pasts.Add(v);
             foreach (var o in n.Outputs)
-                if (o is { IsGraphOutput: true } && o != join.Branch && !presents.Contains(o)) presents.Add(o);
+            {
+                if (o is null || o == join.Branch) continue;
+                if (o.IsGraphOutput && !presents.Contains(o)) presents.Add(o);
+                // The updated state is often cut from what the mixer reads (Slice of [past | new] for a conv state) or
+                // written next to it: graph outputs one or two state-plumbing ops away.
+                foreach (var written in WrittenNextTo(o, join, 2))
+                    if (!presents.Contains(written)) presents.Add(written);
+            }
         }
         var states = new List<StateRole>();
         foreach (var kind in pasts.Select(p => MixerRules.StateKindOf(p.Name)).Concat(presents.Select(p => MixerRules.StateKindOf(p.Name))).Distinct())

@@ -192,7 +192,7 @@ public static class StructureReport
             lines.Add($"  o proj        {LinearText(a.Output)}");
             if (a.Cache is { } c) lines.Add($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
             }
-            lines.Add($"  {(b.Attention is null ? "mixer residual" : "attn residual ")}{b.AttentionResidual?.ToString() ?? "-"}");
+            lines.Add($"  {(b.Attention is null ? "mixer residual" : "attn residual")} {b.AttentionResidual?.ToString() ?? "-"}");
             lines.Add($"  ffn norm      {NormText(b.FfnNorm)}");
             if (b.Ffn is { } f)
             {

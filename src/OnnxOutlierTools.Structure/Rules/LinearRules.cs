@@ -18,6 +18,7 @@ public static class LinearRules
         new("MatMul", MatMul, CheckWeight, m => BuildMatMul(m, bias: false)),
         new("Gemm", P.Node(["Gemm"], [P.Var("x"), P.Const("w")], bindAs: "gemm", check: n => n.GetInt("transA", 0) == 0, checkText: "transA = 0"), CheckWeight, BuildGemm),
         new("MatMulNBits", P.Node(["MatMulNBits"], [P.Var("x"), P.Const("w")], "com.microsoft", bindAs: "nbits"), null, BuildNBits),
+        .. QuantizedLinearRules.All,
     ];
 
     /// <summary>All linears in the matcher's graph, one per MatMul/Gemm node (with its bias when it has one).</summary>

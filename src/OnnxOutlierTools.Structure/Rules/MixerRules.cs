@@ -44,10 +44,15 @@ public static class MixerRules
     /// <summary>The kind of a state from its graph input/output name.</summary>
     public static StateKind StateKindOf(string name)
     {
-        string n = name.ToLowerInvariant();
-        if (n.Contains("conv")) return StateKind.Conv;
-        if (n.Contains("key") || n.EndsWith(".k", StringComparison.Ordinal)) return StateKind.Key;
-        if (n.Contains("value") || n.EndsWith(".v", StringComparison.Ordinal)) return StateKind.Value;
+        // past_key_values.3.key / present.3.value / past_conv.0 / past_recurrent.0 / key_cache.0: the last word decides,
+        // then any word (key_values holds both 'key' and 'value').
+        var words = name.ToLowerInvariant().Split(['.', '_', '/', '-', ':'], StringSplitOptions.RemoveEmptyEntries).Where(w => !w.All(char.IsDigit)).ToList();
+        string last = words.LastOrDefault() ?? "";
+        if (last is "key" or "k" or "keys") return StateKind.Key;
+        if (last is "value" or "v" or "values") return StateKind.Value;
+        if (words.Any(w => w.Contains("conv"))) return StateKind.Conv;
+        if (words.Contains("key")) return StateKind.Key;
+        if (words.Contains("value")) return StateKind.Value;
         return StateKind.Recurrent;
     }
 }
