@@ -73,7 +73,7 @@ internal sealed class BlockAssembler
     }
 
     private static IEnumerable<Node> Projections(AttentionRole a) =>
-        new[] { a.Query, a.Key, a.ValueProjection, a.PackedQkv }.Where(l => l is not null).Select(l => l!.Node).DefaultIfEmpty(a.CoreNodes[0]);
+        new[] { a.Query, a.Key, a.ValueProjection, a.PackedQkv, a.LowRank?.QueryDown, a.LowRank?.KvDown }.Where(l => l is not null).Select(l => l!.Node).DefaultIfEmpty(a.CoreNodes[0]);
 
     private BlockRole? Build(int index, AttentionRole attention, FfnRole ffn)
     {
@@ -84,7 +84,8 @@ internal sealed class BlockAssembler
             _trace.Note("Blocks", $"block {index}: no residual {(attnJoin is null ? "add after the attention output projection" : "add after the FFN down projection")}");
             return null;
         }
-        var qkvInput = (attention.PackedQkv ?? attention.Query)!.Input;
+        // Multi-head latent attention reads the block input through its down-projections (q_a, kv_a).
+        var qkvInput = attention.LowRank?.QueryDown.Input ?? (attention.PackedQkv ?? attention.Query)!.Input;
         if (Parallel(index, attention, ffn, attnJoin, ffnJoin, qkvInput) is { } parallel) return parallel;
         bool postNorm = GraphWalk.SameTensor(attnJoin.Residual, qkvInput);
         if (postNorm)
@@ -131,7 +132,7 @@ internal sealed class BlockAssembler
         var placement = blocks[0].Placement;
         var blockNorms = blocks.SelectMany(b => new[] { b.AttentionNorm, b.FfnNorm }).Where(n => n is not null).ToHashSet();
         // The last block's last sublayer output: the FFN down projection, or what an opaque sublayer adds to the stream.
-        var lastBranch = last.Ffn?.Down.Output ?? last.OpaqueFfn?.Output ?? last.Mixer?.Output ?? last.Attention?.Output?.Output;
+        var lastBranch = last.Ffn?.Down.Output ?? last.Moe?.Output ?? last.OpaqueFfn?.Output ?? last.Mixer?.Output ?? last.Attention?.Output?.Output;
         int lastDown = lastBranch?.Producer is { } lastNode ? Pos(lastNode) : -1;
 
         NormRole? finalNorm = null;
@@ -144,7 +145,8 @@ internal sealed class BlockAssembler
         }
 
         var blockLinears = blocks.SelectMany(b => new[] { b.Attention?.Query, b.Attention?.Key, b.Attention?.ValueProjection, b.Attention?.PackedQkv, b.Attention?.Output, b.Ffn?.Gate, b.Ffn?.Up, b.Ffn?.Down })
-            .Concat(blocks.SelectMany(b => (b.Mixer?.Linears ?? []).Concat(b.OpaqueFfn?.Linears ?? [])))
+            .Concat(blocks.SelectMany(b => new[] { b.Attention?.LowRank?.QueryDown, b.Attention?.LowRank?.KvDown }.OfType<LinearRole>()))
+            .Concat(blocks.SelectMany(b => (b.Mixer?.Linears ?? []).Concat(b.OpaqueFfn?.Linears ?? []).Concat(MoeLinears(b.Moe))))
             .Where(l => l is not null).ToHashSet();
         var heads = _linears.All.Where(l => !blockLinears.Contains(l) && Pos(l.Node) > lastDown && ReachesOutput(l.Output)).ToList();
         var lmHead = heads.FirstOrDefault(l => finalNorm is not null && GraphWalk.SameTensor(l.Input, finalNorm.Output)) ?? heads.FirstOrDefault();
@@ -159,6 +161,10 @@ internal sealed class BlockAssembler
         if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
         return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared) { ClassifierHead = classifier };
     }
+
+    private static IEnumerable<LinearRole> MoeLinears(MoeRole? moe) => moe is null ? [] :
+        new[] { moe.Router, moe.SharedExpertGate, moe.SharedExpert?.Gate, moe.SharedExpert?.Up, moe.SharedExpert?.Down }
+            .Concat(moe.Experts.SelectMany(e => new[] { e.Gate, e.Up, e.Down })).OfType<LinearRole>();
 
     private static bool ReachesOutput(Value value)
     {

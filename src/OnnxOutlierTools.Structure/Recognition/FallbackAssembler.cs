@@ -34,6 +34,9 @@ internal sealed class FallbackAssembler
 
     private int Pos(Node node) => _position.GetValueOrDefault(node, -1);
 
+    /// <summary>Mixture-of-experts FFNs: an FFN join whose branch is one of their outputs is that MoE.</summary>
+    public IReadOnlyList<MoeRole> Moes { get; init; } = [];
+
     /// <summary>The recognized blocks, completed with fallback blocks where the residual stream has joins they do not
     /// account for; re-indexed in stream order. Returns <paramref name="blocks"/> itself when nothing is added.</summary>
     public List<BlockRole> Complete(List<BlockRole> blocks, EmbeddingRole? embedding)
@@ -97,11 +100,12 @@ internal sealed class FallbackAssembler
         var mixer = attention is null ? Opaque(mixerJoin, mixerNorm, isFfn: false) : null;
         var ffnNorm = NormBefore(ffnJoin, mixerJoin);
         var ffn = _ffns.FirstOrDefault(f => GraphWalk.SameTensor(f.Down.Output, ffnJoin.Branch));
-        var opaqueFfn = ffn is null ? Opaque(ffnJoin, ffnNorm, isFfn: true) : null;
+        var moe = ffn is null ? Moes.FirstOrDefault(m => GraphWalk.SameTensor(m.Output, ffnJoin.Branch)) : null;
+        var opaqueFfn = ffn is null && moe is null ? Opaque(ffnJoin, ffnNorm, isFfn: true) : null;
         // The chain only continues through pre-norm joins (a post-norm block's stream runs through its norm).
         return new BlockRole(0, NormPlacement.PreNorm, mixerNorm, attention, mixerJoin.StreamOut, ffnNorm, ffn,
             TensorRef.Of(mixerJoin.StreamIn), ffnJoin.StreamOut)
-        { Mixer = mixer, OpaqueFfn = opaqueFfn };
+        { Mixer = mixer, OpaqueFfn = opaqueFfn, Moe = moe };
     }
 
     /// <summary>The norm a sublayer reads: the previous join's skip norm (it normalizes the stream it emits), or a norm

@@ -21,9 +21,17 @@ internal static class SharedInitializerFinder
             Norm(uses, b.Index, "attentionNorm", b.AttentionNorm);
             if (b.Attention is { } a)
             {
+                if (a.LowRank is { } lr)
+                {
+                    Linear(uses, b.Index, "attention.lowRank.queryDown", lr.QueryDown);
+                    Norm(uses, b.Index, "attention.lowRank.queryDownNorm", lr.QueryDownNorm);
+                    Linear(uses, b.Index, "attention.lowRank.kvDown", lr.KvDown);
+                    Norm(uses, b.Index, "attention.lowRank.kvDownNorm", lr.KvDownNorm);
+                }
                 Linear(uses, b.Index, "attention.q", a.Query);
                 Linear(uses, b.Index, "attention.k", a.Key);
-                Linear(uses, b.Index, "attention.v", a.ValueProjection);
+                // One kv_b projection computes both keys and values in MLA: one role, listed once.
+                if (a.ValueProjection != a.Key) Linear(uses, b.Index, "attention.v", a.ValueProjection);
                 Linear(uses, b.Index, "attention.packedQkv", a.PackedQkv);
                 Linear(uses, b.Index, "attention.o", a.Output);
             }
@@ -37,6 +45,15 @@ internal static class SharedInitializerFinder
                 Linear(uses, b.Index, "ffn.down", f.Down);
             }
             Opaque(uses, b.Index, "opaqueFfn", b.OpaqueFfn);
+            if (b.Moe is { } moe)
+            {
+                Linear(uses, b.Index, "moe.router", moe.Router);
+                Linear(uses, b.Index, "moe.sharedExpertGate", moe.SharedExpertGate);
+                Ffn(uses, b.Index, "moe.sharedExpert", moe.SharedExpert);
+                for (int e = 0; e < moe.Experts.Count; e++) Ffn(uses, b.Index, $"moe.experts[{e}]", moe.Experts[e]);
+                foreach (var (role, w) in new[] { ("gate", moe.Gate), ("up", moe.Up), ("down", moe.Down) })
+                    if (w is not null && !(role == "up" && moe.FusedGateUp)) uses.Add((w.Weight, new RoleUse(b.Index, $"moe.{role}.weight")));
+            }
         }
         Norm(uses, null, "finalNorm", finalNorm);
         Linear(uses, null, "lmHead", lmHead);
@@ -46,6 +63,14 @@ internal static class SharedInitializerFinder
             .Select(g => new SharedInitializer(g.Key, g.Select(u => u.Use).Distinct().ToList()))
             .Where(s => s.Uses.Count > 1)
             .ToList();
+    }
+
+    private static void Ffn(List<(Value, RoleUse)> uses, int block, string role, FfnRole? ffn)
+    {
+        if (ffn is null) return;
+        if (ffn.Gate != ffn.Up) Linear(uses, block, role + ".gate", ffn.Gate);
+        Linear(uses, block, role + ".up", ffn.Up);
+        Linear(uses, block, role + ".down", ffn.Down);
     }
 
     private static void Opaque(List<(Value, RoleUse)> uses, int block, string role, OpaqueSublayer? sublayer)

@@ -48,7 +48,7 @@ public static class StructureRecognizer
         var norms = NormRules.Find(matcher);
         trace.Absorb("norm", matcher, NormRules.All);
 
-        var attentions = new AttentionRecognizer(graph, linears, trace).Recognize();
+        var attentions = LowRankAttention.Attach(new AttentionRecognizer(graph, linears, trace).Recognize(), linears, norms, trace);
 
         var ffnRules = FfnRules.Create(v => linears.ByOutput(v) is not null);
         var ffns = new List<FfnRole>();
@@ -69,6 +69,11 @@ public static class StructureRecognizer
         }
         trace.Absorb("ffn", matcher, ffnRules);
 
+        // Mixture-of-experts FFNs; their experts and shared experts are not block FFNs of their own.
+        var moeRecognizer = new MoeRecognizer(graph, linears, ffns, trace);
+        var moes = moeRecognizer.Recognize();
+        var blockFfns = ffns.Where(f => !moeRecognizer.Claimed.Contains(f)).ToList();
+
         var embeddingRules = EmbeddingRules.Create(EmbeddingRules.TokenIds(graph));
         var embedding = EmbeddingRules.Find(matcher, embeddingRules, out int candidates);
         trace.Absorb("embedding", matcher, embeddingRules);
@@ -78,8 +83,8 @@ public static class StructureRecognizer
             ? "no token embedding found (a model fed inputs_embeds has none); each Embedding/* rule's near miss says why it did not match"
             : $"took {embedding.Form} at '{embedding.Output.Name}' (token table '{embedding.TokenTable.Name}'){(candidates > 1 ? $", the first of {candidates} candidates" : "")}");
 
-        var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace);
-        var blocks = new FallbackAssembler(graph, linears, norms, attentions, ffns, trace).Complete(assembly.Assemble(), embedding);
+        var assembly = new BlockAssembler(graph, linears, norms, attentions, blockFfns, trace);
+        var blocks = new FallbackAssembler(graph, linears, norms, attentions, blockFfns, trace) { Moes = moes }.Complete(assembly.Assemble(), embedding);
         string counts = $"{attentions.Count} attention unit(s), {ffns.Count} FFN(s), {norms.Count} norm(s), {linears.All.Count} linear layer(s)";
         if (blocks.Count == 0)
         {

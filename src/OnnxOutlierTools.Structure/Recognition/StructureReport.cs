@@ -43,7 +43,16 @@ public static class StructureReport
     /// <see cref="Attention"/> is null and <see cref="Mixer"/> describes the token mixer; <see cref="Ffn"/> is null when
     /// <see cref="OpaqueFfn"/> describes an FFN no rule matched.</summary>
     public sealed record BlockJson(int Index, string Kind, string Placement, bool ParallelResidual, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
-        NormJson? AttentionNorm, AttentionJson? Attention, SublayerJson? Mixer, NormJson? FfnNorm, FfnJson? Ffn, SublayerJson? OpaqueFfn, IReadOnlyList<string> Missing);
+        NormJson? AttentionNorm, AttentionJson? Attention, SublayerJson? Mixer, NormJson? FfnNorm, FfnJson? Ffn, SublayerJson? OpaqueFfn, MoeJson? Moe,
+        IReadOnlyList<string> Missing);
+
+    /// <summary>A mixture-of-experts FFN: fused (stacked <c>gate</c>/<c>up</c>/<c>down</c> expert weights) or decomposed
+    /// (<c>experts</c>, one FFN each); the router linear, top-k, the shared expert and its gate.</summary>
+    public sealed record MoeJson(string Form, string Op, NodeJson Node, string Input, string Output, LinearJson? Router, int? TopK, int? NumExperts,
+        string Activation, ExpertWeightsJson? Gate, ExpertWeightsJson? Up, ExpertWeightsJson? Down, bool FusedGateUp, IReadOnlyList<FfnJson> Experts,
+        FfnJson? SharedExpert, LinearJson? SharedExpertGate);
+
+    public sealed record ExpertWeightsJson(string Weight, string? Scales, string? Bias, string Layout, long Experts, long InFeatures, long OutFeatures, int? Bits);
 
     /// <summary>A sublayer found from the residual stream whose internals stay opaque: its linears grouped by the tensor
     /// they read, its output projection, inner norms, recurrent states and core ops, and what was not understood.</summary>
@@ -62,7 +71,10 @@ public static class StructureReport
         bool Quantized, long InFeatures, long OutFeatures, string? WeightType);
 
     public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
-        int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output);
+        int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output, LowRankJson? LowRank = null);
+
+    /// <summary>Multi-head latent attention's down-projections and their norms (q_a, kv_a_proj_with_mqa).</summary>
+    public sealed record LowRankJson(LinearJson QueryDown, NormJson? QueryDownNorm, LinearJson KvDown, NormJson? KvDownNorm);
 
     public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput, bool PackedGateUp);
 
@@ -101,7 +113,14 @@ public static class StructureReport
     private static BlockJson Block(BlockRole b) => new(b.Index, KindName(b.Kind), b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm", b.ParallelResidual,
         Tensor(b.ResidualIn), b.AttentionResidual is null ? null : Tensor(b.AttentionResidual), Tensor(b.ResidualOut),
         Norm(b.AttentionNorm), b.Attention is null ? null : Attention(b.Attention), Sublayer(b.Mixer), Norm(b.FfnNorm), b.Ffn is null ? null : Ffn(b.Ffn),
-        Sublayer(b.OpaqueFfn), Missing(b));
+        Sublayer(b.OpaqueFfn), Moe(b.Moe), Missing(b));
+
+    private static ExpertWeightsJson? Experts(ExpertWeights? w) => w is null ? null : new(w.Weight.Name, w.Scales?.Name, w.Bias?.Name,
+        w.Layout == WeightLayout.InOut ? "in,out" : "out,in", w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
+
+    private static MoeJson? Moe(MoeRole? m) => m is null ? null : new(m.Form == MoeForm.Fused ? "fused" : "decomposed", m.Op, NodeOf(m.Node),
+        m.Input.Name, m.Output.Name, Linear(m.Router), m.TopK, m.NumExperts, m.Activation, Experts(m.Gate), Experts(m.Up), Experts(m.Down), m.FusedGateUp,
+        m.Experts.Select(Ffn).ToList(), m.SharedExpert is null ? null : Ffn(m.SharedExpert), Linear(m.SharedExpertGate));
 
     /// <summary>The block kind as the JSON and the table spell it.</summary>
     public static string KindName(BlockKind kind) => kind switch
@@ -125,7 +144,7 @@ public static class StructureReport
         var missing = new List<string>();
         if (b.AttentionNorm is null) missing.Add("attentionNorm");
         if (b.FfnNorm is null) missing.Add("ffnNorm");
-        if (b.Ffn is null) missing.Add(b.OpaqueFfn is null ? "ffn" : "ffn (unknown)");
+        if (b.Ffn is null && b.Moe is null) missing.Add(b.OpaqueFfn is null ? "ffn" : "ffn (unknown)");
         if (b.Attention is not { } a)
         {
             if (b.Mixer is null || b.Mixer.Kind == BlockKind.Unknown) missing.Add("tokenMixer (unknown)");
@@ -149,7 +168,8 @@ public static class StructureReport
         l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null);
 
     private static AttentionJson Attention(AttentionRole a) => new(a.Form, NodeOf(a.CoreNodes[^1]), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
-        Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary, a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name);
+        Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary, a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name,
+        a.LowRank is { } lr ? new LowRankJson(Linear(lr.QueryDown)!, Norm(lr.QueryDownNorm), Linear(lr.KvDown)!, Norm(lr.KvDownNorm)) : null);
 
     private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
 
@@ -189,6 +209,8 @@ public static class StructureReport
             string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";
             lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}");
             lines.Add($"                {qkv}");
+            if (a.LowRank is { } lowRank)
+                lines.Add($"  low rank      q_a {LinearText(lowRank.QueryDown)} -> {NormText(lowRank.QueryDownNorm)} | kv_a {LinearText(lowRank.KvDown)} -> {NormText(lowRank.KvDownNorm)}");
             lines.Add($"  o proj        {LinearText(a.Output)}");
             if (a.Cache is { } c) lines.Add($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
             }
@@ -199,6 +221,7 @@ public static class StructureReport
                 lines.Add($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
                 lines.Add($"  down input    {f.DownInput.Name}");
             }
+            else if (b.Moe is { } moe) AppendMoe(lines, moe);
             else if (b.OpaqueFfn is { } of) AppendSublayer(lines, "ffn", of);
             else lines.Add("  ffn           -");
             lines.Add($"  residual out  {b.ResidualOut}");
@@ -214,6 +237,19 @@ public static class StructureReport
             AppendTrace(lines, result);
         }
         return lines.ToString();
+    }
+
+    private static void AppendMoe(EscapedLines lines, MoeRole m)
+    {
+        lines.Add($"  ffn           moe {(m.Form == MoeForm.Fused ? m.Op : "decomposed (TopK)")}: {m.NumExperts?.ToString() ?? "?"} experts, top-{m.TopK?.ToString() ?? "?"}, {m.Activation}");
+        lines.Add($"    router      {LinearText(m.Router)}");
+        if (m.Form == MoeForm.Fused)
+            lines.Add($"    experts     {(m.FusedGateUp ? $"gate+up {m.Up}" : $"{(m.Gate is null ? "" : $"gate {m.Gate} | ")}up {m.Up}")} | down {m.Down}");
+        for (int e = 0; e < m.Experts.Count; e++)
+            lines.Add($"    expert {e,-4} {(m.Experts[e].Gate is { } g ? $"gate {LinearText(g)} | " : "")}up {LinearText(m.Experts[e].Up)} | down {LinearText(m.Experts[e].Down)}");
+        if (m.SharedExpert is { } s)
+            lines.Add($"    shared      {(s.Gate is { } g ? $"gate {LinearText(g)} | " : "")}up {LinearText(s.Up)} | down {LinearText(s.Down)}{(m.SharedExpertGate is { } sg ? $" (gated by {LinearText(sg)})" : "")}");
+        lines.Add($"  moe output    {m.Output.Name}");
     }
 
     /// <summary>An opaque sublayer: its kind and core, linears by the tensor they read, output projection, states.</summary>

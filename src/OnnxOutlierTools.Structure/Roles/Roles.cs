@@ -80,7 +80,17 @@ public sealed record AttentionRole(
     Value? Mask,
     Value? Probabilities,
     Value AttentionOutput,
-    KvCacheRole? Cache);
+    KvCacheRole? Cache)
+{
+    /// <summary>Multi-head latent attention (DeepSeek-V2/V3, GLM-5): the low-rank down-projections and their norms in
+    /// front of <see cref="Query"/> (q_b) and <see cref="Key"/>/<see cref="ValueProjection"/> (kv_b).</summary>
+    public LowRankRole? LowRank { get; init; }
+}
+
+/// <summary>The down-projections of multi-head latent attention: x -> q_a -> q_a_layernorm -> q_b, and
+/// x -> kv_a_proj_with_mqa -> (latent | rotary key) -> kv_a_layernorm -> kv_b. <see cref="QueryDown"/> is null when the
+/// query is projected directly (DeepSeek-V2-Lite).</summary>
+public sealed record LowRankRole(LinearRole QueryDown, NormRole? QueryDownNorm, LinearRole KvDown, NormRole? KvDownNorm);
 
 /// <summary>The feed-forward network: GLU (gate/up/down) or MLP (fc1 = Up, fc2 = Down).
 /// <see cref="DownInput"/> is the down-projection input, where massive activations are born. A packed
@@ -119,6 +129,9 @@ public sealed record BlockRole(
 
     /// <summary>The FFN sublayer when no FFN rule matched it (<see cref="Ffn"/> is then null).</summary>
     public OpaqueSublayer? OpaqueFfn { get; init; }
+
+    /// <summary>The FFN when it is a mixture of experts (<see cref="Ffn"/> is then null).</summary>
+    public MoeRole? Moe { get; init; }
 
     /// <summary>What mixes tokens: attention, or the opaque mixer's kind.</summary>
     public BlockKind Kind => Attention is not null ? BlockKind.Attention : Mixer?.Kind ?? BlockKind.Unknown;
