@@ -59,4 +59,22 @@ public class HybridFixtureTests
         Assert.Equal("linear-attention", json.Blocks[0].Kind);
         Assert.Equal("present_recurrent.0", json.Blocks[0].Mixer!.States[1].Present);
     }
+
+    [Fact]
+    public void Qwen3TtsCodePredictor_FiveBlocks_SwishGluFfn()
+    {
+        // QK-norm before ai.onnx Attention: attention once the QK-norm rules exist; the fallback reports the blocks until then.
+        var result = Recognize("qwen3-tts-codepredictor-mobius", "model.onnx");
+        Assert.True(result.Recognized, result.Message + "\n" + StructureReport.ToText(result, explain: true));
+        var s = result.Structure!;
+        Assert.Equal(5, s.Blocks.Count);
+        Assert.All(s.Blocks, b =>
+        {
+            Assert.True(b.Kind is BlockKind.Attention or BlockKind.Unknown, $"block {b.Index}: {b.Kind}");
+            Assert.Equal(("glu", "silu"), (b.Ffn!.Kind, b.Ffn.Activation));
+            Assert.Equal($"code_predictor.layers.{b.Index}.mlp.down_proj.weight", b.Ffn.Down.Weight.Name);
+            Assert.NotNull(b.AttentionNorm);
+            Assert.NotNull(b.FfnNorm);
+        });
+    }
 }
