@@ -142,6 +142,13 @@ internal sealed class FallbackAssembler
                 : $"{where}: no attention rule and no mixer rule ({string.Join(", ", MixerRules.All.Select(r => $"{r.Name}: {r.Evidence}"))}) matched; reported as unknown with {linears.Count} linear(s) and {states.Count} state(s)");
         }
         else notes.Add($"{where}: {rule.Name} ({rule.Evidence}); internals are opaque");
+        if (rule is null && core.Count > 0)
+        {
+            // Why the rules that looked at its core ops (an attention op whose paths did not trace) gave up.
+            var described = core.Select(n => n.Describe()).ToList();
+            foreach (var note in _trace.Rules.SelectMany(r => r.Notes).Where(n => described.Any(d => n.Contains(d, StringComparison.Ordinal))).Distinct().Take(4))
+                notes.Add($"{where}: {note}");
+        }
         if (output is null) notes.Add($"{where}: the tensor added to the stream, '{join.Branch.Name}', is not the output of a linear layer");
         foreach (var n in notes) _trace.Note(Rule, n);
         return new OpaqueSublayer
