@@ -74,10 +74,12 @@ internal sealed partial class AttentionRecognizer
         return null;
     }
 
-    /// <summary>A linear whose first node is not the MatMul (DynamicQuantizeLinear in front of MatMulInteger) and reads the value.</summary>
+    /// <summary>A linear whose first node is not the one that reads the value (DynamicQuantizeLinear in front of
+    /// MatMulInteger or MatMulIntegerToFloat) and reads the value.</summary>
     private LinearRole? QuantizedReader(Value output)
     {
-        _quantizedByInput ??= linears.All.Where(l => l.Form == "MatMulInteger").GroupBy(l => GraphWalk.Upstream(l.Input)).ToDictionary(g => g.Key, g => g.First());
+        _quantizedByInput ??= linears.All.Where(l => l.Form is "MatMulInteger" or "MatMulIntegerToFloat")
+            .GroupBy(l => GraphWalk.Upstream(l.Input)).ToDictionary(g => g.Key, g => g.First());
         return _quantizedByInput.GetValueOrDefault(GraphWalk.Upstream(output));
     }
 

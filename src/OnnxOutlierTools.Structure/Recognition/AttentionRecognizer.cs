@@ -33,6 +33,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
             else if (node.Is("Attention", Ms)) (rule, role) = ("com.microsoft::Attention", FusedWeights(node));
             else if (node.Is("Attention")) (rule, role) = ("Attention", Standard(node));
             else if (node.Is("Softmax")) (rule, role) = ("DecomposedAttention", Decomposed(node));
+            else if (CustomAttentionOps.For(node) is { } custom) (rule, role) = (custom.Name, Custom(node, custom));
             if (rule is null) continue;
             trace.Count(rule, role is not null);
             if (role is not null) found.Add(role);
@@ -111,6 +112,83 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
             cache.PastKey is null && cache.PresentKey is null ? null : cache, qPath: q, kPath: k));
     }
 
+    /// <summary>A custom-domain attention core (<see cref="CustomAttentionOps"/>). Head counts come from the op's attributes
+    /// when it has them, else from the Reshape shapes on the query path (head size) and the projection widths.</summary>
+    private AttentionRole? Custom(Node node, CustomAttentionOp op)
+    {
+        var q = TraceLinears(node.Input(op.Query));
+        var k = TraceLinears(node.Input(op.Key));
+        var v = TraceLinears(node.Input(op.Value));
+        LinearRole? ql = null, kl = null, vl = null, packed = null;
+        if (q.Linears.Count == 1 && k.Linears.Count == 1 && v.Linears.Count == 1 && q.Linears[0] == k.Linears[0] && k.Linears[0] == v.Linears[0])
+            packed = q.Linears[0];
+        else
+        {
+            ql = Single(q, node, "query");
+            vl = Single(v, node, "value");
+            // Multi-head latent attention: the key path also meets the decoupled rotary key (a slice of kv_a); the
+            // key projection is the one it shares with the value (kv_b).
+            kl = k.Linears.Count == 2 && vl is not null && k.Linears.Contains(vl) ? vl : Single(k, node, "key");
+            if (ql is null || kl is null || vl is null) return null;
+        }
+        int? heads = op.HeadsAttribute is { } ha && node.GetInt(ha, 0) is > 0 and var h ? (int)h : null;
+        int? kvHeads = op.KvHeadsAttribute is { } ka && node.GetInt(ka, 0) is > 0 and var kh ? (int)kh : heads;
+        long? qWidth = ql?.OutFeatures ?? PackedWidth(q, packed!, 0);
+        long? kWidth = kl?.OutFeatures ?? PackedWidth(k, packed!, 1);
+        int? headSize = heads > 0 && qWidth is long qw ? (int)(qw / heads) : HeadSizeFromReshape(q);
+        if (heads is null && headSize > 0 && qWidth is long qw2) heads = (int)(qw2 / headSize);
+        if (op.KvHeadsAttribute is null && headSize > 0 && kWidth is long kw && (packed is not null || kl != vl)) kvHeads = (int)(kw / headSize);
+        var cache = CacheOf(k, v);
+        // Ops that pad V to the key's head size (MLA) are followed by a Slice back to the value head size.
+        var output = node.Output(0)!;
+        if (OutputProjection(output) is null && output.Uses.Select(u => u.Node).FirstOrDefault(n => n is not null && n.Is("Slice")) is { } slice && slice.Output(0) is { } sliced)
+            output = sliced;
+        return Finish(op.Name, node, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), op.Mask is int m ? node.Input(m) : null, null, cache,
+            attentionOutput: output, qPath: packed is null ? q : null, kPath: packed is null ? k : null);
+    }
+
+    private static KvCacheRole? CacheOf(PathTrace k, PathTrace v)
+    {
+        var pastK = k.Inputs.FirstOrDefault();
+        var pastV = v.Inputs.FirstOrDefault();
+        var presentK = k.Outputs.FirstOrDefault();
+        var presentV = v.Outputs.FirstOrDefault();
+        if (pastK is null && presentK is null && pastV is null && presentV is null) return null;
+        return new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
+    }
+
+    /// <summary>The head size a Reshape on the query path splits into: the last entry of its target shape (a constant,
+    /// or a Concat whose last part is one), when positive.</summary>
+    private static int? HeadSizeFromReshape(PathTrace path)
+    {
+        foreach (var r in path.Nodes.Where(n => n.Is("Reshape")))
+        {
+            if (r.Input(1) is not { } shape) continue;
+            long? last = null;
+            if (ConstantResolver.Resolve(shape)?.Tensor is { Dims.Count: 1, ElementCount: >= 4 } t && t.DataType == TensorDataType.Int64) last = t.ToInt64Array()[^1];
+            else if (shape.Producer is { } c && c.Is("Concat") && c.Inputs.Count >= 4 && c.Inputs[^1] is { } piece
+                && ConstantResolver.Resolve(piece)?.Tensor is { ElementCount: 1 } pt && pt.DataType == TensorDataType.Int64) last = pt.ToInt64Array()[0];
+            if (last is > 0) return (int)last;
+        }
+        return null;
+    }
+
+    /// <summary>The width of part <paramref name="fallbackIndex"/> of a packed projection: the size of the Split output the
+    /// path goes through (GQA packs q, k and v with different widths), else a third.</summary>
+    private static long PackedWidth(PathTrace path, LinearRole packed, int fallbackIndex)
+    {
+        foreach (var split in path.Nodes.Where(n => n.Is("Split") && n.Input(0) is { } i && GraphWalk.SameTensor(i, packed.Output)))
+        {
+            long[]? sizes = split.Input(1) is { } s && ConstantResolver.Resolve(s)?.Tensor is { } st && st.DataType == TensorDataType.Int64 ? st.ToInt64Array()
+                : split.GetAttribute("split")?.AsInts().ToArray();
+            if (sizes is null || sizes.Length != split.Outputs.Count) continue;
+            for (int o = 0; o < split.Outputs.Count; o++)
+                if (split.Outputs[o] is { } part && (path.Nodes.Any(n => n.Inputs.Contains(part)) || path.Linears.Count == 1 && part.Uses.Any(u => u.Node is not null && path.Nodes.Contains(u.Node))))
+                    return sizes[o];
+        }
+        return packed.OutFeatures / 3;
+    }
+
     // ---- decomposed -------------------------------------------------------------------------------
 
     /// <summary>softmax(Q K^T * scale + mask) V around one Softmax node.</summary>
@@ -164,8 +242,10 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
             if (ql is null || kl is null || vl is null) return null;
         }
         int? headSize = scale is double sc && sc > 0 ? (int)Math.Round(1 / (sc * sc)) : null;
-        long qWidth = ql?.OutFeatures ?? (packed!.OutFeatures / 3);
-        long kWidth = kl?.OutFeatures ?? (packed!.OutFeatures / 3);
+        // An exporter that drops the scale (or folds it into the weights) still splits heads with a Reshape.
+        headSize ??= HeadSizeFromReshape(q);
+        long qWidth = ql?.OutFeatures ?? PackedWidth(q, packed!, 0);
+        long kWidth = kl?.OutFeatures ?? PackedWidth(k, packed!, 1);
         int? heads = headSize > 0 ? (int)(qWidth / headSize) : null;
         int? kvHeads = headSize > 0 ? (int)(kWidth / headSize) : null;
 

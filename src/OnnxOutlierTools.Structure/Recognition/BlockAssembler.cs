@@ -75,7 +75,7 @@ internal sealed partial class BlockAssembler
     }
 
     private static IEnumerable<Node> Projections(AttentionRole a) =>
-        new[] { a.Query, a.Key, a.ValueProjection, a.PackedQkv }.Where(l => l is not null).Select(l => l!.Node).DefaultIfEmpty(a.CoreNodes[0]);
+        new[] { a.Query, a.Key, a.ValueProjection, a.PackedQkv, a.LowRank?.QueryDown, a.LowRank?.KvDown }.Where(l => l is not null).Select(l => l!.Node).DefaultIfEmpty(a.CoreNodes[0]);
 
     private BlockRole? Build(int index, AttentionRole attention, FfnRole ffn)
     {
@@ -88,7 +88,8 @@ internal sealed partial class BlockAssembler
             _trace.Note("Blocks", $"block {index}: no residual {(attnJoin is null ? "add after the attention output projection" : "add after the FFN down projection")}");
             return null;
         }
-        var qkvInput = (attention.PackedQkv ?? attention.Query)!.Input;
+        // Multi-head latent attention reads the block input through its down-projections (q_a, kv_a).
+        var qkvInput = attention.LowRank?.QueryDown.Input ?? (attention.PackedQkv ?? attention.Query)!.Input;
         var block = OutputNormsOnly(index, attention, ffn, attnJoin, ffnJoin, qkvInput, postAttention, postFfn)
             ?? Sequential(index, attention, ffn, attnJoin, ffnJoin, qkvInput);
         return block is null ? null : block with { PostAttentionNorm = postAttention, PostFfnNorm = postFfn };
@@ -141,24 +142,31 @@ internal sealed partial class BlockAssembler
         var last = blocks[^1];
         var placement = blocks[0].Placement;
         var blockNorms = blocks.SelectMany(b => b.Norms.Select(n => n.Norm)).ToHashSet();
-        int lastDown = Pos(last.Ffn.Down.Node);
+        // The last block's last sublayer output: the FFN down projection, or what an opaque sublayer adds to the stream.
+        var lastBranch = last.Ffn?.Down.Output ?? last.Moe?.Output ?? last.OpaqueFfn?.Output ?? last.Mixer?.Output ?? last.Attention?.Output?.Output;
+        int lastDown = lastBranch?.Producer is { } lastNode ? Pos(lastNode) : -1;
 
         NormRole? finalNorm = null;
-        if (placement == NormPlacement.PreNorm)
+        if (placement == NormPlacement.PreNorm && lastBranch is not null)
         {
-            var join = ResidualJoin(last.PostFfnNorm?.Output ?? last.Ffn.Down.Output);
+            // A sandwich norm (Gemma) on the FFN output stands between the down projection and the residual add.
+            var join = ResidualJoin(last.PostFfnNorm?.Output ?? lastBranch);
             finalNorm = join?.SkipNorm is { } skip && !blockNorms.Contains(skip) ? skip
                 : _norms.Where(n => !blockNorms.Contains(n) && Pos(n.OutputNode) > lastDown)
                     .FirstOrDefault(n => last.ResidualOut.Value is { } r && (GraphWalk.SameTensor(n.Input.Value, r) || GraphWalk.SameTensor(n.Skip, r)));
         }
 
-        var blockLinears = blocks.SelectMany(b => new[] { b.Attention.Query, b.Attention.Key, b.Attention.ValueProjection, b.Attention.PackedQkv, b.Attention.Output, b.Ffn.Gate, b.Ffn.Up, b.Ffn.Down })
+        var blockLinears = blocks.SelectMany(b => new[] { b.Attention?.Query, b.Attention?.Key, b.Attention?.ValueProjection, b.Attention?.PackedQkv, b.Attention?.Output, b.Ffn?.Gate, b.Ffn?.Up, b.Ffn?.Down })
+            .Concat(blocks.SelectMany(b => new[] { b.Attention?.LowRank?.QueryDown, b.Attention?.LowRank?.KvDown, b.Attention?.OutputGate?.Linear }.OfType<LinearRole>()))
+            .Concat(blocks.SelectMany(b => (b.Mixer?.Linears ?? []).Concat(b.OpaqueFfn?.Linears ?? []).Concat(MoeLinears(b.Moe))))
             .Where(l => l is not null).ToHashSet();
         var heads = _linears.All.Where(l => !blockLinears.Contains(l) && Pos(l.Node) > lastDown && ReachesOutput(l.Output)).ToList();
         var lmHead = heads.FirstOrDefault(l => finalNorm is not null && GraphWalk.SameTensor(l.Input, finalNorm.Output)) ?? heads.FirstOrDefault();
+        var classifier = ClassifierHeads.Find(_linears.All.Where(l => !blockLinears.Contains(l) && Pos(l.Node) > lastDown), embedding);
+        if (classifier is not null && (lmHead is null || lmHead == classifier)) lmHead = null;
 
         var inputs = FindInputs(embedding);
-        bool hasCache = blocks.Any(b => b.Attention.Cache is not null);
+        bool hasCache = blocks.Any(b => b.Attention?.Cache is not null || b.Mixer?.States.Count > 0);
         string architecture = placement == NormPlacement.PostNorm && !hasCache ? "encoder" : "decoder";
         var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
@@ -170,8 +178,13 @@ internal sealed partial class BlockAssembler
         {
             EmbeddingScale = embeddingScale,
             LogitSoftcap = softcap,
+            ClassifierHead = classifier,
         };
     }
+
+    private static IEnumerable<LinearRole> MoeLinears(MoeRole? moe) => moe is null ? [] :
+        new[] { moe.Router, moe.SharedExpertGate, moe.SharedExpert?.Gate, moe.SharedExpert?.Up, moe.SharedExpert?.Down }
+            .Concat(moe.Experts.SelectMany(e => new[] { e.Gate, e.Up, e.Down })).OfType<LinearRole>();
 
     private static bool ReachesOutput(Value value)
     {
@@ -202,9 +215,9 @@ internal sealed partial class BlockAssembler
             hints.Add(bos is { } b
                 ? $"bos_token_id {b.Id} (from {b.File}): start calibration windows with BOS; the first token is where massive activations and the attention sink live"
                 : "no bos_token_id found next to the model (config.json / genai_config.json): pass the BOS id to probes; the first token is where massive activations and the attention sink live");
-            int cached = blocks.Count(b => b.Attention.Cache is not null);
+            int cached = blocks.Count(b => b.Attention?.Cache is not null);
             if (cached > 0)
-                hints.Add($"KV cache on {cached} of {blocks.Count} layers{(blocks.Any(b => b.Attention.Cache?.Stacked == true) ? " (stacked key/value per layer)" : "")}: calibrate with an empty past and the whole window as one prompt");
+                hints.Add($"KV cache on {cached} of {blocks.Count} layers{(blocks.Any(b => b.Attention?.Cache?.Stacked == true) ? " (stacked key/value per layer)" : "")}: calibrate with an empty past and the whole window as one prompt");
             if (inputs.PositionIds is not null)
                 hints.Add($"position ids are the input '{inputs.PositionIds.Name}': a prepended constant sink shifts them by +1");
         }

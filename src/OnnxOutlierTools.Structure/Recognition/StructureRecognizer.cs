@@ -51,7 +51,7 @@ public static class StructureRecognizer
         trace.Absorb("norm", matcher, NormRules.All);
 
         var attentionRecognizer = new AttentionRecognizer(graph, linears, trace, matcher, norms);
-        var attentions = attentionRecognizer.Recognize();
+        var attentions = LowRankAttention.Attach(attentionRecognizer.Recognize(), linears, norms, trace);
         trace.Absorb("attention", matcher, attentionRecognizer.Rules);
 
         var ffnRules = FfnRules.Create(v => linears.ByOutput(v) is not null);
@@ -73,6 +73,11 @@ public static class StructureRecognizer
         }
         trace.Absorb("ffn", matcher, ffnRules);
 
+        // Mixture-of-experts FFNs; their experts and shared experts are not block FFNs of their own.
+        var moeRecognizer = new MoeRecognizer(graph, linears, ffns, trace);
+        var moes = moeRecognizer.Recognize();
+        var blockFfns = ffns.Where(f => !moeRecognizer.Claimed.Contains(f)).ToList();
+
         var embeddingRules = EmbeddingRules.Create(EmbeddingRules.TokenIds(graph));
         var embedding = EmbeddingRules.Find(matcher, embeddingRules, out int candidates);
         trace.Absorb("embedding", matcher, embeddingRules);
@@ -82,8 +87,8 @@ public static class StructureRecognizer
             ? "no token embedding found (a model fed inputs_embeds has none); each Embedding/* rule's near miss says why it did not match"
             : $"took {embedding.Form} at '{embedding.Output.Name}' (token table '{embedding.TokenTable.Name}'){(candidates > 1 ? $", the first of {candidates} candidates" : "")}");
 
-        var assembly = new BlockAssembler(graph, linears, norms, attentions, ffns, trace, matcher);
-        var blocks = assembly.Assemble();
+        var assembly = new BlockAssembler(graph, linears, norms, attentions, blockFfns, trace, matcher);
+        var blocks = new FallbackAssembler(graph, linears, norms, attentions, blockFfns, trace) { Moes = moes }.Complete(assembly.Assemble(), embedding);
         trace.Absorb("blocks", matcher, assembly.Rules);
         string counts = $"{attentions.Count} attention unit(s), {ffns.Count} FFN(s), {norms.Count} norm(s), {linears.All.Count} linear layer(s)";
         if (blocks.Count == 0)

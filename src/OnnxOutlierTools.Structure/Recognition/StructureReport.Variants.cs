@@ -4,7 +4,7 @@ using OnnxOutlierTools.Structure.Roles;
 namespace OnnxOutlierTools.Structure.Recognition;
 
 /// <summary>The JSON records and text of the roles newer models add (#7): QK-norm, output gate, window, sandwich
-/// norms with their slots, embedding scale and logit soft-capping. All additive to schema version 1.</summary>
+/// norms with their slots, embedding scale and logit soft-capping. All additive (optional fields, old ones unchanged) to the layers JSON.</summary>
 public static partial class StructureReport
 {
     /// <summary>A constant scale on the token embedding output (Gemma: sqrt(hidden)).</summary>

@@ -14,8 +14,9 @@ public static partial class StructureReport
 
     // ---- JSON data (names of values and initializers; stable property names) ----------------------
 
-    /// <summary>Version of the layers JSON; bump on incompatible changes.</summary>
-    public const int SchemaVersion = 1;
+    /// <summary>Version of the layers JSON; bump on incompatible changes. 2: a block has a <c>kind</c>; <c>attention</c> and
+    /// <c>ffn</c> may be null (the block's <c>mixer</c> / <c>opaqueFfn</c> then describe the sublayer); <c>classifierHead</c>.</summary>
+    public const int SchemaVersion = 2;
 
     /// <summary>A node: its name (null when the exporter gave none), op type, domain and first output.</summary>
     public sealed record NodeJson(string? Name, string OpType, string? Domain, string? Output);
@@ -24,7 +25,7 @@ public static partial class StructureReport
     public sealed record TensorJson(string? Value, bool Emitted, NodeJson? Node, int OutputIndex);
 
     public sealed record LayersJson(int SchemaVersion, bool Recognized, string Message, string? Graph, string? NestedIn, string? Architecture, string? NormPlacement,
-        int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead,
+        int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead, LinearJson? ClassifierHead,
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
         IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace,
         EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null);
@@ -35,9 +36,30 @@ public static partial class StructureReport
 
     public sealed record RoleUseJson(int? Block, string Role);
 
-    public sealed record BlockJson(int Index, string Placement, bool ParallelResidual, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
-        NormJson? AttentionNorm, AttentionJson Attention, NormJson? FfnNorm, FfnJson Ffn, IReadOnlyList<string> Missing,
-        NormJson? PostAttentionNorm = null, NormJson? PostFfnNorm = null, IReadOnlyList<BlockNormJson>? Norms = null);
+    /// <summary>A block. <see cref="Kind"/>: attention, linear-attention, ssm, conv or unknown; for kinds other than attention
+    /// <see cref="Attention"/> is null and <see cref="Mixer"/> describes the token mixer; <see cref="Ffn"/> is null when
+    /// <see cref="OpaqueFfn"/> describes an FFN no rule matched.</summary>
+    public sealed record BlockJson(int Index, string Kind, string Placement, bool ParallelResidual, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
+        NormJson? AttentionNorm, AttentionJson? Attention, SublayerJson? Mixer, NormJson? FfnNorm, FfnJson? Ffn, SublayerJson? OpaqueFfn, MoeJson? Moe,
+        IReadOnlyList<string> Missing, NormJson? PostAttentionNorm = null, NormJson? PostFfnNorm = null, IReadOnlyList<BlockNormJson>? Norms = null);
+
+    /// <summary>A mixture-of-experts FFN: fused (stacked <c>gate</c>/<c>up</c>/<c>down</c> expert weights) or decomposed
+    /// (<c>experts</c>, one FFN each); the router linear, top-k, the shared expert and its gate.</summary>
+    public sealed record MoeJson(string Form, string Op, NodeJson Node, string Input, string Output, LinearJson? Router, int? TopK, int? NumExperts,
+        string Activation, ExpertWeightsJson? Gate, ExpertWeightsJson? Up, ExpertWeightsJson? Down, bool FusedGateUp, IReadOnlyList<FfnJson> Experts,
+        FfnJson? SharedExpert, LinearJson? SharedExpertGate);
+
+    public sealed record ExpertWeightsJson(string Weight, string? Scales, string? Bias, string Layout, long Experts, long InFeatures, long OutFeatures, int? Bits);
+
+    /// <summary>A sublayer found from the residual stream whose internals stay opaque: its linears grouped by the tensor
+    /// they read, its output projection, inner norms, recurrent states and core ops, and what was not understood.</summary>
+    public sealed record SublayerJson(string Kind, string Form, string Input, string Output, IReadOnlyList<LinearGroupJson> InputProjections,
+        LinearJson? OutputProjection, IReadOnlyList<NormJson> InnerNorms, IReadOnlyList<StateJson> States, IReadOnlyList<NodeJson> CoreNodes,
+        IReadOnlyList<string> NotUnderstood);
+
+    public sealed record LinearGroupJson(string Reads, string? NormGain, IReadOnlyList<LinearJson> Linears);
+
+    public sealed record StateJson(string Kind, string? Past, string? Present);
 
     public sealed record NormJson(string Kind, string Form, NodeJson Node, TensorJson Input, string? Skip, string Output, string Gain, bool GainShared,
         string? Bias, double? Epsilon, TensorJson? ResidualSum, string GainForm = "plain");
@@ -47,7 +69,11 @@ public static partial class StructureReport
 
     public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
         int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output,
-        QkNormJson? QueryNorm = null, QkNormJson? KeyNorm = null, OutputGateJson? OutputGate = null, WindowJson? Window = null, double? Softcap = null);
+        QkNormJson? QueryNorm = null, QkNormJson? KeyNorm = null, OutputGateJson? OutputGate = null, WindowJson? Window = null, double? Softcap = null,
+        LowRankJson? LowRank = null);
+
+    /// <summary>Multi-head latent attention's down-projections and their norms (q_a, kv_a_proj_with_mqa).</summary>
+    public sealed record LowRankJson(LinearJson QueryDown, NormJson? QueryDownNorm, LinearJson KvDown, NormJson? KvDownNorm);
 
     public sealed record FfnJson(string Kind, string Activation, LinearJson? Gate, LinearJson Up, LinearJson Down, string DownInput, bool PackedGateUp);
 
@@ -64,13 +90,13 @@ public static partial class StructureReport
         var s = result.Structure;
         var trace = includeTrace ? TraceItems(result).ToList() : null;
         if (s is null)
-            return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, [], [], [], result.GraphsSearched, trace);
+            return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, null, [], [], [], result.GraphsSearched, trace);
         return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture, s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
             s.Blocks.Count, s.Blocks.Select(Block).ToList(),
             s.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
-            Norm(s.FinalNorm), Linear(s.LmHead),
+            Norm(s.FinalNorm), Linear(s.LmHead), Linear(s.ClassifierHead),
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
-            s.Blocks.Where(b => b.Attention.Cache is not null).Select(b => b.Attention.Cache is { } c
+            s.Blocks.Where(b => b.Attention?.Cache is not null).Select(b => b.Attention?.Cache is { } c
                 ? new KvJson(b.Index, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked) : null!).ToList(),
             s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
             s.Hints, result.GraphsSearched, trace,
@@ -85,10 +111,34 @@ public static partial class StructureReport
 
     private static TensorJson Tensor(TensorRef t) => new(t.Value?.Name, t.IsEmitted, t.Node is null ? null : NodeOf(t.Node), t.OutputIndex);
 
-    private static BlockJson Block(BlockRole b) => new(b.Index, b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm", b.ParallelResidual,
+    private static BlockJson Block(BlockRole b) => new(b.Index, KindName(b.Kind), b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm", b.ParallelResidual,
         Tensor(b.ResidualIn), b.AttentionResidual is null ? null : Tensor(b.AttentionResidual), Tensor(b.ResidualOut),
-        Norm(b.AttentionNorm), Attention(b.Attention), Norm(b.FfnNorm), Ffn(b.Ffn), Missing(b),
+        Norm(b.AttentionNorm), b.Attention is null ? null : Attention(b.Attention), Sublayer(b.Mixer), Norm(b.FfnNorm), b.Ffn is null ? null : Ffn(b.Ffn),
+        Sublayer(b.OpaqueFfn), Moe(b.Moe), Missing(b),
         Norm(b.PostAttentionNorm), Norm(b.PostFfnNorm), b.Norms.Select(n => new BlockNormJson(Camel(n.Slot), Norm(n.Norm)!)).ToList());
+
+    private static ExpertWeightsJson? Experts(ExpertWeights? w) => w is null ? null : new(w.Weight.Name, w.Scales?.Name, w.Bias?.Name,
+        w.Layout == WeightLayout.InOut ? "in,out" : "out,in", w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
+
+    private static MoeJson? Moe(MoeRole? m) => m is null ? null : new(m.Form == MoeForm.Fused ? "fused" : "decomposed", m.Op, NodeOf(m.Node),
+        m.Input.Name, m.Output.Name, Linear(m.Router), m.TopK, m.NumExperts, m.Activation, Experts(m.Gate), Experts(m.Up), Experts(m.Down), m.FusedGateUp,
+        m.Experts.Select(Ffn).ToList(), m.SharedExpert is null ? null : Ffn(m.SharedExpert), Linear(m.SharedExpertGate));
+
+    /// <summary>The block kind as the JSON and the table spell it.</summary>
+    public static string KindName(BlockKind kind) => kind switch
+    {
+        BlockKind.Attention => "attention",
+        BlockKind.LinearAttention => "linear-attention",
+        BlockKind.Ssm => "ssm",
+        BlockKind.Conv => "conv",
+        _ => "unknown",
+    };
+
+    private static SublayerJson? Sublayer(OpaqueSublayer? o) => o is null ? null : new(KindName(o.Kind), o.Form, o.Input.Name, o.Output.Name,
+        o.InputProjections.Select(g => new LinearGroupJson(g.Reads.Name, g.Norm?.Gain.Name, g.Linears.Select(l => Linear(l)!).ToList())).ToList(),
+        Linear(o.OutputProjection), o.InnerNorms.Select(n => Norm(n)!).ToList(),
+        o.States.Select(st => new StateJson(st.Kind.ToString().ToLowerInvariant(), st.Past?.Name, st.Present?.Name)).ToList(),
+        o.CoreNodes.Select(NodeOf).ToList(), o.NotUnderstood);
 
     /// <summary>Roles a complete block has but this one lacks (empty when complete).</summary>
     public static IReadOnlyList<string> Missing(BlockRole b)
@@ -96,12 +146,18 @@ public static partial class StructureReport
         var missing = new List<string>();
         if (b.AttentionNorm is null && b.PostAttentionNorm is null) missing.Add("attentionNorm");
         if (b.FfnNorm is null && b.PostFfnNorm is null) missing.Add("ffnNorm");
-        var a = b.Attention;
+        if (b.Ffn is null && b.Moe is null) missing.Add(b.OpaqueFfn is null ? "ffn" : "ffn (unknown)");
+        if (b.Attention is not { } a)
+        {
+            if (b.Mixer is null || b.Mixer.Kind == BlockKind.Unknown) missing.Add("tokenMixer (unknown)");
+            if (b.Mixer is { OutputProjection: null }) missing.Add("o");
+            return missing;
+        }
         if (a.PackedQkv is null && (a.Query is null || a.Key is null || a.ValueProjection is null)) missing.Add("qkv");
         if (a.Output is null) missing.Add("o");
         if (a.NumHeads is null or 0) missing.Add("numHeads");
         if (a.HeadSize is null or 0) missing.Add("headSize");
-        if (b.Ffn.Kind == "glu" && b.Ffn.Gate is null) missing.Add("gate");
+        if (b.Ffn is { Kind: "glu", Gate: null }) missing.Add("gate");
         return missing;
     }
 
@@ -117,7 +173,8 @@ public static partial class StructureReport
         Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary, a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name,
         QkNorm(a.QueryNorm), QkNorm(a.KeyNorm),
         a.OutputGate is { } g ? new OutputGateJson(Camel(g.Source), Camel(g.Activation), Linear(g.Linear)!, g.GateInput.Name, g.Output.Name) : null,
-        new WindowJson(Camel(a.Window.Kind), a.Window.Size, Camel(a.Window.Source)), a.Softcap);
+        new WindowJson(Camel(a.Window.Kind), a.Window.Size, Camel(a.Window.Source)), a.Softcap,
+        a.LowRank is { } lr ? new LowRankJson(Linear(lr.QueryDown)!, Norm(lr.QueryDownNorm), Linear(lr.KvDown)!, Norm(lr.KvDownNorm)) : null);
 
     private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
 
@@ -146,29 +203,43 @@ public static partial class StructureReport
         lines.Add($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
         foreach (var b in s.Blocks)
         {
-            var a = b.Attention;
-            lines.Add($"block {b.Index}{(b.ParallelResidual ? " (parallel attention and FFN)" : "")}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
+            lines.Add($"block {b.Index}{(b.Kind == BlockKind.Attention ? "" : $" [{KindName(b.Kind)}]")}{(b.ParallelResidual ? " (parallel attention and FFN)" : "")}{(Missing(b) is { Count: > 0 } m ? $"  INCOMPLETE: missing {string.Join(", ", m)}" : "")}");
             lines.Add($"  residual in   {b.ResidualIn}");
-            lines.Add($"  attn norm     {NormText(b.AttentionNorm)}");
+            lines.Add($"  {(b.Attention is null ? "mixer norm   " : "attn norm    ")} {NormText(b.AttentionNorm)}");
+            if (b.Attention is not { } a)
+            {
+                if (b.Mixer is { } mixer) AppendSublayer(lines, "mixer", mixer);
+            }
+            else
+            {
             string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";
             lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}{(a.Window.Kind == AttentionWindowKind.Sliding ? $", {a.Window}" : "")}{(a.Softcap is double cap ? $", softcap {cap:G4}" : "")}");
             lines.Add($"                {qkv}");
+            if (a.LowRank is { } lowRank)
+                lines.Add($"  low rank      q_a {LinearText(lowRank.QueryDown)} -> {NormText(lowRank.QueryDownNorm)} | kv_a {LinearText(lowRank.KvDown)} -> {NormText(lowRank.KvDownNorm)}");
             if (a.QueryNorm is not null || a.KeyNorm is not null) lines.Add($"  qk norm       q {QkNormText(a.QueryNorm)} | k {QkNormText(a.KeyNorm)}");
             if (a.OutputGate is { } gate) lines.Add($"  output gate   {Camel(gate.Activation)}({gate.GateInput.Name}) from {(gate.Source == GateSource.PackedWithQuery ? "the q projection (packed)" : LinearText(gate.Linear))} -> {gate.Output.Name}");
             lines.Add($"  o proj        {LinearText(a.Output)}");
             if (a.Cache is { } c) lines.Add($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
+            }
             if (b.PostAttentionNorm is not null) lines.Add($"  attn out norm {NormText(b.PostAttentionNorm)}");
-            lines.Add($"  attn residual {b.AttentionResidual?.ToString() ?? "-"}");
+            lines.Add($"  {(b.Attention is null ? "mixer residual" : "attn residual")} {b.AttentionResidual?.ToString() ?? "-"}");
             lines.Add($"  ffn norm      {NormText(b.FfnNorm)}");
-            var f = b.Ffn;
-            lines.Add($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
-            lines.Add($"  down input    {f.DownInput.Name}");
+            if (b.Ffn is { } f)
+            {
+                lines.Add($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
+                lines.Add($"  down input    {f.DownInput.Name}");
+            }
+            else if (b.Moe is { } moe) AppendMoe(lines, moe);
+            else if (b.OpaqueFfn is { } of) AppendSublayer(lines, "ffn", of);
+            else lines.Add("  ffn           -");
             if (b.PostFfnNorm is not null) lines.Add($"  ffn out norm  {NormText(b.PostFfnNorm)}");
             lines.Add($"  residual out  {b.ResidualOut}");
         }
         lines.Add($"final norm      {NormText(s.FinalNorm)}");
         lines.Add($"lm head         {LinearText(s.LmHead)}");
         if (s.LogitSoftcap is { } soft) lines.Add($"logit softcap   {soft.Cap:G4} * tanh(logits / {soft.Cap:G4}) -> {soft.Output.Name}");
+        if (s.ClassifierHead is { } classifier) lines.Add($"classifier head {LinearText(classifier)} ({classifier.OutFeatures} classes)");
         AppendShared(lines, s.SharedInitializers);
         foreach (var h in s.Hints) lines.Add($"hint: {h}");
         if (explain)
@@ -177,6 +248,31 @@ public static partial class StructureReport
             AppendTrace(lines, result);
         }
         return lines.ToString();
+    }
+
+    private static void AppendMoe(EscapedLines lines, MoeRole m)
+    {
+        lines.Add($"  ffn           moe {(m.Form == MoeForm.Fused ? m.Op : "decomposed (TopK)")}: {m.NumExperts?.ToString() ?? "?"} experts, top-{m.TopK?.ToString() ?? "?"}, {m.Activation}");
+        lines.Add($"    router      {LinearText(m.Router)}");
+        if (m.Form == MoeForm.Fused)
+            lines.Add($"    experts     {(m.FusedGateUp ? $"gate+up {m.Up}" : $"{(m.Gate is null ? "" : $"gate {m.Gate} | ")}up {m.Up}")} | down {m.Down}");
+        for (int e = 0; e < m.Experts.Count; e++)
+            lines.Add($"    expert {e,-4} {(m.Experts[e].Gate is { } g ? $"gate {LinearText(g)} | " : "")}up {LinearText(m.Experts[e].Up)} | down {LinearText(m.Experts[e].Down)}");
+        if (m.SharedExpert is { } s)
+            lines.Add($"    shared      {(s.Gate is { } g ? $"gate {LinearText(g)} | " : "")}up {LinearText(s.Up)} | down {LinearText(s.Down)}{(m.SharedExpertGate is { } sg ? $" (gated by {LinearText(sg)})" : "")}");
+        lines.Add($"  moe output    {m.Output.Name}");
+    }
+
+    /// <summary>An opaque sublayer: its kind and core, linears by the tensor they read, output projection, states.</summary>
+    private static void AppendSublayer(EscapedLines lines, string label, OpaqueSublayer o)
+    {
+        lines.Add($"  {label,-13} {KindName(o.Kind)} {o.Form}: input {o.Input.Name} -> {o.Output.Name}");
+        foreach (var g in o.InputProjections)
+            lines.Add($"    reads {g.Reads.Name}{(g.Norm is null ? "" : $" (norm {g.Norm.Gain.Name})")}: {string.Join(" | ", g.Linears.Select(LinearText))}");
+        lines.Add($"    out proj    {LinearText(o.OutputProjection)}");
+        if (o.InnerNorms.Count > 0) lines.Add($"    inner norms {string.Join(" | ", o.InnerNorms.Select(NormText))}");
+        if (o.States.Count > 0)
+            lines.Add($"    states      {string.Join(", ", o.States.Select(st => $"{st.Kind.ToString().ToLowerInvariant()} {st.Past?.Name ?? "-"} -> {st.Present?.Name ?? "-"}"))}");
     }
 
     /// <summary>One line per shared initializer: the roles that read it, blocks collapsed into ranges.</summary>

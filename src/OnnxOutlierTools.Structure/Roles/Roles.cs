@@ -94,7 +94,15 @@ public sealed record AttentionRole(
     public AttentionWindow Window { get; init; } = AttentionWindow.Global;
     /// <summary>Attention-logit soft-capping (GroupQueryAttention / Attention <c>softcap</c>, Gemma 2), null when off.</summary>
     public double? Softcap { get; init; }
+    /// <summary>Multi-head latent attention (DeepSeek-V2/V3, GLM-5): the low-rank down-projections and their norms in
+    /// front of <see cref="Query"/> (q_b) and <see cref="Key"/>/<see cref="ValueProjection"/> (kv_b).</summary>
+    public LowRankRole? LowRank { get; init; }
 }
+
+/// <summary>The down-projections of multi-head latent attention: x -> q_a -> q_a_layernorm -> q_b, and
+/// x -> kv_a_proj_with_mqa -> (latent | rotary key) -> kv_a_layernorm -> kv_b. <see cref="QueryDown"/> is null when the
+/// query is projected directly (DeepSeek-V2-Lite).</summary>
+public sealed record LowRankRole(LinearRole QueryDown, NormRole? QueryDownNorm, LinearRole KvDown, NormRole? KvDownNorm);
 
 /// <summary>The feed-forward network: GLU (gate/up/down) or MLP (fc1 = Up, fc2 = Down).
 /// <see cref="DownInput"/> is the down-projection input, where massive activations are born. A packed
@@ -110,7 +118,8 @@ public sealed record FfnRole(
 
 public enum NormPlacement { PreNorm, PostNorm }
 
-/// <summary>One transformer block. In a pre-norm block the norms precede their sublayer
+/// <summary>One transformer block: a token mixer (<see cref="Attention"/>, or <see cref="Mixer"/> for other kinds) and an
+/// FFN (<see cref="Ffn"/>, or <see cref="OpaqueFfn"/>) on the residual stream. In a pre-norm block the norms precede their sublayer
 /// (input_layernorm, post_attention_layernorm); in a post-norm block they follow the residual add. In a
 /// parallel block (GPT-J, GPT-NeoX, Phi-2) attention and FFN both read the block input and are added to it
 /// together: <see cref="AttentionResidual"/> is then null (there is no stream point between them).</summary>
@@ -118,10 +127,10 @@ public sealed record BlockRole(
     int Index,
     NormPlacement Placement,
     NormRole? AttentionNorm,
-    AttentionRole Attention,
+    AttentionRole? Attention,
     TensorRef? AttentionResidual,
     NormRole? FfnNorm,
-    FfnRole Ffn,
+    FfnRole? Ffn,
     TensorRef ResidualIn,
     TensorRef ResidualOut,
     bool ParallelResidual = false)
@@ -145,6 +154,19 @@ public sealed record BlockRole(
             return list;
         }
     }
+
+    /// <summary>The token mixer when it is not recognized softmax attention (<see cref="Attention"/> is then null):
+    /// a linear-attention, SSM or convolution mixer, or an unknown one found from the residual stream.</summary>
+    public OpaqueSublayer? Mixer { get; init; }
+
+    /// <summary>The FFN sublayer when no FFN rule matched it (<see cref="Ffn"/> is then null).</summary>
+    public OpaqueSublayer? OpaqueFfn { get; init; }
+
+    /// <summary>The FFN when it is a mixture of experts (<see cref="Ffn"/> is then null).</summary>
+    public MoeRole? Moe { get; init; }
+
+    /// <summary>What mixes tokens: attention, or the opaque mixer's kind.</summary>
+    public BlockKind Kind => Attention is not null ? BlockKind.Attention : Mixer?.Kind ?? BlockKind.Unknown;
 }
 
 /// <summary>The token embedding: <see cref="Node"/> is the token lookup (a Gather, or the fused
@@ -185,4 +207,7 @@ public sealed record ModelStructure(
     public EmbeddingScaleRole? EmbeddingScale { get; init; }
     /// <summary>Soft-capping of the logits after the LM head (Gemma 2); null when none.</summary>
     public SoftCapRole? LogitSoftcap { get; init; }
+    /// <summary>A sequence-classification head (few classes, after pooling one token or the mean), reported instead
+    /// of an LM head (<see cref="LmHead"/> is then null).</summary>
+    public LinearRole? ClassifierHead { get; init; }
 }

@@ -42,7 +42,7 @@ public static class FfnRules
         yield return ("silu", P.Commuted("Mul", x, P.Op("Sigmoid", x)));
         yield return ("quick-gelu", P.Node(["QuickGelu"], [x], "com.microsoft"));
         // ai.onnx Swish (opset 24) is x * sigmoid(alpha * x): SiLU when alpha is 1 (mobius exports).
-        yield return ("silu", P.Node(["Swish"], [x], check: n => n.GetFloat("alpha", 1f) == 1f, checkText: "alpha = 1"));
+        yield return ("silu", P.Node(["Swish"], [x], check: n => Math.Abs(n.GetFloat("alpha", 1f) - 1f) < 1e-6f, checkText: "alpha = 1"));
 
         // GeLU, exact: 0.5 * x * (1 + erf(x / sqrt 2)), in the operand orders exporters produce.
         var erf = P.Op("Erf", P.AnyOf(P.Op("Div", x, P.AnyScalar()), P.Commuted("Mul", x, P.AnyScalar())));

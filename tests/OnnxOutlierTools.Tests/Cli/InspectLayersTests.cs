@@ -34,7 +34,8 @@ public class InspectLayersTests
         Assert.True(j.ExitCode == 0, j.ToString());
         using var doc = JsonDocument.Parse(j.Stdout);
         var layers = doc.RootElement.GetProperty("layers");
-        Assert.Equal(1, layers.GetProperty("schemaVersion").GetInt32());
+        Assert.Equal(2, layers.GetProperty("schemaVersion").GetInt32());
+        Assert.Equal("attention", layers.GetProperty("blocks")[0].GetProperty("kind").GetString());
         var attention = layers.GetProperty("blocks")[0].GetProperty("attention");
         var k = attention.GetProperty("keyNorm");
         Assert.Equal("perHead", k.GetProperty("scope").GetString());
@@ -71,7 +72,7 @@ public class InspectLayersTests
         Assert.True(r.ExitCode == 0, r.ToString());
         using var doc = JsonDocument.Parse(r.Stdout);
         var layers = doc.RootElement.GetProperty("layers");
-        Assert.Equal(1, layers.GetProperty("schemaVersion").GetInt32());
+        Assert.Equal(2, layers.GetProperty("schemaVersion").GetInt32());
         var blocks = layers.GetProperty("blocks");
         // Block 0 ends at the residual sum the next skip norm already emits (output 3) ...
         var out0 = blocks[0].GetProperty("residualOut");

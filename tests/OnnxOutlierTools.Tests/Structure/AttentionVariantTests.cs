@@ -49,7 +49,7 @@ public class AttentionVariantTests
         Assert.True(result.Recognized, result.Message + "\n" + StructureReport.ToText(result, explain: true));
         var block = Assert.Single(result.Structure!.Blocks);
         RecognizerFixtureTests.AssertCompleteBlocks(result.Structure);
-        Assert.Equal((4, 4, 8), (block.Attention.NumHeads, block.Attention.KvHeads, block.Attention.HeadSize));
+        Assert.Equal((4, 4, 8), (block.Attention!.NumHeads, block.Attention.KvHeads, block.Attention.HeadSize));
         Assert.Equal("x", block.ResidualIn.Value!.Name);
     }
 }

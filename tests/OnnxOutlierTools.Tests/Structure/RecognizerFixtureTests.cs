@@ -43,12 +43,12 @@ public class RecognizerFixtureTests
         AssertCompleteBlocks(s);
         foreach (var b in s.Blocks)
         {
-            Assert.Equal(e.Attention, b.Attention.Form);
+            Assert.Equal(e.Attention, b.Attention!.Form);
             Assert.False(b.ParallelResidual, $"block {b.Index} is sequential");
             if (e.Heads is int h) Assert.Equal(h, b.Attention.NumHeads);
             if (e.KvHeads is int kv) Assert.Equal(kv, b.Attention.KvHeads);
             if (e.HeadSize is int d) Assert.Equal(d, b.Attention.HeadSize);
-            Assert.Equal(e.FfnKind, b.Ffn.Kind);
+            Assert.Equal(e.FfnKind, b.Ffn!.Kind);
             Assert.Equal(e.FfnWidth, b.Ffn.Down.InFeatures);
             Assert.Equal(e.Cache, b.Attention.Cache is not null);
             if (e.Cache)
@@ -73,9 +73,9 @@ public class RecognizerFixtureTests
             Assert.NotNull(b.ResidualIn);
             Assert.NotNull(b.ResidualOut);
             if (!b.ParallelResidual) Assert.NotNull(b.AttentionResidual);
-            Assert.NotNull(b.Ffn.DownInput);
+            Assert.NotNull(b.Ffn!.DownInput);
             Assert.Same(b.Ffn.Down.Input, b.Ffn.DownInput);
-            foreach (var l in new[] { b.Attention.Query, b.Attention.Key, b.Attention.ValueProjection, b.Attention.PackedQkv, b.Attention.Output, b.Ffn.Gate, b.Ffn.Up, b.Ffn.Down })
+            foreach (var l in new[] { b.Attention!.Query, b.Attention.Key, b.Attention.ValueProjection, b.Attention.PackedQkv, b.Attention.Output, b.Ffn!.Gate, b.Ffn.Up, b.Ffn.Down })
                 if (l is not null) Assert.True(weights.Add(l.Weight.Name + "@" + l.Node.Name), $"block {b.Index}: {l} is also used by another role");
         }
         // Blocks chain along the residual stream: each block starts where the previous one ended.
@@ -102,10 +102,10 @@ public class RecognizerFixtureTests
         AssertCompleteBlocks(s);
         Assert.All(s.Blocks, b =>
         {
-            Assert.Equal((12, 32), (b.Attention.NumHeads, b.Attention.HeadSize));
+            Assert.Equal((12, 32), (b.Attention!.NumHeads, b.Attention.HeadSize));
             Assert.False(b.ParallelResidual);
             Assert.Equal(384, b.Attention.Query!.InFeatures);
-            Assert.Equal(("mlp", "gelu-erf", 1536L), (b.Ffn.Kind, b.Ffn.Activation, b.Ffn.Up.OutFeatures));
+            Assert.Equal(("mlp", "gelu-erf", 1536L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Up.OutFeatures));
             Assert.Equal("DecomposedLayerNorm", b.AttentionNorm!.Form);
         });
         Assert.NotNull(s.Inputs.TokenTypeIds);

@@ -28,10 +28,10 @@ public class RecognizerImporterTests
         RecognizerFixtureTests.AssertCompleteBlocks(s);
         Assert.All(s.Blocks, b =>
         {
-            Assert.Equal(attentionForm, b.Attention.Form);
+            Assert.Equal(attentionForm, b.Attention!.Form);
             Assert.False(b.ParallelResidual);
             Assert.Equal((8, 4, 8), (b.Attention.NumHeads, b.Attention.KvHeads, b.Attention.HeadSize));
-            Assert.Equal(("glu", "silu", 172L), (b.Ffn.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
+            Assert.Equal(("glu", "silu", 172L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
             Assert.Equal(flavour != nameof(LlamaOnnxFlavour.Decomposed), b.Attention.Cache is not null);
         });
         Assert.NotNull(s.FinalNorm);
@@ -48,7 +48,7 @@ public class RecognizerImporterTests
         RecognizerFixtureTests.AssertCompleteBlocks(result.Structure!);
         Assert.All(result.Structure!.Blocks, b =>
         {
-            Assert.NotNull(b.Attention.PackedQkv);
+            Assert.NotNull(b.Attention!.PackedQkv);
             Assert.StartsWith("GroupQueryAttention(do_rotary", b.Attention.Rotary);
             Assert.Equal((4, 2, 16), (b.Attention.NumHeads, b.Attention.KvHeads, b.Attention.HeadSize));
         });

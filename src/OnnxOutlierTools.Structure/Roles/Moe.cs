@@ -1,0 +1,51 @@
+using OnnxOutlierTools.Ir;
+
+namespace OnnxOutlierTools.Structure.Roles;
+
+public enum MoeForm
+{
+    /// <summary>One com.microsoft MoE / QMoE node holding every expert's weights stacked.</summary>
+    Fused,
+    /// <summary>A router linear, TopK, and one FFN per expert whose outputs are weighted by the routing and summed.</summary>
+    Decomposed,
+}
+
+/// <summary>One projection of all experts of a fused MoE, stacked in one initializer [experts, ...]:
+/// <see cref="Layout"/> says whether each expert's matrix is [in, out] or [out, in]; quantized (QMoE) weights have
+/// <see cref="Scales"/> and are packed (<see cref="Bits"/> per element).</summary>
+public sealed record ExpertWeights(Value Weight, Value? Scales, Value? Bias, WeightLayout Layout, long Experts, long InFeatures, long OutFeatures, int? Bits)
+{
+    public bool Quantized => Bits is not null;
+    public override string ToString() => $"{Weight.Name} [{Experts} x {InFeatures}->{OutFeatures}]{(Bits is int b ? $" int{b}" : "")}";
+}
+
+/// <summary>A mixture-of-experts FFN: the router (the linear producing the routing logits), top-k, the experts' gate/up/down
+/// projections (stacked <see cref="ExpertWeights"/> for the fused ops, one <see cref="FfnRole"/> per expert when
+/// decomposed), and a shared expert added to the routed output (GLM, DeepSeek, Qwen-MoE), with its sigmoid gate when it
+/// has one.</summary>
+public sealed record MoeRole
+{
+    public required MoeForm Form { get; init; }
+    /// <summary>The op ("com.microsoft::QMoE") or "TopK" for the decomposed form.</summary>
+    public required string Op { get; init; }
+    /// <summary>The MoE node, or the TopK node of the decomposed form.</summary>
+    public required Node Node { get; init; }
+    /// <summary>The tokens the experts read (the FFN norm output, up to layout ops).</summary>
+    public required Value Input { get; init; }
+    /// <summary>What the MoE sublayer adds to the residual stream (routed experts plus the shared expert).</summary>
+    public required Value Output { get; init; }
+    public LinearRole? Router { get; init; }
+    public int? TopK { get; init; }
+    public int? NumExperts { get; init; }
+    public string Activation { get; init; } = "";
+    public ExpertWeights? Gate { get; init; }
+    public ExpertWeights? Up { get; init; }
+    public ExpertWeights? Down { get; init; }
+    /// <summary>Gate and up are one fused projection (interleaved or concatenated); <see cref="Gate"/> is <see cref="Up"/>.</summary>
+    public bool FusedGateUp { get; init; }
+    /// <summary>The routed experts of the decomposed form, in expert order.</summary>
+    public IReadOnlyList<FfnRole> Experts { get; init; } = [];
+    public FfnRole? SharedExpert { get; init; }
+    /// <summary>sigmoid(x W) scaling the shared expert's output (Qwen2-MoE), when present.</summary>
+    public LinearRole? SharedExpertGate { get; init; }
+}
