@@ -9,6 +9,8 @@ using OnnxOutlierTools.IO;
 //   dotnet run -c Release --project tools/Benchmarks -- big-protobuf [--work DIR]     (the > 2 GB save path at full size)
 //   dotnet run -c Release --project tools/Benchmarks -- memory [--nodes 100000,1000000] [--embed-megabytes 512] [--work DIR]
 //       (peak RSS and bytes per node of load / inspect / save / --embed, one child process per measurement)
+//   dotnet run -c Release --project tools/Benchmarks -- scale [--parts all|edits,generate,recognize] [--layers 1464]
+//       (edit, generation and recognition cost against the same on a smaller graph, in one run)
 string command = args.FirstOrDefault() ?? "save-vs-copy";
 if (command == MemoryBenchmark.ChildCommand) return MemoryBenchmark.Child(args[1..]);
 double gigabytes = Option("--gigabytes", 1.0);
@@ -22,6 +24,7 @@ try
     {
         "save-vs-copy" => SaveVsCopy(),
         "big-protobuf" => BigProtobuf(),
+        "scale" => ScaleBenchmark.Run(args.SkipWhile(a => a != "--parts").Skip(1).FirstOrDefault() ?? "all", (int)Option("--layers", 1464)),
         "memory" => MemoryBenchmark.Run(work, args.SkipWhile(a => a != "--nodes").Skip(1).FirstOrDefault() ?? "100000,1000000",
             (long)Option("--embed-megabytes", 512)),
         _ => Usage(),
@@ -35,7 +38,7 @@ finally
 int Usage()
 {
     Console.Error.WriteLine("usage: Benchmarks save-vs-copy [--gigabytes G] [--repetitions N] [--work DIR] | big-protobuf [--work DIR] | " +
-        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR]");
+        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR] | scale [--parts all|edits,generate,recognize] [--layers 1464]");
     return 2;
 }
 
