@@ -7,7 +7,8 @@ using OnnxOutlierTools.Tensors;
 namespace OnnxOutlierTools.Tests.IO;
 
 /// <summary>The name index and the linked node list answer as the scans and the List did, and edits cost
-/// the same on a large graph as on a small one.</summary>
+/// the same on a large graph as on a small one. In the non-parallel collection: it times edits.</summary>
+[Collection(MemoryMeasurementCollection.Name)]
 public class GraphScaleTests
 {
     private static Node Identity(Value input, string output) => new("", "Identity", [input], [output]);
@@ -131,7 +132,7 @@ public class GraphScaleTests
         Assert.Equal(File.ReadAllBytes(Path.Combine(tmp.FullPath, "a.onnx")), File.ReadAllBytes(Path.Combine(tmp.FullPath, "b.onnx")));
     }
 
-    /// <summary>Generous: 16x the nodes may cost at most 8x per edit (O(N) edits would cost 16x).</summary>
+    /// <summary>Generous: 16x the nodes may cost at most 8x per edit (O(N) edits would cost 16x); best of 3.</summary>
     [Fact]
     public void Edits_DoNotSlowDownWithGraphSize()
     {
@@ -139,11 +140,12 @@ public class GraphScaleTests
         {
             using var model = SyntheticGraph.Create(nodes);
             var g = model.Graph;
-            var anchors = g.Nodes.Where((_, i) => i % 50 == 25).Take(400).ToList();
+            var anchors = g.Nodes.Where((_, i) => i % 10 == 5).Take(2000).ToList();
             g.FindValue("x"); // the index is built once per graph, on the first lookup (O(N), not timed)
-            var sw = Stopwatch.StartNew();
+            double best = double.MaxValue;
             for (int round = 0; round < 3; round++)
             {
+                var sw = Stopwatch.StartNew();
                 var added = new List<(Node, Value)>();
                 foreach (var (anchor, i) in anchors.Select((a, i) => (a, i)))
                 {
@@ -154,8 +156,9 @@ public class GraphScaleTests
                     added.Add((probe, init));
                 }
                 foreach (var (probe, init) in added) { g.Remove(probe); g.RemoveInitializer(init); }
+                best = Math.Min(best, sw.Elapsed.TotalSeconds);
             }
-            return sw.Elapsed.TotalSeconds;
+            return best;
         }
         Cost(20_000); // JIT
         double small = Math.Max(Cost(20_000), 1e-3);
