@@ -9,7 +9,7 @@ using OnnxOutlierTools.IO;
 //   dotnet run -c Release --project tools/Benchmarks -- big-protobuf [--work DIR]     (the > 2 GB save path at full size)
 //   dotnet run -c Release --project tools/Benchmarks -- memory [--nodes 100000,1000000] [--embed-megabytes 512] [--work DIR]
 //       (peak RSS and bytes per node of load / inspect / save / --embed, one child process per measurement)
-//   dotnet run -c Release --project tools/Benchmarks -- scale [--parts all|edits,generate,recognize] [--layers 1464]
+//   dotnet run -c Release --project tools/Benchmarks -- scale [--parts all|edits,generate,recognize,embedded-load] [--layers 1464]
 //       (edit, generation and recognition cost against the same on a smaller graph, in one run)
 string command = args.FirstOrDefault() ?? "save-vs-copy";
 if (command == MemoryBenchmark.ChildCommand) return MemoryBenchmark.Child(args[1..]);
@@ -38,7 +38,7 @@ finally
 int Usage()
 {
     Console.Error.WriteLine("usage: Benchmarks save-vs-copy [--gigabytes G] [--repetitions N] [--work DIR] | big-protobuf [--work DIR] | " +
-        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR] | scale [--parts all|edits,generate,recognize] [--layers 1464]");
+        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR] | scale [--parts all|edits,generate,recognize,embedded-load] [--layers 1464]");
     return 2;
 }
 

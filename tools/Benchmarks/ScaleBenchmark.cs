@@ -19,6 +19,7 @@ internal static class ScaleBenchmark
         if (All("edits")) Edits();
         if (All("generate")) Generate();
         if (All("recognize")) Recognize(largeLayers);
+        if (All("embedded-load")) EmbeddedLoad();
         return 0;
     }
 
@@ -111,6 +112,32 @@ internal static class ScaleBenchmark
         Console.WriteLine($"  32 layers ({smallNodes} nodes, {smallBlocks} blocks): {small.Wall * 1000:F0} ms wall, {small.Cpu * 1000:F0} ms CPU");
         Console.WriteLine($"  {largeLayers} layers ({largeNodes} nodes, {largeBlocks} blocks): {large.Wall * 1000:F0} ms wall, {large.Cpu * 1000:F0} ms CPU");
         Console.WriteLine($"  ratio {large.Wall / small.Wall:F1} wall, {large.Cpu / small.Cpu:F1} CPU (linear = {largeNodes / (double)smallNodes:F1})");
+    }
+
+    /// <summary>Peak RSS of load and inspect of a model with 1 GiB of embedded weights, against the file size
+    /// and an idle child (the runtime alone), each in a fresh child process.</summary>
+    private static void EmbeddedLoad()
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"onnx-outliers-embedded-{Environment.ProcessId}");
+        string path = Path.Combine(folder, "model.onnx");
+        try
+        {
+            using (var model = SyntheticGraph.Create(1000, 1L << 30))
+                IO.ModelWriter.Save(model, path, new IO.SaveOptions { Layout = IO.TensorLayout.Embed, Durable = false });
+            long file = new FileInfo(path).Length;
+            var idle = MemoryBenchmark.Measure("idle", "-");
+            Console.WriteLine($"embedded load: a {file / 1048576.0:F0} MiB .onnx with one 1 GiB embedded tensor; idle child {idle.PeakBytes / 1048576.0:F0} MiB");
+            foreach (string op in new[] { "load", "inspect" })
+            {
+                var m = MemoryBenchmark.Measure(op, path);
+                Console.WriteLine($"  {op,-8} peak {m.PeakBytes / 1048576.0,6:F0} MiB = {m.PeakBytes / (double)file:F2} x the file " +
+                    $"({(m.PeakBytes - idle.PeakBytes) / (double)file:F2} x above idle); managed retained {m.RetainedBytes / 1048576.0:F0} MiB");
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
     }
 
     private static double Time(Action action)
