@@ -5,7 +5,8 @@ using OnnxOutlierTools.Tensors;
 namespace OnnxOutlierTools.Runtime;
 
 /// <summary>An ONNX Runtime session on one model file, fed and read through <see cref="TensorData"/>.
-/// Every OrtValue it creates is disposed before a call returns.</summary>
+/// Every OrtValue it creates is disposed before a call returns, except the outputs of
+/// <see cref="RunWithoutCopy"/>, which the caller disposes.</summary>
 public sealed class ModelSession : IDisposable
 {
     internal ModelSession(InferenceSession session, string modelPath, ExecutionDevice device, string? deviceNote)
@@ -33,8 +34,19 @@ public sealed class ModelSession : IDisposable
     /// <summary>Deterministic inputs for this session (see <see cref="InputSynthesizer"/>).</summary>
     public IReadOnlyList<TensorData> SynthesizeInputs(InputSynthesisOptions options) => InputSynthesizer.Create(Inputs, options);
 
-    /// <summary>Runs the model and returns the requested outputs (all by default) in order.</summary>
+    /// <summary>Runs the model and returns the requested outputs (all by default) in order, copied into
+    /// managed memory (see <see cref="RunWithoutCopy"/> for outputs read in place).</summary>
     public IReadOnlyList<TensorData> Run(IEnumerable<TensorData> inputs, IEnumerable<string>? outputNames = null)
+    {
+        using var results = RunWithoutCopy(inputs, outputNames);
+        var outputs = new List<TensorData>(results.Count);
+        foreach (var output in results) outputs.Add(output.ToTensorData());
+        return outputs;
+    }
+
+    /// <summary>Runs the model and returns the requested outputs (all by default) in order without copying
+    /// them: each is read in place from ONNX Runtime's memory until the caller disposes the result.</summary>
+    public SessionOutputs RunWithoutCopy(IEnumerable<TensorData> inputs, IEnumerable<string>? outputNames = null)
     {
         var feeds = inputs.ToList();
         var names = (outputNames ?? Session.OutputNames).ToList();
@@ -43,10 +55,8 @@ public sealed class ModelSession : IDisposable
         {
             foreach (var feed in feeds) values.Add(ToOrtValue(feed));
             using var runOptions = new RunOptions();
-            using var results = Session.Run(runOptions, feeds.Select(f => f.Name).ToList(), values, names);
-            var outputs = new List<TensorData>(names.Count);
-            for (int i = 0; i < names.Count; i++) outputs.Add(FromOrtValue(names[i], results[i]));
-            return outputs;
+            var results = Session.Run(runOptions, feeds.Select(f => f.Name).ToList(), values, names);
+            return new SessionOutputs(names, results);
         }
         catch (OnnxRuntimeException ex)
         {
@@ -73,20 +83,6 @@ public sealed class ModelSession : IDisposable
             value.Dispose();
             throw;
         }
-    }
-
-    private static TensorData FromOrtValue(string name, OrtValue value)
-    {
-        if (!value.IsTensor)
-            throw new NotSupportedException($"output '{name}' is a {value.OnnxType}, not a tensor");
-        var info = value.GetTensorTypeAndShape();
-        var type = (TensorDataType)info.ElementDataType;
-        if (type == TensorDataType.String || type.BitsPerElement() == 0)
-            throw new NotSupportedException($"output '{name}': {type.OnnxName()} tensors are not supported");
-        long[] dims = info.Shape;
-        var bytes = new byte[type.ByteLength(info.ElementCount)];
-        if (bytes.Length > 0) value.GetTensorMutableRawData()[..bytes.Length].CopyTo(bytes);
-        return new TensorData(name, type, dims, bytes);
     }
 
     public void Dispose() => Session.Dispose();

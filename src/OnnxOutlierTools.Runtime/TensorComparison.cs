@@ -28,7 +28,7 @@ public sealed record TensorDifference(string Name, bool BitwiseEqual, bool Shape
 public static class TensorComparison
 {
     public static bool BitwiseEqual(TensorData expected, TensorData actual) =>
-        expected.ElementType == actual.ElementType && expected.Dims.SequenceEqual(actual.Dims) && expected.Bytes.SequenceEqual(actual.Bytes);
+        expected.Tensor.DataEquals(actual.Tensor);
 
     public static TensorDifference Compare(TensorData expected, TensorData actual)
     {
@@ -37,7 +37,7 @@ public static class TensorComparison
             return Mismatch(name, $"element type {expected.ElementType} vs {actual.ElementType}");
         if (!expected.Dims.SequenceEqual(actual.Dims))
             return Mismatch(name, $"shape [{string.Join(",", expected.Dims)}] vs [{string.Join(",", actual.Dims)}]");
-        if (expected.Bytes.SequenceEqual(actual.Bytes)) return new TensorDifference(name, true, true, 0, 0, -1, 0, null);
+        if (expected.Tensor.DataEquals(actual.Tensor)) return new TensorDifference(name, true, true, 0, 0, -1, 0, null);
 
         double[] e = expected.ToDoubleArray(), a = actual.ToDoubleArray();
         double maxAbs = 0, maxRel = 0;
@@ -57,7 +57,7 @@ public static class TensorComparison
     public static bool AllClose(TensorData expected, TensorData actual, double atol, double rtol)
     {
         if (expected.ElementType != actual.ElementType || !expected.Dims.SequenceEqual(actual.Dims)) return false;
-        if (expected.Bytes.SequenceEqual(actual.Bytes)) return true;
+        if (expected.Tensor.DataEquals(actual.Tensor)) return true;
         double[] e = expected.ToDoubleArray(), a = actual.ToDoubleArray();
         for (int i = 0; i < e.Length; i++)
         {

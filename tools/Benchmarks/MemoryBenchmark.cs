@@ -54,9 +54,9 @@ internal static class MemoryBenchmark
         return 0;
     }
 
-    private sealed record Measurement(long PeakBytes, long RetainedBytes, long SaveAllocatedBytes);
+    internal sealed record Measurement(long PeakBytes, long RetainedBytes, long SaveAllocatedBytes);
 
-    private static Measurement Measure(string op, string path)
+    internal static Measurement Measure(string op, string path)
     {
         // Run as the apphost, or as `dotnet Benchmarks.dll` when started that way.
         string host = Environment.ProcessPath!;

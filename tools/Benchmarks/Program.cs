@@ -9,6 +9,8 @@ using OnnxOutlierTools.IO;
 //   dotnet run -c Release --project tools/Benchmarks -- big-protobuf [--work DIR]     (the > 2 GB save path at full size)
 //   dotnet run -c Release --project tools/Benchmarks -- memory [--nodes 100000,1000000] [--embed-megabytes 512] [--work DIR]
 //       (peak RSS and bytes per node of load / inspect / save / --embed, one child process per measurement)
+//   dotnet run -c Release --project tools/Benchmarks -- scale [--parts all|edits,generate,recognize,embedded-load,outputs] [--layers 1464]
+//       (edit, generation and recognition cost against the same on a smaller graph, in one run)
 string command = args.FirstOrDefault() ?? "save-vs-copy";
 if (command == MemoryBenchmark.ChildCommand) return MemoryBenchmark.Child(args[1..]);
 double gigabytes = Option("--gigabytes", 1.0);
@@ -22,6 +24,7 @@ try
     {
         "save-vs-copy" => SaveVsCopy(),
         "big-protobuf" => BigProtobuf(),
+        "scale" => ScaleBenchmark.Run(args.SkipWhile(a => a != "--parts").Skip(1).FirstOrDefault() ?? "all", (int)Option("--layers", 1464)),
         "memory" => MemoryBenchmark.Run(work, args.SkipWhile(a => a != "--nodes").Skip(1).FirstOrDefault() ?? "100000,1000000",
             (long)Option("--embed-megabytes", 512)),
         _ => Usage(),
@@ -35,7 +38,7 @@ finally
 int Usage()
 {
     Console.Error.WriteLine("usage: Benchmarks save-vs-copy [--gigabytes G] [--repetitions N] [--work DIR] | big-protobuf [--work DIR] | " +
-        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR]");
+        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR] | scale [--parts all|edits,generate,recognize,embedded-load,outputs] [--layers 1464]");
     return 2;
 }
 
@@ -73,21 +76,34 @@ int SaveVsCopy()
         ModelWriter.Save(model, Path.Combine(source, "model.onnx"), new SaveOptions { Layout = TensorLayout.External });
     long bytes = Directory.GetFiles(source).Sum(f => new FileInfo(f).Length);
     Console.WriteLine($"  {bytes / 1e9:F2} GB in {sw.Elapsed.TotalSeconds:F1} s ({string.Join(", ", Directory.GetFiles(source).Select(Path.GetFileName))})");
-    // Two fair pairs, alternating, each from a clean page cache state (dirty pages flushed, untimed):
+    // Two fair pairs, each side timed from a clean state prepared untimed (previous copy deleted, every dirty
+    // page flushed with `sync`, a pause), so neither side pays for the other's writeback; the order within
+    // each pair alternates ABBA (A B | B A | A B ...) so that drift in the disk's state favours neither:
     //   durable:  load + save with fsync before the atomic rename (the default)  vs  cp -r; sync
     //   buffered: load + save without fsync (Durable = false)                      vs  cp -r
     // One untimed warm-up of each (JIT, page cache of the source), then the timed repetitions.
     Run("cp", "-r", source, Target("cp"));
     LoadSave(Target("save"), durable: true);
-    Console.WriteLine($"load + save vs cp -r, {repetitions} repetitions after a warm-up, alternating, `sync` (untimed) before each:");
+    Console.WriteLine($"load + save vs cp -r, {repetitions} repetitions after a warm-up, ABBA order, setup (delete, sync, pause) untimed before each:");
     var results = new Dictionary<string, List<double>> { ["cp+sync"] = [], ["save"] = [], ["cp"] = [], ["save-nofsync"] = [] };
+    var steps = new (string Key, Action<string> Run, string Folder)[]
+    {
+        ("cp+sync", t => { Run("cp", "-r", source, t); Run("sync"); }, "cp"),
+        ("save", t => LoadSave(t, durable: true), "save"),
+        ("cp", t => Run("cp", "-r", source, t), "cp"),
+        ("save-nofsync", t => LoadSave(t, durable: false), "save"),
+    };
     for (int i = 0; i < repetitions; i++)
     {
-        results["cp+sync"].Add(Timed(() => { Run("cp", "-r", source, Target("cp")); Run("sync"); }));
-        results["save"].Add(Timed(() => LoadSave(Target("save"), durable: true)));
-        results["cp"].Add(Timed(() => Run("cp", "-r", source, Target("cp"))));
-        results["save-nofsync"].Add(Timed(() => LoadSave(Target("save"), durable: false)));
-        Console.WriteLine($"  rep {i + 1}: cp -r+sync {results["cp+sync"][^1]:F2} s, load+save {results["save"][^1]:F2} s | " +
+        // Pairs (0, 1) and (2, 3); odd repetitions run each pair's second side first.
+        foreach (int pair in new[] { 0, 2 })
+            foreach (int side in i % 2 == 0 ? new[] { pair, pair + 1 } : new[] { pair + 1, pair })
+            {
+                var step = steps[side];
+                string target = Target(step.Folder); // untimed setup
+                results[step.Key].Add(Timed(() => step.Run(target)));
+            }
+        Console.WriteLine($"  rep {i + 1} ({(i % 2 == 0 ? "copy first" : "save first")}): cp -r+sync {results["cp+sync"][^1]:F2} s, load+save {results["save"][^1]:F2} s | " +
             $"cp -r {results["cp"][^1]:F2} s, load+save (no fsync) {results["save-nofsync"][^1]:F2} s");
     }
     double durableRatio = Median(results["save"]) / Median(results["cp+sync"]);

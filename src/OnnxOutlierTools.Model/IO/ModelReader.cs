@@ -24,9 +24,10 @@ public static class ModelReader
     public static Model Load(string path, LoadOptions? options = null)
     {
         string fullPath = FullPath(path);
-        byte[] bytes = ReadModelBytes(path, fullPath, out var identity);
-        var model = LoadFromBytes(bytes, path, options);
+        var bytes = MapModelFile(path, fullPath, out var identity);
+        var model = LoadFromMemory(bytes, path, options);
         model.SourceIdentity = identity;
+        model.SourceBytes = bytes;
         return model;
     }
 
@@ -36,6 +37,14 @@ public static class ModelReader
     public static Model LoadFromBytes(byte[] bytes, string path, LoadOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(bytes);
+        var model = LoadFromMemory(bytes, path, options);
+        model.SourceBytes = bytes;
+        return model;
+    }
+
+    /// <summary>Parses <paramref name="bytes"/> in place: large embedded raw_data tensors are views into it.</summary>
+    private static Model LoadFromMemory(ReadOnlyMemory<byte> bytes, string path, LoadOptions? options)
+    {
         options ??= new LoadOptions();
         FullPath(path);
         if (bytes.Length == 0) throw new ModelLoadException(path, "empty file (0 bytes)");
@@ -50,7 +59,7 @@ public static class ModelReader
             catch (ModelLoadException ex) when (ex.InnerException is NodeParseException) { }
         }
         ModelProto proto;
-        using (var input = CodedInputStream.CreateWithLimits(new MemoryStream(bytes, writable: false), int.MaxValue, options.RecursionLimit))
+        using (var input = CodedInputStream.CreateWithLimits(AsStream(bytes), int.MaxValue, options.RecursionLimit))
         {
             try
             {
@@ -62,6 +71,41 @@ public static class ModelReader
             }
         }
         return FromProto(proto, path, options);
+    }
+
+    private static Stream AsStream(ReadOnlyMemory<byte> bytes)
+    {
+        if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray(bytes, out var segment))
+            return new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false);
+        return new ReadOnlyMemoryStream(bytes);
+    }
+
+    /// <summary>A read-only stream over memory (the mapped file), for the whole-message parse.</summary>
+    private sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> bytes) : Stream
+    {
+        private int _position;
+        public override bool CanRead => true;
+        public override bool CanSeek => true;
+        public override bool CanWrite => false;
+        public override long Length => bytes.Length;
+        public override long Position { get => _position; set => _position = (int)Math.Clamp(value, 0, bytes.Length); }
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+        public override int Read(Span<byte> buffer)
+        {
+            int n = Math.Min(buffer.Length, bytes.Length - _position);
+            bytes.Span.Slice(_position, n).CopyTo(buffer);
+            _position += n;
+            return n;
+        }
+        public override long Seek(long offset, SeekOrigin origin) => Position = origin switch
+        {
+            SeekOrigin.Begin => offset,
+            SeekOrigin.Current => _position + offset,
+            _ => bytes.Length + offset,
+        };
+        public override void Flush() { }
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>Builds the IR from a parsed protobuf. <paramref name="path"/> locates external data
@@ -114,7 +158,7 @@ public static class ModelReader
         }
     }
 
-    private static byte[] ReadModelBytes(string path, string fullPath, out FileIdentity? identity)
+    private static ReadOnlyMemory<byte> MapModelFile(string path, string fullPath, out FileIdentity? identity)
     {
         // stat first (following links, as the hub cache's files are links): a FIFO would block the open,
         // a device would be read forever.
@@ -131,9 +175,9 @@ public static class ModelReader
             if (length == 0) throw new ModelLoadException(path, "empty file (0 bytes)");
             if (length > Array.MaxLength)
                 throw new ModelLoadException(path, $"{length} bytes: a single ONNX protobuf is limited to 2 GB (large models keep weights in external data)");
-            var bytes = new byte[length];
-            stream.ReadExactly(bytes);
-            return bytes;
+            // Mapped, not read: parsing touches the protobuf structure, and a tensor's pages are read only
+            // when its data is (inspect reads none).
+            return new MappedFileMemory(stream, (int)length).Memory;
         }
         catch (EndOfStreamException ex) { throw new ModelLoadException(path, "cannot read: the file shrank while it was read", ex); }
         catch (IOException ex) { throw new ModelLoadException(path, $"cannot read: {FirstLine(ex.Message)}", ex); }
@@ -160,7 +204,7 @@ public static class ModelReader
 
     private sealed class NodeParseException(Exception inner) : Exception(inner.Message, inner);
 
-    private static NodeProto ParseNode(byte[] bytes, (int Start, int Length) range)
+    private static NodeProto ParseNode(ReadOnlyMemory<byte> bytes, (int Start, int Length) range)
     {
         try { return GraphSplitter.ParseNode(bytes, range); }
         catch (Exception ex) when (ex is not OutOfMemoryException) { throw new NodeParseException(ex); }

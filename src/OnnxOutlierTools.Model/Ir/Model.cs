@@ -50,6 +50,10 @@ public sealed class Model : IDisposable
     /// <summary>Local functions, in protobuf form (read-only for the toolkit).</summary>
     public IReadOnlyList<FunctionProto> Functions => Extras.Functions;
 
+    /// <summary>The bytes the model was parsed from (the memory-mapped file): embedded tensors are views into
+    /// them, so the model keeps them alive for as long as it is.</summary>
+    internal ReadOnlyMemory<byte> SourceBytes { get; set; }
+
     /// <summary>The file the model was loaded from, if any.</summary>
     public string? SourcePath { get; internal set; }
 

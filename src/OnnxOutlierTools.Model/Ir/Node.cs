@@ -94,6 +94,10 @@ public sealed class Node
     /// <summary>The graph that holds this node; null while detached.</summary>
     public Graph? Graph { get; internal set; }
 
+    /// <summary>Neighbours in the graph's node list (see Graph.Nodes); a removed node keeps its next.</summary>
+    internal Node? PrevInGraph { get; set; }
+    internal Node? NextInGraph { get; set; }
+
     public IReadOnlyList<Value?> Inputs => _inputs;
     public IReadOnlyList<Value?> Outputs => _outputs;
     public IReadOnlyList<Attr> Attributes => (IReadOnlyList<Attr>?)_attributes ?? [];
@@ -156,6 +160,7 @@ public sealed class Node
         if (_outputs[index] is { } existing) return existing;
         var value = NewOutput(names.NewValueName(hint), index);
         _outputs[index] = value;
+        Graph?.Register(value);
         return value;
     }
 

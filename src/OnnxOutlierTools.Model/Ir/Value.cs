@@ -21,10 +21,27 @@ public sealed class Value
     internal Value(Graph graph, string name)
     {
         Graph = graph;
-        Name = name;
+        _name = name;
     }
 
-    public string Name { get; set; }
+    private string _name;
+
+    public string Name
+    {
+        get => _name;
+        set
+        {
+            string old = _name;
+            _name = value;
+            if (InNameIndex && !string.Equals(old, value, StringComparison.Ordinal)) Graph.Renamed(this, old);
+        }
+    }
+
+    /// <summary>Registered in <see cref="Graph"/>'s name index (see Graph.FindValue).</summary>
+    internal bool InNameIndex { get; set; }
+
+    /// <summary>How many value_info entries of its graph name this value (see ValueInfoList).</summary>
+    internal int ValueInfoEntries { get; set; }
 
     /// <summary>The graph whose scope defines this value.</summary>
     public Graph Graph { get; internal set; }

@@ -62,15 +62,5 @@ public sealed class GeneratedTensor : Tensor
         return chunk;
     }
 
-    public override void CopyTo(Stream destination)
-    {
-        const int chunkSize = 16 << 20;
-        var chunk = new byte[(int)Math.Min(chunkSize, Math.Max(1, ByteLength))];
-        for (long offset = 0; offset < ByteLength; offset += chunkSize)
-        {
-            int n = (int)Math.Min(chunkSize, ByteLength - offset);
-            _fill(offset, chunk.AsSpan(0, n));
-            destination.Write(chunk, 0, n);
-        }
-    }
+    protected override void Read(long offset, Span<byte> destination) => _fill(offset, destination);
 }

@@ -383,9 +383,20 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         // Present KV that is built next to the path (GPT-2 stacks Unsqueeze(k), Unsqueeze(v) into present).
         if (result.Outputs.Count == 0)
             foreach (var v in seen)
-                foreach (var o in GraphWalk.ReachableOutputs(v, 3))
+                foreach (var o in ReachableOutputs(v))
                     if (!result.Outputs.Contains(o)) result.Outputs.Add(o);
         return result with { Scale = scale }; // the copy shares the QkNorms list
+    }
+
+    // Values every layer's path meets (rotary cos/sin, the mask) have a use per layer: walking them again for
+    // each layer was quadratic in the layer count, so each value's answer is kept (recognition edits nothing).
+    private readonly Dictionary<Value, List<Value>> _reachableOutputs = [];
+
+    private List<Value> ReachableOutputs(Value value)
+    {
+        if (!_reachableOutputs.TryGetValue(value, out var outputs))
+            _reachableOutputs[value] = outputs = GraphWalk.ReachableOutputs(value, 3).ToList();
+        return outputs;
     }
 
     private static IEnumerable<int> DataInputs(Node p) => p.OpType switch

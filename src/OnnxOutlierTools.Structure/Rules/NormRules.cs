@@ -29,7 +29,13 @@ public static class NormRules
     public static List<NormRole> Find(Matcher matcher)
     {
         var norms = matcher.ApplyFirst(All);
-        norms.RemoveAll(n => norms.Any(other => other != n && other.Nodes.Contains(n.OutputNode)));
+        // How many norms hold each node: a norm is inner when another one holds its output node (linear time;
+        // comparing every pair was quadratic in the number of norms).
+        var holders = new Dictionary<Node, int>();
+        foreach (var n in norms)
+            foreach (var node in n.Nodes.Distinct())
+                holders[node] = holders.GetValueOrDefault(node) + 1;
+        norms.RemoveAll(n => holders.GetValueOrDefault(n.OutputNode) - (n.Nodes.Contains(n.OutputNode) ? 1 : 0) > 0);
         return norms;
     }
 

@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Onnx.Protobuf;
 using OnnxOutlierTools.Import;
 using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Tensors;
 
 namespace OnnxOutlierTools.Tests.IO;
 
@@ -120,5 +121,71 @@ public sealed class LoadMemoryTests : IDisposable
         node.Input.Add(inputs);
         node.Output.Add(outputs);
         return node;
+    }
+}
+
+/// <summary>An embedded model is parsed in place from the memory-mapped file: large raw_data tensors are
+/// views into the mapping, so a load neither copies them nor reads their pages.</summary>
+[Collection(MemoryMeasurementCollection.Name)]
+public sealed class EmbeddedLoadTests : IDisposable
+{
+    private readonly TempFolder _temp = new("embedded-load");
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public void Load_EmbeddedModel_KeepsRawDataInTheMappedFile()
+    {
+        const long tensorBytes = 64L << 20;
+        string path = _temp.Path("model.onnx");
+        using (var model = SyntheticGraph.Create(200, tensorBytes))
+            ModelWriter.Save(model, path, new SaveOptions { Layout = TensorLayout.Embed, Durable = false });
+        long before = GC.GetTotalMemory(forceFullCollection: true);
+        using var loaded = ModelReader.Load(path);
+        long retained = GC.GetTotalMemory(forceFullCollection: true) - before;
+        var big = loaded.Graph.FindInitializer("big")!.ConstValue!;
+        Assert.Equal(TensorStorage.Embedded, big.Storage);
+        Assert.Equal(tensorBytes, big.ByteLength);
+        Assert.True(retained < tensorBytes / 10, $"the load retained {retained} managed bytes for a {tensorBytes}-byte tensor");
+        if (OperatingSystem.IsLinux())
+        {
+            long resident = ResidentKilobytes(path);
+            Assert.True(resident < tensorBytes / 1024 / 10, $"{resident} KiB of the model file resident after load");
+        }
+        // The data reads as written, and a save writes the same bytes.
+        using (var fresh = SyntheticGraph.Create(200, tensorBytes))
+            Assert.True(fresh.Graph.FindInitializer("big")!.ConstValue!.DataEquals(big));
+        string again = _temp.Path("again.onnx");
+        ModelWriter.Save(loaded, again, new SaveOptions { Layout = TensorLayout.Embed, Durable = false });
+        Assert.Equal(File.ReadAllBytes(path), File.ReadAllBytes(again));
+    }
+
+    [Fact]
+    public void Load_TensorsOutliveNothing_DataStaysReadableWhileReferenced()
+    {
+        string path = _temp.Path("small.onnx");
+        using (var model = SyntheticGraph.Create(10, 4096))
+            ModelWriter.Save(model, path, new SaveOptions { Layout = TensorLayout.Embed, Durable = false });
+        Tensor tensor;
+        using (var loaded = ModelReader.Load(path)) tensor = loaded.Graph.FindInitializer("big")!.ConstValue!;
+        // The model is disposed and unreachable; the tensor still holds the mapping.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        using var fresh = SyntheticGraph.Create(10, 4096);
+        Assert.True(fresh.Graph.FindInitializer("big")!.ConstValue!.DataEquals(tensor));
+    }
+
+    private static long ResidentKilobytes(string path)
+    {
+        long total = 0;
+        bool inMapping = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            if (line.Length > 0 && char.IsAsciiHexDigit(line[0]) && line.Contains('-')) { inMapping = line.EndsWith(path, StringComparison.Ordinal); continue; }
+            if (inMapping && line.StartsWith("Rss:", StringComparison.Ordinal))
+                total += long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return total;
     }
 }

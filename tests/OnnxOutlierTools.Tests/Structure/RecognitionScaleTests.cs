@@ -1,0 +1,57 @@
+using System.Diagnostics;
+using OnnxOutlierTools.Import;
+using OnnxOutlierTools.Structure.Recognition;
+using OnnxOutlierTools.Tests.IO;
+
+namespace OnnxOutlierTools.Tests.Structure;
+
+/// <summary>Recognition grows linearly with the layer count (values every layer shares, like rotary cos/sin,
+/// are walked once, and norms are deduplicated in linear time). Generous bounds on times averaged over
+/// repeated runs, in the non-parallel collection so that no other test runs alongside.</summary>
+[Collection(MemoryMeasurementCollection.Name)]
+public class RecognitionScaleTests
+{
+    private static Ir.Model Decoder(int layers) => SyntheticDecoder.CreateBenchmarkModel(
+        new DecoderConfig(dim: 4096, hiddenDim: 11008, layers: layers, heads: 32, kvHeads: 32, vocabSize: 32000, maxSeqLen: 2048, sharedClassifier: false), seed: 1);
+
+    /// <summary>Seconds per recognition: batches of runs lasting at least 0.2 s each, the best of 3 batches
+    /// (a 48-layer graph takes milliseconds, below the resolution of process CPU time).</summary>
+    private static double SecondsPerRun(Ir.Model model, int expectedBlocks)
+    {
+        double best = double.MaxValue;
+        for (int batch = 0; batch < 3; batch++)
+        {
+            int runs = 0;
+            var sw = Stopwatch.StartNew();
+            do
+            {
+                Assert.Equal(expectedBlocks, StructureRecognizer.Recognize(model).Structure!.Blocks.Count);
+                runs++;
+            }
+            while (sw.Elapsed.TotalSeconds < 0.2);
+            best = Math.Min(best, sw.Elapsed.TotalSeconds / runs);
+        }
+        return best;
+    }
+
+    [Fact]
+    public void Recognize_SixteenTimesTheLayers_TakesAtMostFortyTimesLonger()
+    {
+        using var small = Decoder(48);
+        using var large = Decoder(768);
+        SecondsPerRun(small, 48); // JIT
+        double s = SecondsPerRun(small, 48), l = SecondsPerRun(large, 768);
+        // Linear is 16x; the quadratic walks this replaces made it about 55x for 16x the layers (32 -> 512).
+        Assert.True(l < 40 * s, $"768 layers took {l:F3} s, 48 layers {s:F4} s ({l / s:F1}x)");
+    }
+
+    [Fact]
+    public void Recognize_7BShapedGraph_WellUnderASecond()
+    {
+        using var model = Decoder(32);
+        StructureRecognizer.Recognize(model);
+        var sw = Stopwatch.StartNew();
+        Assert.Equal(32, StructureRecognizer.Recognize(model).Structure!.Blocks.Count);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(1), $"took {sw.Elapsed}");
+    }
+}
