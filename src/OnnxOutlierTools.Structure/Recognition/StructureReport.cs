@@ -70,7 +70,7 @@ public static partial class StructureReport
     public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
         int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output,
         QkNormJson? QueryNorm = null, QkNormJson? KeyNorm = null, OutputGateJson? OutputGate = null, WindowJson? Window = null, double? Softcap = null,
-        LowRankJson? LowRank = null);
+        LowRankJson? LowRank = null, AttentionMaskJson? MaskRole = null);
 
     /// <summary>Multi-head latent attention's down-projections and their norms (q_a, kv_a_proj_with_mqa).</summary>
     public sealed record LowRankJson(LinearJson QueryDown, NormJson? QueryDownNorm, LinearJson KvDown, NormJson? KvDownNorm);
@@ -174,7 +174,8 @@ public static partial class StructureReport
         QkNorm(a.QueryNorm), QkNorm(a.KeyNorm),
         a.OutputGate is { } g ? new OutputGateJson(Camel(g.Source), Camel(g.Activation), Linear(g.Linear)!, g.GateInput.Name, g.Output.Name) : null,
         new WindowJson(Camel(a.Window.Kind), a.Window.Size, Camel(a.Window.Source)), a.Softcap,
-        a.LowRank is { } lr ? new LowRankJson(Linear(lr.QueryDown)!, Norm(lr.QueryDownNorm), Linear(lr.KvDown)!, Norm(lr.KvDownNorm)) : null);
+        a.LowRank is { } lr ? new LowRankJson(Linear(lr.QueryDown)!, Norm(lr.QueryDownNorm), Linear(lr.KvDown)!, Norm(lr.KvDownNorm)) : null,
+        MaskJson(a.MaskRole));
 
     private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
 
@@ -213,7 +214,7 @@ public static partial class StructureReport
             else
             {
             string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";
-            lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}{(a.Window.Kind == AttentionWindowKind.Sliding ? $", {a.Window}" : "")}{(a.Softcap is double cap ? $", softcap {cap:G4}" : "")}");
+            lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{MaskText(a)}{(a.Window.Kind == AttentionWindowKind.Sliding ? $", {a.Window}" : "")}{(a.Softcap is double cap ? $", softcap {cap:G4}" : "")}");
             lines.Add($"                {qkv}");
             if (a.LowRank is { } lowRank)
                 lines.Add($"  low rank      q_a {LinearText(lowRank.QueryDown)} -> {NormText(lowRank.QueryDownNorm)} | kv_a {LinearText(lowRank.KvDown)} -> {NormText(lowRank.KvDownNorm)}");
