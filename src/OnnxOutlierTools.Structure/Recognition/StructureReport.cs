@@ -28,7 +28,7 @@ public static partial class StructureReport
         int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead, LinearJson? ClassifierHead,
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
         IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace,
-        EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null);
+        EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null, ExternalEmbeddingJson? ExternalEmbedding = null);
 
     /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
     /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
@@ -101,7 +101,7 @@ public static partial class StructureReport
             s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
             s.Hints, result.GraphsSearched, trace,
             s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
-            s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null);
+            s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null, External(s.ExternalEmbedding));
     }
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
@@ -200,6 +200,7 @@ public static partial class StructureReport
         }
         lines.Add($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
         if (s.Embedding is { } e) lines.Add($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
+        if (s.ExternalEmbedding is { } ext) AppendExternal(lines, ext);
         if (s.EmbeddingScale is { } es) lines.Add($"  embed scale   x {es.Scale:G6}{(es.IsSqrtHidden ? " (sqrt(hidden))" : "")} -> {es.Output.Name}");
         lines.Add($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
         foreach (var b in s.Blocks)

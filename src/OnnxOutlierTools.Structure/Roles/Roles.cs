@@ -213,4 +213,6 @@ public sealed record ModelStructure(
     /// <summary>A sequence-classification head (few classes, after pooling one token or the mean), reported instead
     /// of an LM head (<see cref="LmHead"/> is then null).</summary>
     public LinearRole? ClassifierHead { get; init; }
+    /// <summary>The token embedding lives in another model (the graph takes inputs_embeds); null otherwise.</summary>
+    public ExternalEmbeddingRole? ExternalEmbedding { get; init; }
 }
