@@ -64,14 +64,20 @@ public sealed record DecoderVariants
     /// GroupQueryAttention's local_window_size, or in decomposed graphs a second mask kv > q - window.</summary>
     public int? SlidingWindow { get; init; }
 
+    /// <summary>Take <c>inputs_embeds</c> [B, S, D] instead of <c>input_ids</c> (no token embedding in the graph: Qwen3.5's and
+    /// Qwen3-TTS's split exports); <see cref="SplitEmbedding"/> builds the embedding model that feeds it. Decomposed flavours only.</summary>
+    public bool InputsEmbeds { get; init; }
+
     public bool Any => QkNorm != QkNormStyle.None || BlockNorms != BlockNormLayout.Pre || GainStyle != NormGainStyle.Plain || EmbeddingScale
-        || LogitSoftcap is not null || AttentionSoftcap is not null || GatedOutput || SlidingWindow is not null;
+        || LogitSoftcap is not null || AttentionSoftcap is not null || GatedOutput || SlidingWindow is not null || InputsEmbeds;
 
     internal void Validate(LlamaOnnxFlavour flavour, bool fusedRotary)
     {
         if (!Enum.IsDefined(QkNorm)) throw new ArgumentException($"unknown QK-norm style {QkNorm}", nameof(QkNorm));
         if (!Enum.IsDefined(GainStyle)) throw new ArgumentException($"unknown gain style {GainStyle}", nameof(GainStyle));
         if (!Enum.IsDefined(BlockNorms)) throw new ArgumentException($"unknown block norm layout {BlockNorms}", nameof(BlockNorms));
+        if (flavour == LlamaOnnxFlavour.GenAiGqa && InputsEmbeds)
+            throw new ArgumentException("inputs_embeds decoders are written by the decomposed flavours only");
         if (flavour == LlamaOnnxFlavour.GenAiGqa && BlockNorms == BlockNormLayout.PostOnly)
             throw new ArgumentException("output-only block norms (OLMo 2) are written by the decomposed flavours only");
         if (LogitSoftcap is <= 0 || AttentionSoftcap is <= 0) throw new ArgumentException("a soft-cap must be positive");

@@ -129,7 +129,8 @@ public static class LlamaOnnxBuilder
         var past = Dim.Symbolic("past_sequence_length");
         var total = Dim.Symbolic(withPast ? "past_sequence_length + sequence_length" : "sequence_length");
 
-        var inputIds = b.Input("input_ids", TensorDataType.Int64, [batch, seq]);
+        // inputs_embeds replaces input_ids when the token embedding lives in another model (SplitEmbedding).
+        var inputIds = vr.InputsEmbeds ? b.Input("inputs_embeds", dt, [batch, seq, new Dim(D)]) : b.Input("input_ids", TensorDataType.Int64, [batch, seq]);
         var mask = b.Input("attention_mask", TensorDataType.Int64, [batch, total]);
         var positions = b.Input("position_ids", TensorDataType.Int64, [batch, seq]);
         var pastKeys = new Value[c.Layers];
@@ -141,8 +142,8 @@ public static class LlamaOnnxBuilder
                 pastValues[i] = b.Input($"past_key_values.{i}.value", dt, [batch, new Dim(KV), past, new Dim(hs)]);
             }
 
-        var embedTable = b.Init("model.embed_tokens.weight", w.Get(WeightRole.Embedding, -1, [V, D], false));
-        var hidden = b.Op("/model/embed_tokens", "Gather", [embedTable, inputIds]);
+        var hidden = vr.InputsEmbeds ? inputIds
+            : b.Op("/model/embed_tokens", "Gather", [b.Init("model.embed_tokens.weight", w.Get(WeightRole.Embedding, -1, [V, D], false)), inputIds]);
         if (vr.EmbeddingScale)
             hidden = b.Op("/model", "Mul", [hidden, b.Const("/model", GraphWriter.Scalar(dt, EmbedScale(D)))]);
 

@@ -31,6 +31,12 @@ public static class InspectCommand
         {
             Description = "With --layers: add each recognition rule's matches and best near miss (the tracer).",
         };
+        var embeddingModel = new Option<string?>("--embedding-model")
+        {
+            Description = "With --layers: the model holding the token embedding of a decoder that takes inputs_embeds (split exports " +
+                "such as Qwen3.5's): its Gather of the token table is reported as the decoder's embedding and its width checked.",
+            HelpName = "PATH",
+        };
         var command = new Command("inspect",
             "Summarize a model: producer, opsets, inputs and outputs, node and op-type counts (nested graphs " +
             "included), initializers by data type, and external data files. Reads no tensor data.")
@@ -39,16 +45,19 @@ public static class InspectCommand
             json,
             layers,
             explain,
+            embeddingModel,
         };
         command.SetAction(parseResult => context.Guard(parseResult, () =>
         {
             if (parseResult.GetValue(explain) && !parseResult.GetValue(layers)) throw new UsageException("--explain needs --layers");
-            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(json), context.Out, parseResult.GetValue(layers), parseResult.GetValue(explain));
+            if (parseResult.GetValue(embeddingModel) is not null && !parseResult.GetValue(layers)) throw new UsageException("--embedding-model needs --layers");
+            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(json), context.Out, parseResult.GetValue(layers), parseResult.GetValue(explain),
+                parseResult.GetValue(embeddingModel));
         }));
         return command;
     }
 
-    public static int Execute(string path, bool json, TextWriter stdout, bool layers = false, bool explain = false)
+    public static int Execute(string path, bool json, TextWriter stdout, bool layers = false, bool explain = false, string? embeddingModel = null)
     {
         ModelSummary summary;
         RecognitionResult? structure = null;
@@ -57,6 +66,12 @@ public static class InspectCommand
         {
             summary = ModelSummary.Create(model);
             if (layers) structure = StructureRecognizer.Recognize(model);
+        }
+        if (structure is not null && embeddingModel is not null)
+        {
+            string embeddingPath = ModelLocator.Locate(embeddingModel);
+            using var embedding = ModelReader.Load(embeddingPath, new LoadOptions { RequireExternalData = false });
+            structure = SplitEmbeddingRecognizer.Link(structure, embedding, embeddingPath);
         }
         // Rendered in full before anything is written, so a failure never leaves half a report.
         string text;

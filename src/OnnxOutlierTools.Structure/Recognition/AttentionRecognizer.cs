@@ -36,7 +36,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
             else if (CustomAttentionOps.For(node) is { } custom) (rule, role) = (custom.Name, Custom(node, custom));
             if (rule is null) continue;
             trace.Count(rule, role is not null);
-            if (role is not null) found.Add(role);
+            if (role is not null) found.Add(role with { MaskRole = AttentionMasks.Classify(node, role) });
         }
         return found;
     }

@@ -96,7 +96,7 @@ public static class StructureRecognizer
             string message = $"no transformer blocks recognized in graph '{graph.Name}': found {counts}";
             return new RecognitionResult(null, message, trace, []);
         }
-        var structure = assembly.ModelLevel(blocks, embedding, nestedIn, folder);
+        var structure = SplitEmbeddingRecognizer.Attach(assembly.ModelLevel(blocks, embedding, nestedIn, folder));
         trace.Absorb("model", matcher, assembly.ModelRules);
         return new RecognitionResult(structure, $"{blocks.Count} {structure.Placement switch { NormPlacement.PreNorm => "pre-norm", _ => "post-norm" }} {structure.Architecture} block(s) in graph '{graph.Name}' ({counts})", trace, []);
     }

@@ -28,7 +28,7 @@ public static partial class StructureReport
         int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead, LinearJson? ClassifierHead,
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
         IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace,
-        EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null);
+        EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null, ExternalEmbeddingJson? ExternalEmbedding = null);
 
     /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
     /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
@@ -70,7 +70,7 @@ public static partial class StructureReport
     public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
         int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output,
         QkNormJson? QueryNorm = null, QkNormJson? KeyNorm = null, OutputGateJson? OutputGate = null, WindowJson? Window = null, double? Softcap = null,
-        LowRankJson? LowRank = null);
+        LowRankJson? LowRank = null, AttentionMaskJson? MaskRole = null);
 
     /// <summary>Multi-head latent attention's down-projections and their norms (q_a, kv_a_proj_with_mqa).</summary>
     public sealed record LowRankJson(LinearJson QueryDown, NormJson? QueryDownNorm, LinearJson KvDown, NormJson? KvDownNorm);
@@ -101,7 +101,7 @@ public static partial class StructureReport
             s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
             s.Hints, result.GraphsSearched, trace,
             s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
-            s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null);
+            s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null, External(s.ExternalEmbedding));
     }
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
@@ -174,7 +174,8 @@ public static partial class StructureReport
         QkNorm(a.QueryNorm), QkNorm(a.KeyNorm),
         a.OutputGate is { } g ? new OutputGateJson(Camel(g.Source), Camel(g.Activation), Linear(g.Linear)!, g.GateInput.Name, g.Output.Name) : null,
         new WindowJson(Camel(a.Window.Kind), a.Window.Size, Camel(a.Window.Source)), a.Softcap,
-        a.LowRank is { } lr ? new LowRankJson(Linear(lr.QueryDown)!, Norm(lr.QueryDownNorm), Linear(lr.KvDown)!, Norm(lr.KvDownNorm)) : null);
+        a.LowRank is { } lr ? new LowRankJson(Linear(lr.QueryDown)!, Norm(lr.QueryDownNorm), Linear(lr.KvDown)!, Norm(lr.KvDownNorm)) : null,
+        MaskJson(a.MaskRole));
 
     private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
 
@@ -199,6 +200,7 @@ public static partial class StructureReport
         }
         lines.Add($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
         if (s.Embedding is { } e) lines.Add($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
+        if (s.ExternalEmbedding is { } ext) AppendExternal(lines, ext);
         if (s.EmbeddingScale is { } es) lines.Add($"  embed scale   x {es.Scale:G6}{(es.IsSqrtHidden ? " (sqrt(hidden))" : "")} -> {es.Output.Name}");
         lines.Add($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");
         foreach (var b in s.Blocks)
@@ -213,7 +215,7 @@ public static partial class StructureReport
             else
             {
             string qkv = a.PackedQkv is { } p ? $"packed qkv {LinearText(p)}" : $"q {LinearText(a.Query)} | k {LinearText(a.Key)} | v {LinearText(a.ValueProjection)}";
-            lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{(a.Mask is null ? "" : $", mask {a.Mask.Name}")}{(a.Window.Kind == AttentionWindowKind.Sliding ? $", {a.Window}" : "")}{(a.Softcap is double cap ? $", softcap {cap:G4}" : "")}");
+            lines.Add($"  attention     {a.Form}: heads {a.NumHeads?.ToString() ?? "?"} kv {a.KvHeads?.ToString() ?? "?"} head {a.HeadSize?.ToString() ?? "?"}, rotary {a.Rotary}{MaskText(a)}{(a.Window.Kind == AttentionWindowKind.Sliding ? $", {a.Window}" : "")}{(a.Softcap is double cap ? $", softcap {cap:G4}" : "")}");
             lines.Add($"                {qkv}");
             if (a.LowRank is { } lowRank)
                 lines.Add($"  low rank      q_a {LinearText(lowRank.QueryDown)} -> {NormText(lowRank.QueryDownNorm)} | kv_a {LinearText(lowRank.KvDown)} -> {NormText(lowRank.KvDownNorm)}");

@@ -97,6 +97,9 @@ public sealed record AttentionRole(
     /// <summary>Multi-head latent attention (DeepSeek-V2/V3, GLM-5): the low-rank down-projections and their norms in
     /// front of <see cref="Query"/> (q_b) and <see cref="Key"/>/<see cref="ValueProjection"/> (kv_b).</summary>
     public LowRankRole? LowRank { get; init; }
+    /// <summary>What <see cref="Mask"/> means (seqlens_k, a boolean mask, an additive bias, ...), where it comes from, and
+    /// every mask-like input of the op.</summary>
+    public AttentionMaskRole MaskRole { get; init; } = AttentionMaskRole.Unknown;
 }
 
 /// <summary>The down-projections of multi-head latent attention: x -> q_a -> q_a_layernorm -> q_b, and
@@ -210,4 +213,6 @@ public sealed record ModelStructure(
     /// <summary>A sequence-classification head (few classes, after pooling one token or the mean), reported instead
     /// of an LM head (<see cref="LmHead"/> is then null).</summary>
     public LinearRole? ClassifierHead { get; init; }
+    /// <summary>The token embedding lives in another model (the graph takes inputs_embeds); null otherwise.</summary>
+    public ExternalEmbeddingRole? ExternalEmbedding { get; init; }
 }

@@ -1,0 +1,75 @@
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Patterns;
+using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Structure.Rules;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Structure.Recognition;
+
+/// <summary>Decoders split across files (#7 item 6): a decoder fed <c>inputs_embeds</c> records that its embedding lives
+/// in another model; <see cref="Link"/> recognizes that model's token embedding and checks its width against the decoder.</summary>
+public static class SplitEmbeddingRecognizer
+{
+    /// <summary>The structure with <see cref="ModelStructure.ExternalEmbedding"/> and a hint, when it has no token
+    /// embedding and a floating-point graph input named like <c>inputs_embeds</c>.</summary>
+    public static ModelStructure Attach(ModelStructure s)
+    {
+        if (s.Embedding is not null) return s;
+        var input = s.Graph.Inputs.FirstOrDefault(i => !i.IsInitializer && i.ElementType?.IsFloatingPoint() == true
+            && i.Name.Contains("embeds", StringComparison.OrdinalIgnoreCase));
+        if (input is null) return s;
+        long? hidden = input.Shape is { Count: 3 } shape && shape[2].Value is long d ? d : null;
+        hidden ??= s.Blocks.Select(b => b.Norms.FirstOrDefault()?.Norm.Gain.Shape).FirstOrDefault(g => g is { Count: 1 })?[0].Value;
+        var role = new ExternalEmbeddingRole(input, hidden);
+        string hint = $"no token embedding in this graph: it takes '{input.Name}'{(hidden is long h ? $" (hidden size {h})" : "")}, the embedding lives in another model; " +
+            "pass it with --embedding-model to report it (probes of the embedding output and edits of the token table happen there)";
+        return s with { ExternalEmbedding = role, Hints = [.. s.Hints, hint] };
+    }
+
+    /// <summary>Recognizes the token embedding of <paramref name="embeddingModel"/> (main graph or a nested one) and links it to
+    /// the decoder's <c>inputs_embeds</c>: the embedding output should be a graph output as wide as the decoder's hidden size.</summary>
+    public static RecognitionResult Link(RecognitionResult decoder, Model embeddingModel, string embeddingPath)
+    {
+        if (decoder.Structure is not { } s) return decoder;
+        if (s.ExternalEmbedding is not { } external)
+            return decoder with { Structure = s with { Hints = [.. s.Hints, $"--embedding-model '{embeddingPath}' was given but this decoder has its own token embedding or no inputs_embeds input; it was not used"] } };
+        EmbeddingRole? found = null;
+        foreach (var graph in embeddingModel.Graph.SelfAndSubgraphs())
+        {
+            var matcher = new Matcher(graph);
+            found = EmbeddingRules.Find(matcher, EmbeddingRules.Create(EmbeddingRules.TokenIds(graph)), out _);
+            if (found is not null) break;
+        }
+        LinkedEmbedding linked;
+        if (found is null)
+            linked = new(embeddingPath, null, null, null, false, "no token embedding (Gather of a token table by integer ids) found in the embedding model");
+        else
+        {
+            var output = OutputOf(found.Output);
+            long? width = found.TokenTable.Shape is { Count: 2 } t ? t[1].Value : null;
+            bool matches = width is long w && external.HiddenSize is long h && w == h;
+            string? problem = width is null || external.HiddenSize is null ? "the hidden size of one side is unknown"
+                : !matches ? $"the token table is {width} wide, the decoder's '{external.InputsEmbeds.Name}' is {external.HiddenSize}"
+                : output is null ? $"the embedding output '{found.Output.Name}' does not reach a graph output of the embedding model" : null;
+            linked = new(embeddingPath, found, output, width, matches, problem);
+        }
+        string hint = linked.Problem is null
+            ? $"token embedding from '{embeddingPath}': {found!.Form} of '{found.TokenTable.Name}' -> '{linked.Output!.Name}' feeds '{external.InputsEmbeds.Name}' (hidden size {linked.HiddenSize} matches)"
+            : $"embedding model '{embeddingPath}': {linked.Problem}";
+        return decoder with { Structure = s with { ExternalEmbedding = external with { Linked = linked }, Hints = [.. s.Hints, hint] } };
+    }
+
+    /// <summary>The graph output the embedding reaches (through a scale or layout ops), or null.</summary>
+    private static Value? OutputOf(Value embedding)
+    {
+        var v = embedding;
+        for (int i = 0; i < 6; i++)
+        {
+            if (v.IsGraphOutput) return v;
+            var next = v.Uses.Select(u => u.Node).FirstOrDefault(n => n is not null && (GraphWalk.IsLayoutOp(n) || n.Is("Mul") || n.Is("Cast")));
+            if (next?.Output(0) is not { } o) return null;
+            v = o;
+        }
+        return null;
+    }
+}
