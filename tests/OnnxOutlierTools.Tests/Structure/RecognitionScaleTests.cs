@@ -14,24 +14,19 @@ public class RecognitionScaleTests
     private static Ir.Model Decoder(int layers) => SyntheticDecoder.CreateBenchmarkModel(
         new DecoderConfig(dim: 4096, hiddenDim: 11008, layers: layers, heads: 32, kvHeads: 32, vocabSize: 32000, maxSeqLen: 2048, sharedClassifier: false), seed: 1);
 
-    /// <summary>Seconds per recognition: batches of runs lasting at least 0.2 s each, the best of 3 batches
-    /// (a 48-layer graph takes milliseconds, below the resolution of process CPU time).</summary>
+    /// <summary>Seconds per recognition in one batch of runs lasting at least 0.2 s (a 48-layer graph takes
+    /// milliseconds, below the resolution of process CPU time).</summary>
     private static double SecondsPerRun(Ir.Model model, int expectedBlocks)
     {
-        double best = double.MaxValue;
-        for (int batch = 0; batch < 3; batch++)
+        int runs = 0;
+        var sw = Stopwatch.StartNew();
+        do
         {
-            int runs = 0;
-            var sw = Stopwatch.StartNew();
-            do
-            {
-                Assert.Equal(expectedBlocks, StructureRecognizer.Recognize(model).Structure!.Blocks.Count);
-                runs++;
-            }
-            while (sw.Elapsed.TotalSeconds < 0.2);
-            best = Math.Min(best, sw.Elapsed.TotalSeconds / runs);
+            Assert.Equal(expectedBlocks, StructureRecognizer.Recognize(model).Structure!.Blocks.Count);
+            runs++;
         }
-        return best;
+        while (sw.Elapsed.TotalSeconds < 0.2);
+        return sw.Elapsed.TotalSeconds / runs;
     }
 
     [Fact]
@@ -40,7 +35,14 @@ public class RecognitionScaleTests
         using var small = Decoder(48);
         using var large = Decoder(768);
         SecondsPerRun(small, 48); // JIT
-        double s = SecondsPerRun(small, 48), l = SecondsPerRun(large, 768);
+        // Batches of the two sizes alternate and each keeps its best, so a burst of load from another process
+        // on a 2-core machine cannot land on one size only.
+        double s = double.MaxValue, l = double.MaxValue;
+        for (int round = 0; round < 3; round++)
+        {
+            s = Math.Min(s, SecondsPerRun(small, 48));
+            l = Math.Min(l, SecondsPerRun(large, 768));
+        }
         // Linear is 16x; the quadratic walks this replaces made it about 55x for 16x the layers (32 -> 512).
         Assert.True(l < 40 * s, $"768 layers took {l:F3} s, 48 layers {s:F4} s ({l / s:F1}x)");
     }
