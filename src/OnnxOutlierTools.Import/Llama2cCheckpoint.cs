@@ -59,7 +59,7 @@ public static class Llama2cCheckpoint
         }
         catch (ArgumentException ex)
         {
-            throw new Llama2cFormatException(name, $"header [{string.Join(", ", h.ToArray())}] is not a valid llama2.c config ({FirstLine(ex.Message)})");
+            throw new Llama2cFormatException(name, $"header [{string.Join(", ", h.ToArray())}] is not a valid llama2.c config ({Text.Printable.FirstLine(ex.Message)})");
         }
 
         long floats = FloatCount(config);
@@ -130,8 +130,6 @@ public static class Llama2cCheckpoint
     internal static string Describe(DecoderConfig c) =>
         $"dim {c.Dim}, hidden_dim {c.HiddenDim}, {c.Layers} layers, {c.Heads} heads, {c.KvHeads} kv heads, " +
         $"vocab {c.VocabSize} ({(c.SharedClassifier ? "shared" : "separate")} classifier), seq_len {c.MaxSeqLen}";
-
-    internal static string FirstLine(string message) => Text.Printable.FirstLine(message);
 
     private static void Write(BinaryWriter w, float[] values)
     {

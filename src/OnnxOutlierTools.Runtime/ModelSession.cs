@@ -60,7 +60,7 @@ public sealed class ModelSession : IDisposable
         }
         catch (OnnxRuntimeException ex)
         {
-            throw new ModelRunException($"{ModelPath}: ONNX Runtime run failed: {SessionFactory.FirstLine(ex.Message)}", ex);
+            throw new ModelRunException($"{ModelPath}: ONNX Runtime run failed: {Text.Printable.FirstLine(ex.Message)}", ex);
         }
         finally
         {

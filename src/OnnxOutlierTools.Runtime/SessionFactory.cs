@@ -55,7 +55,7 @@ public static class SessionFactory
             catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
             {
                 options.Dispose();
-                string reason = CudaLibraryProblem() ?? FirstLine(ex.Message);
+                string reason = CudaLibraryProblem() ?? Text.Printable.FirstLine(ex.Message);
                 throw new RuntimeSetupException($"CUDA execution provider unavailable: {reason}", ex);
             }
             finally
@@ -101,9 +101,7 @@ public static class SessionFactory
         catch (OnnxRuntimeException ex)
         {
             string where = device == ExecutionDevice.Cuda ? " on CUDA" : "";
-            throw new RuntimeSetupException($"{fullPath}: ONNX Runtime cannot create a session{where}: {FirstLine(ex.Message)}", ex);
+            throw new RuntimeSetupException($"{fullPath}: ONNX Runtime cannot create a session{where}: {Text.Printable.FirstLine(ex.Message)}", ex);
         }
     }
-
-    internal static string FirstLine(string message) => Text.Printable.FirstLine(message);
 }

@@ -67,7 +67,7 @@ public static class ModelReader
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                throw new ModelLoadException(path, $"not a valid ONNX protobuf: error at byte {input.Position} of {bytes.Length} ({FirstLine(ex.Message)})", ex);
+                throw new ModelLoadException(path, $"not a valid ONNX protobuf: error at byte {input.Position} of {bytes.Length} ({Text.Printable.FirstLine(ex.Message)})", ex);
             }
         }
         return FromProto(proto, path, options);
@@ -142,7 +142,7 @@ public static class ModelReader
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             model.Dispose();
-            throw new ModelLoadException(path, FirstLine(ex.Message), ex);
+            throw new ModelLoadException(path, Text.Printable.FirstLine(ex.Message), ex);
         }
     }
 
@@ -154,7 +154,7 @@ public static class ModelReader
         try { return Path.GetFullPath(path); }
         catch (Exception ex) when (ex is ArgumentException or NotSupportedException or PathTooLongException)
         {
-            throw new ModelLoadException(path, $"invalid path: {FirstLine(ex.Message)}", ex);
+            throw new ModelLoadException(path, $"invalid path: {Text.Printable.FirstLine(ex.Message)}", ex);
         }
     }
 
@@ -180,11 +180,9 @@ public static class ModelReader
             return new MappedFileMemory(stream, (int)length).Memory;
         }
         catch (EndOfStreamException ex) { throw new ModelLoadException(path, "cannot read: the file shrank while it was read", ex); }
-        catch (IOException ex) { throw new ModelLoadException(path, $"cannot read: {FirstLine(ex.Message)}", ex); }
-        catch (UnauthorizedAccessException ex) { throw new ModelLoadException(path, $"cannot read: {FirstLine(ex.Message)}", ex); }
+        catch (IOException ex) { throw new ModelLoadException(path, $"cannot read: {Text.Printable.FirstLine(ex.Message)}", ex); }
+        catch (UnauthorizedAccessException ex) { throw new ModelLoadException(path, $"cannot read: {Text.Printable.FirstLine(ex.Message)}", ex); }
     }
-
-    internal static string FirstLine(string message) => Text.Printable.FirstLine(message);
 
     /// <summary>A graph's nodes, handed over one at a time (the caller drops each after converting it).</summary>
     private sealed record NodeSource(int Count, Func<int, NodeProto> Take)
@@ -451,7 +449,7 @@ public static class ModelReader
                 try { file = new ExternalDataFile(full); }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
-                    throw new ModelLoadException(path, $"external data file '{location}' cannot be read: {FirstLine(ex.Message)}", ex);
+                    throw new ModelLoadException(path, $"external data file '{location}' cannot be read: {Text.Printable.FirstLine(ex.Message)}", ex);
                 }
                 model.AddExternalFile(file);
             }
@@ -474,7 +472,7 @@ public static class ModelReader
             if (!FileFacts.Of(full).Exists) return; // reported as missing later
             string real;
             try { real = FileSystemOps.RealPath(full); }
-            catch (IOException ex) { throw new ModelLoadException(path, $"initializer '{tensor}': external data location '{location}': {FirstLine(ex.Message)}", ex); }
+            catch (IOException ex) { throw new ModelLoadException(path, $"initializer '{tensor}': external data location '{location}': {Text.Printable.FirstLine(ex.Message)}", ex); }
             _realFolder ??= FileSystemOps.RealPath(folder);
             _realModelFolder ??= model.SourcePath is { } source && FileFacts.Of(source).Exists
                 ? Path.GetDirectoryName(FileSystemOps.RealPath(source))! : _realFolder;
