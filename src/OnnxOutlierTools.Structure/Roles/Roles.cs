@@ -215,4 +215,7 @@ public sealed record ModelStructure(
     public LinearRole? ClassifierHead { get; init; }
     /// <summary>The token embedding lives in another model (the graph takes inputs_embeds); null otherwise.</summary>
     public ExternalEmbeddingRole? ExternalEmbedding { get; init; }
+    /// <summary>An Optimum merged decoder: this structure is one branch of an If (use_cache_branch); every branch
+    /// recognized and how their roles correspond. Null otherwise.</summary>
+    public MergedBranchesRole? Branches { get; init; }
 }
