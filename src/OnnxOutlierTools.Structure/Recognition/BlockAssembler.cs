@@ -56,7 +56,8 @@ internal sealed partial class BlockAssembler
 
     public List<BlockRole> Assemble()
     {
-        var attentions = _attentions.Where(a => a.Output is not null).OrderBy(a => Pos(a.Output!.Node)).ToList();
+        // Cross-attention (keys/values from the encoder output) is no block of its own: it is attached to the block it sits in.
+        var attentions = _attentions.Where(a => a.Output is not null && !IsCrossAttention(a)).OrderBy(a => Pos(a.Output!.Node)).ToList();
         var ffns = _ffns.OrderBy(f => Pos(f.Down.Node)).ToList();
         var blocks = new List<BlockRole>();
         for (int i = 0; i < attentions.Count; i++)
@@ -71,7 +72,7 @@ internal sealed partial class BlockAssembler
             var block = Build(blocks.Count, a, ffn);
             if (block is not null) blocks.Add(block);
         }
-        return blocks;
+        return AttachCrossAttention(blocks);
     }
 
     private static IEnumerable<Node> Projections(AttentionRole a) =>

@@ -49,6 +49,15 @@ internal static class SharedInitializerFinder
                 Norm(uses, b.Index, "attention.keyNorm.norm", a.KeyNorm?.Norm);
                 if (a.OutputGate is { Source: GateSource.SeparateLinear } gate) Linear(uses, b.Index, "attention.outputGate.linear", gate.Linear);
             }
+            if (b.CrossAttention is { } cross)
+            {
+                Norm(uses, b.Index, "crossAttention.norm", cross.Norm);
+                Linear(uses, b.Index, "crossAttention.attention.q", cross.Attention.Query);
+                Linear(uses, b.Index, "crossAttention.attention.k", cross.Attention.Key);
+                Linear(uses, b.Index, "crossAttention.attention.v", cross.Attention.ValueProjection);
+                Linear(uses, b.Index, "crossAttention.attention.o", cross.Attention.Output);
+            }
+            if (b.Attention?.PositionBias is { } bias) uses.Add((bias.Table, new RoleUse(b.Index, "attention.positionBias.table")));
             Opaque(uses, b.Index, "mixer", b.Mixer);
             Norm(uses, b.Index, "postAttentionNorm", b.PostAttentionNorm);
             Norm(uses, b.Index, "ffnNorm", b.FfnNorm);

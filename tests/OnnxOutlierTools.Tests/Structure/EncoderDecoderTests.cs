@@ -1,0 +1,152 @@
+using Microsoft.ML.OnnxRuntime;
+using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Recognition;
+using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Tests.Structure;
+
+/// <summary>Encoder-decoder decoders (#7 item 7), on a synthetic graph shaped like HF's T5 decoder export (T5Stack with
+/// is_decoder): T5's RMSNorm without mean (pow(2).mean -> rsqrt -> weight * x), self-attention without a scale whose scores
+/// get the relative position bias (Gather of relative_attention_bias [buckets, heads] by bucketed distance, computed once and
+/// reused by every layer, plus the causal mask), cross-attention with keys and values projected from encoder_hidden_states,
+/// and a ReLU MLP. Runs in ONNX Runtime; recognized with the cross-attention attached to its block.</summary>
+public class EncoderDecoderTests
+{
+    private const int D = 16, H = 2, Hd = 8, S = 5, T = 7, F = 32, Buckets = 8, Vocab = 40;
+
+    private static Model Build(bool cross = true, int layers = 2)
+    {
+        var b = new GraphBuilder();
+        var ids = b.Input("input_ids", TensorDataType.Int64, 1, S);
+        var enc = b.Input("encoder_hidden_states", TensorDataType.Float, 1, T, D);
+        var rng = new Random(5);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => ((float)rng.NextDouble() - 0.5f) * 0.5f).ToArray();
+        Value W(string name, int rows, int cols) => b.Initializer(name, Rand(rows * cols), rows, cols);
+        Value I64(string name, params long[] v) => b.Initializer(name, v, v.Length);
+        // T5LayerNorm: no mean subtraction, no bias.
+        Value Rms(string name, Value x)
+        {
+            var variance = b.Node("ReduceMean", [b.Op("Pow", x, b.Scalar(name + ".two", 2f))], [Attr.Ints("axes", [-1]), Attr.Int("keepdims", 1)])[0];
+            var normed = b.Op("Mul", x, b.Op("Reciprocal", b.Op("Sqrt", b.Op("Add", variance, b.Scalar(name + ".eps", 1e-6f)))));
+            return b.Op("Mul", b.Initializer(name, Enumerable.Range(0, D).Select(i => 1f + 0.01f * i).ToArray(), D), normed);
+        }
+        Value Heads(Value x, string p, long len) => b.Node("Transpose", [b.Op("Reshape", x, I64(p + ".shape", 1, len, H, Hd))], [Attr.Ints("perm", [0, 2, 1, 3])])[0];
+        Value Attention(string p, Value q, Value k, Value v, long kvLen, Value? bias)
+        {
+            var kt = b.Node("Transpose", [Heads(k, p + ".k", kvLen)], [Attr.Ints("perm", [0, 1, 3, 2])])[0];
+            var scores = b.Op("MatMul", Heads(q, p + ".q", S), kt); // T5: no 1/sqrt(d) scale
+            if (bias is not null) scores = b.Op("Add", scores, bias);
+            var probs = b.Node("Softmax", [scores], [Attr.Int("axis", -1)])[0];
+            var ctx = b.Node("Transpose", [b.Op("MatMul", probs, Heads(v, p + ".v", kvLen))], [Attr.Ints("perm", [0, 2, 1, 3])])[0];
+            return b.Op("Reshape", ctx, I64(p + ".merge", 1, S, D));
+        }
+
+        var x = b.Node("Gather", [b.Initializer("shared.weight", Rand(Vocab * D), Vocab, D), ids])[0];
+        // Relative position bias (decoder: unidirectional buckets min(max(q - k, 0), buckets - 1)) plus the causal mask, once.
+        var qPos = b.Op("Unsqueeze", b.Initializer("pos.q", Enumerable.Range(0, S).Select(i => (long)i).ToArray(), S), I64("pos.axis1", 1));
+        var kPos = b.Op("Unsqueeze", b.Initializer("pos.k", Enumerable.Range(0, S).Select(i => (long)i).ToArray(), S), I64("pos.axis0", 0));
+        var distance = b.Op("Sub", qPos, kPos);
+        var bucket = b.Op("Min", b.Op("Max", distance, b.Scalar("pos.zero", 0L)), b.Scalar("pos.last", (long)Buckets - 1));
+        var table = b.Initializer("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", Rand(Buckets * H), Buckets, H);
+        var values = b.Node("Gather", [table, bucket], [Attr.Int("axis", 0)])[0]; // [S, S, H]
+        var bias = b.Op("Unsqueeze", b.Node("Transpose", [values], [Attr.Ints("perm", [2, 0, 1])])[0], I64("pos.axis00", 0));
+        var causal = b.Initializer("causal_mask", Enumerable.Range(0, S * S).Select(i => i % S <= i / S ? 0f : -1e9f).ToArray(), 1, 1, S, S);
+        var positionBias = b.Op("Add", bias, causal);
+
+        for (int l = 0; l < layers; l++)
+        {
+            string p = $"decoder.block.{l}.layer";
+            var h = Rms($"{p}.0.layer_norm.weight", x);
+            var sa = Attention($"{p}.0.sa", b.Op("MatMul", h, W($"{p}.0.SelfAttention.q.weight", D, D)), b.Op("MatMul", h, W($"{p}.0.SelfAttention.k.weight", D, D)),
+                b.Op("MatMul", h, W($"{p}.0.SelfAttention.v.weight", D, D)), S, positionBias);
+            x = b.Op("Add", x, b.Op("MatMul", sa, W($"{p}.0.SelfAttention.o.weight", D, D)));
+            if (cross)
+            {
+                var h2 = Rms($"{p}.1.layer_norm.weight", x);
+                var ca = Attention($"{p}.1.ca", b.Op("MatMul", h2, W($"{p}.1.EncDecAttention.q.weight", D, D)), b.Op("MatMul", enc, W($"{p}.1.EncDecAttention.k.weight", D, D)),
+                    b.Op("MatMul", enc, W($"{p}.1.EncDecAttention.v.weight", D, D)), T, null);
+                x = b.Op("Add", x, b.Op("MatMul", ca, W($"{p}.1.EncDecAttention.o.weight", D, D)));
+            }
+            var h3 = Rms($"{p}.2.layer_norm.weight", x);
+            x = b.Op("Add", x, b.Op("MatMul", b.Op("Relu", b.Op("MatMul", h3, W($"{p}.2.DenseReluDense.wi.weight", D, F))), W($"{p}.2.DenseReluDense.wo.weight", F, D)));
+        }
+        b.Output(b.Op("MatMul", Rms("decoder.final_layer_norm.weight", x), W("lm_head.weight", D, Vocab)), TensorDataType.Float, 1, S, Vocab);
+        return b.ToModel(irVersion: 8, new OpsetId("", 17));
+    }
+
+    [Fact]
+    public void T5ShapedDecoder_RunsInOnnxRuntime()
+    {
+        using var model = Build();
+        using var dir = new TempFolder("t5");
+        string path = dir.Path("decoder_model.onnx");
+        ModelWriter.Save(model, path);
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        using var session = new InferenceSession(path, options);
+        using var idv = OrtValue.CreateTensorValueFromMemory(new long[] { 3, 1, 4, 1, 5 }, [1, S]);
+        using var encv = OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, T * D).Select(i => MathF.Sin(i)).ToArray(), [1, T, D]);
+        using var outputs = session.Run(new RunOptions(), ["input_ids", "encoder_hidden_states"], [idv, encv], session.OutputNames);
+        Assert.All(outputs[0].GetTensorDataAsSpan<float>().ToArray(), v => Assert.True(float.IsFinite(v)));
+    }
+
+    [Fact]
+    public void T5ShapedDecoder_CrossAttentionPositionBiasAndRmsNorm()
+    {
+        using var model = Build();
+        var result = StructureRecognizer.Recognize(model);
+        Assert.True(result.Recognized, StructureReport.ToText(result, explain: true));
+        var s = result.Structure!;
+        Assert.Equal(2, s.Blocks.Count);
+        Assert.Equal("decoder", s.Architecture);
+        foreach (var blk in s.Blocks)
+        {
+            string p = $"decoder.block.{blk.Index}.layer";
+            Assert.Empty(StructureReport.Missing(blk));
+            Assert.Equal(NormPlacement.PreNorm, blk.Placement);
+            // T5's RMSNorm without mean, gain first.
+            Assert.Equal(NormKind.RmsNorm, blk.AttentionNorm!.Kind);
+            Assert.Equal($"{p}.0.layer_norm.weight", blk.AttentionNorm.Gain.Name);
+            Assert.Equal($"{p}.2.layer_norm.weight", blk.FfnNorm!.Gain.Name);
+            var a = blk.Attention!;
+            Assert.Equal($"{p}.0.SelfAttention.q.weight", a.Query!.Weight.Name);
+            Assert.Equal(H, a.NumHeads);
+            Assert.Equal(Hd, a.HeadSize);
+            Assert.Equal(MaskKind.AdditiveBias, a.MaskRole.Kind);
+            // Computed in block 0, reused by every block: the same table.
+            Assert.Equal("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", a.PositionBias!.Table.Name);
+            Assert.Equal(Buckets, a.PositionBias.Buckets);
+            var c = blk.CrossAttention!;
+            Assert.Equal("encoder_hidden_states", c.EncoderOutput.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.q.weight", c.Attention.Query!.Weight.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.k.weight", c.Attention.Key!.Weight.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.v.weight", c.Attention.ValueProjection!.Weight.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.o.weight", c.Attention.Output!.Weight.Name);
+            Assert.Equal($"{p}.1.layer_norm.weight", c.Norm!.Gain.Name);
+            Assert.NotNull(c.Residual);
+            Assert.Null(c.Attention.PositionBias);
+            Assert.Equal($"{p}.2.DenseReluDense.wi.weight", blk.Ffn!.Up.Weight.Name);
+        }
+        Assert.Equal("decoder.final_layer_norm.weight", s.FinalNorm!.Gain.Name);
+        Assert.Equal("lm_head.weight", s.LmHead!.Weight.Name);
+        // The shared position-bias table is listed with both blocks that read it.
+        Assert.Contains(s.SharedInitializers, x => x.Initializer.Name.EndsWith("relative_attention_bias.weight", StringComparison.Ordinal) && x.Uses.Count == 2);
+        string text = StructureReport.ToText(result, explain: false);
+        Assert.Contains("cross attn    decomposed: heads 2 head 8, keys/values from encoder_hidden_states", text);
+        Assert.Contains("position bias relative decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight [8 buckets x 2 heads]", text);
+        string json = StructureReport.Serialize(StructureReport.ToJson(result, includeTrace: false));
+        Assert.Contains("\"crossAttention\"", json);
+        Assert.Contains("\"positionBias\"", json);
+    }
+
+    [Fact]
+    public void DecoderWithoutCrossAttention_HasNone()
+    {
+        using var model = Build(cross: false);
+        var s = StructureRecognizer.Recognize(model).Structure!;
+        Assert.Equal(2, s.Blocks.Count);
+        Assert.All(s.Blocks, blk => Assert.Null(blk.CrossAttention));
+        Assert.All(s.Blocks, blk => Assert.NotNull(blk.Attention!.PositionBias));
+    }
+}
