@@ -50,7 +50,10 @@ internal sealed partial class BlockAssembler
             if (c is null) { result.Add(b); continue; }
             cross.Remove(c);
             var join = ResidualJoin(c.Output!.Output);
-            result.Add(b with { CrossAttention = new CrossAttentionRole(c, NormFeeding(c.Query!.Input), EncoderOutputOf(c)!, join?.Sum) });
+            // Pre-norm (Whisper, T5): the norm feeds the queries. Post-norm (BART): the norm reads the residual sum, the stream goes on from it.
+            NormRole? norm = b.Placement == NormPlacement.PostNorm ? (join is null ? null : NormReading(join)) : NormFeeding(c.Query!.Input);
+            var residual = b.Placement == NormPlacement.PostNorm && norm is not null ? TensorRef.Of(norm.Output) : join?.Sum;
+            result.Add(b with { CrossAttention = new CrossAttentionRole(c, norm, EncoderOutputOf(c)!, residual) });
         }
         foreach (var a in cross) _trace.Note("Blocks", $"cross-attention {a.CoreNodes[^1].Describe()} lies in no block (between no self-attention and its FFN)");
         return result;

@@ -168,7 +168,8 @@ internal sealed partial class BlockAssembler
 
         var inputs = FindInputs(embedding);
         bool hasCache = blocks.Any(b => b.Attention?.Cache is not null || b.Mixer?.States.Count > 0);
-        string architecture = placement == NormPlacement.PostNorm && !hasCache ? "encoder" : "decoder";
+        // A post-norm stack with cross-attention (BART's decoder) is a decoder even without a cache.
+        string architecture = placement == NormPlacement.PostNorm && !hasCache && !blocks.Any(b => b.CrossAttention is not null) ? "encoder" : "decoder";
         var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
         if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);

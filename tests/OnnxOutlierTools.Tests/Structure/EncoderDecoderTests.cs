@@ -16,8 +16,13 @@ public class EncoderDecoderTests
 {
     private const int D = 16, H = 2, Hd = 8, S = 5, T = 7, F = 32, Buckets = 8, Vocab = 40;
 
-    private static Model Build(bool cross = true, int layers = 2)
+    /// <summary>T5 (RMSNorm without mean, relative position bias, unscaled scores, ReLU), Whisper (pre-norm LayerNorm, learned
+    /// positions, scaled scores, biases on q/v/o, GELU) or BART (post-norm LayerNorm, biases on every projection, GELU).</summary>
+    public enum Form { T5, Whisper, Bart }
+
+    private static Model Build(bool cross = true, int layers = 2, Form form = Form.T5)
     {
+        bool t5 = form == Form.T5, post = form == Form.Bart;
         var b = new GraphBuilder();
         var ids = b.Input("input_ids", TensorDataType.Int64, 1, S);
         var enc = b.Input("encoder_hidden_states", TensorDataType.Float, 1, T, D);
@@ -26,6 +31,13 @@ public class EncoderDecoderTests
         Value W(string name, int rows, int cols) => b.Initializer(name, Rand(rows * cols), rows, cols);
         Value I64(string name, params long[] v) => b.Initializer(name, v, v.Length);
         // T5LayerNorm: no mean subtraction, no bias.
+        Value Norm(string name, Value x) => t5 ? Rms(name, x)
+            : b.Node("LayerNormalization", [x, b.Initializer(name, Enumerable.Range(0, D).Select(i => 1f + 0.01f * i).ToArray(), D),
+                b.Initializer(name.Replace("weight", "bias"), Rand(D), D)], [Attr.Float("epsilon", 1e-5f), Attr.Int("axis", -1)])[0];
+        Value Linear(string name, Value x, int rows, int cols, bool bias) =>
+            bias ? b.Op("Add", b.Op("MatMul", x, W(name, rows, cols)), b.Initializer(name.Replace("weight", "bias"), Rand(cols), cols)) : b.Op("MatMul", x, W(name, rows, cols));
+        Value Act(Value v) => t5 ? b.Op("Relu", v)
+            : b.Op("Mul", b.Op("Mul", v, b.Op("Add", b.Op("Erf", b.Op("Div", v, b.Scalar($"{v.Name}.sqrt2", MathF.Sqrt(2)))), b.Scalar($"{v.Name}.one", 1f))), b.Scalar($"{v.Name}.half", 0.5f));
         Value Rms(string name, Value x)
         {
             var variance = b.Node("ReduceMean", [b.Op("Pow", x, b.Scalar(name + ".two", 2f))], [Attr.Ints("axes", [-1]), Attr.Int("keepdims", 1)])[0];
@@ -37,6 +49,7 @@ public class EncoderDecoderTests
         {
             var kt = b.Node("Transpose", [Heads(k, p + ".k", kvLen)], [Attr.Ints("perm", [0, 1, 3, 2])])[0];
             var scores = b.Op("MatMul", Heads(q, p + ".q", S), kt); // T5: no 1/sqrt(d) scale
+            if (!t5) scores = b.Op("Mul", scores, b.Scalar(p + ".scale", 1f / MathF.Sqrt(Hd)));
             if (bias is not null) scores = b.Op("Add", scores, bias);
             var probs = b.Node("Softmax", [scores], [Attr.Int("axis", -1)])[0];
             var ctx = b.Node("Transpose", [b.Op("MatMul", probs, Heads(v, p + ".v", kvLen))], [Attr.Ints("perm", [0, 2, 1, 3])])[0];
@@ -44,6 +57,7 @@ public class EncoderDecoderTests
         }
 
         var x = b.Node("Gather", [b.Initializer("shared.weight", Rand(Vocab * D), Vocab, D), ids])[0];
+        if (!t5) x = b.Op("Add", x, b.Initializer("decoder.embed_positions.weight", Rand(S * D), S, D));
         // Relative position bias (decoder: unidirectional buckets min(max(q - k, 0), buckets - 1)) plus the causal mask, once.
         var qPos = b.Op("Unsqueeze", b.Initializer("pos.q", Enumerable.Range(0, S).Select(i => (long)i).ToArray(), S), I64("pos.axis1", 1));
         var kPos = b.Op("Unsqueeze", b.Initializer("pos.k", Enumerable.Range(0, S).Select(i => (long)i).ToArray(), S), I64("pos.axis0", 0));
@@ -53,33 +67,33 @@ public class EncoderDecoderTests
         var values = b.Node("Gather", [table, bucket], [Attr.Int("axis", 0)])[0]; // [S, S, H]
         var bias = b.Op("Unsqueeze", b.Node("Transpose", [values], [Attr.Ints("perm", [2, 0, 1])])[0], I64("pos.axis00", 0));
         var causal = b.Initializer("causal_mask", Enumerable.Range(0, S * S).Select(i => i % S <= i / S ? 0f : -1e9f).ToArray(), 1, 1, S, S);
-        var positionBias = b.Op("Add", bias, causal);
+        var positionBias = t5 ? b.Op("Add", bias, causal) : causal;
 
         for (int l = 0; l < layers; l++)
         {
             string p = $"decoder.block.{l}.layer";
-            var h = Rms($"{p}.0.layer_norm.weight", x);
-            var sa = Attention($"{p}.0.sa", b.Op("MatMul", h, W($"{p}.0.SelfAttention.q.weight", D, D)), b.Op("MatMul", h, W($"{p}.0.SelfAttention.k.weight", D, D)),
-                b.Op("MatMul", h, W($"{p}.0.SelfAttention.v.weight", D, D)), S, positionBias);
-            x = b.Op("Add", x, b.Op("MatMul", sa, W($"{p}.0.SelfAttention.o.weight", D, D)));
+            bool qb = !t5, kb = post, vb = !t5; // Whisper's k_proj has no bias; BART's has
+            // Pre-norm: x + f(norm(x)); post-norm (BART): norm(x + f(x)).
+            Value Sublayer(string normName, Func<Value, Value> f) => post ? Norm(normName, b.Op("Add", x, f(x))) : b.Op("Add", x, f(Norm(normName, x)));
+            x = Sublayer($"{p}.0.layer_norm.weight", h => b.Op("MatMul", Attention($"{p}.0.sa", Linear($"{p}.0.SelfAttention.q.weight", h, D, D, qb),
+                Linear($"{p}.0.SelfAttention.k.weight", h, D, D, kb), Linear($"{p}.0.SelfAttention.v.weight", h, D, D, vb), S, positionBias), W($"{p}.0.SelfAttention.o.weight", D, D)));
             if (cross)
-            {
-                var h2 = Rms($"{p}.1.layer_norm.weight", x);
-                var ca = Attention($"{p}.1.ca", b.Op("MatMul", h2, W($"{p}.1.EncDecAttention.q.weight", D, D)), b.Op("MatMul", enc, W($"{p}.1.EncDecAttention.k.weight", D, D)),
-                    b.Op("MatMul", enc, W($"{p}.1.EncDecAttention.v.weight", D, D)), T, null);
-                x = b.Op("Add", x, b.Op("MatMul", ca, W($"{p}.1.EncDecAttention.o.weight", D, D)));
-            }
-            var h3 = Rms($"{p}.2.layer_norm.weight", x);
-            x = b.Op("Add", x, b.Op("MatMul", b.Op("Relu", b.Op("MatMul", h3, W($"{p}.2.DenseReluDense.wi.weight", D, F))), W($"{p}.2.DenseReluDense.wo.weight", F, D)));
+                x = Sublayer($"{p}.1.layer_norm.weight", h => b.Op("MatMul", Attention($"{p}.1.ca", Linear($"{p}.1.EncDecAttention.q.weight", h, D, D, qb),
+                    Linear($"{p}.1.EncDecAttention.k.weight", enc, D, D, kb), Linear($"{p}.1.EncDecAttention.v.weight", enc, D, D, vb), T, null), W($"{p}.1.EncDecAttention.o.weight", D, D)));
+            x = Sublayer($"{p}.2.layer_norm.weight", h => b.Op("MatMul", Act(b.Op("MatMul", h, W($"{p}.2.DenseReluDense.wi.weight", D, F))), W($"{p}.2.DenseReluDense.wo.weight", F, D)));
         }
-        b.Output(b.Op("MatMul", Rms("decoder.final_layer_norm.weight", x), W("lm_head.weight", D, Vocab)), TensorDataType.Float, 1, S, Vocab);
+        if (!post) x = Norm("decoder.final_layer_norm.weight", x);
+        b.Output(b.Op("MatMul", x, W("lm_head.weight", D, Vocab)), TensorDataType.Float, 1, S, Vocab);
         return b.ToModel(irVersion: 8, new OpsetId("", 17));
     }
 
-    [Fact]
-    public void T5ShapedDecoder_RunsInOnnxRuntime()
+    [Theory]
+    [InlineData(Form.T5)]
+    [InlineData(Form.Whisper)]
+    [InlineData(Form.Bart)]
+    public void EncoderDecoderShapedDecoder_RunsInOnnxRuntime(Form form)
     {
-        using var model = Build();
+        using var model = Build(form: form);
         using var dir = new TempFolder("t5");
         string path = dir.Path("decoder_model.onnx");
         ModelWriter.Save(model, path);
@@ -138,6 +152,39 @@ public class EncoderDecoderTests
         string json = StructureReport.Serialize(StructureReport.ToJson(result, includeTrace: false));
         Assert.Contains("\"crossAttention\"", json);
         Assert.Contains("\"positionBias\"", json);
+    }
+
+    [Theory]
+    [InlineData(Form.Whisper, NormPlacement.PreNorm)]
+    [InlineData(Form.Bart, NormPlacement.PostNorm)]
+    public void WhisperAndBartShapedDecoders_CrossAttentionWithLayerNorms(Form form, NormPlacement placement)
+    {
+        using var model = Build(form: form);
+        var result = StructureRecognizer.Recognize(model);
+        Assert.True(result.Recognized, StructureReport.ToText(result, explain: true));
+        var s = result.Structure!;
+        Assert.Equal(2, s.Blocks.Count);
+        Assert.Equal("decoder", s.Architecture);
+        foreach (var blk in s.Blocks)
+        {
+            string p = $"decoder.block.{blk.Index}.layer";
+            Assert.Empty(StructureReport.Missing(blk));
+            Assert.Equal(placement, blk.Placement);
+            Assert.Equal(NormKind.LayerNorm, blk.AttentionNorm!.Kind);
+            Assert.Equal($"{p}.0.layer_norm.weight", blk.AttentionNorm.Gain.Name);
+            Assert.Equal($"{p}.2.layer_norm.weight", blk.FfnNorm!.Gain.Name);
+            Assert.Equal(H, blk.Attention!.NumHeads);
+            Assert.Equal(Hd, blk.Attention.HeadSize);
+            Assert.Null(blk.Attention.PositionBias);
+            var c = blk.CrossAttention!;
+            Assert.Equal("encoder_hidden_states", c.EncoderOutput.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.k.weight", c.Attention.Key!.Weight.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.o.weight", c.Attention.Output!.Weight.Name);
+            Assert.Equal(H, c.Attention.NumHeads);
+            Assert.Equal($"{p}.1.layer_norm.weight", c.Norm!.Gain.Name);
+            Assert.Equal(placement == NormPlacement.PostNorm, c.Residual!.Value == c.Norm.Output);
+            Assert.Equal("gelu-erf", blk.Ffn!.Activation); // the exact (Erf) GELU of HF's "gelu"
+        }
     }
 
     [Fact]
