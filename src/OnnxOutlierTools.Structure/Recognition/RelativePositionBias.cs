@@ -4,7 +4,8 @@ using OnnxOutlierTools.Structure.Roles;
 namespace OnnxOutlierTools.Structure.Recognition;
 
 /// <summary>Finds T5's relative position bias behind an attention's additive mask: a Gather from a 2-D initializer whose
-/// second dimension is the head count, indexed by computed (not input) buckets, upstream of the bias added to the scores.</summary>
+/// second dimension is the head count, indexed by computed (not input) buckets, upstream of the bias added to the scores;
+/// or com.microsoft RelativePositionBias reading such a table.</summary>
 internal static class RelativePositionBias
 {
     public static RelativePositionBiasRole? Find(AttentionRole role)
@@ -19,6 +20,10 @@ internal static class RelativePositionBias
             {
                 var (v, depth) = queue.Dequeue();
                 if (!seen.Add(v) || depth > 12 || v.Producer is not { } p) continue;
+                // ORT's fused form (T5 optimized by onnxruntime.transformers): RelativePositionBias(bias_table, query_length, key_length).
+                if (p.Is("RelativePositionBias", "com.microsoft") && p.Input(0) is { IsInitializer: true } fusedTable && fusedTable.Shape is { Count: 2 } fs
+                    && fs[0].Value is long fb && fs[1].Value == heads)
+                    return new RelativePositionBiasRole(fusedTable, p, input.Value, fb, heads);
                 if (p.Is("Gather") && p.GetInt("axis", 0) == 0 && p.Input(0) is { IsInitializer: true } table && table.Shape is { Count: 2 } shape
                     && shape[1].Value == heads && shape[0].Value is long buckets && p.Input(1) is { } idx && !idx.IsGraphInput && !idx.IsInitializer)
                     return new RelativePositionBiasRole(table, p, input.Value, buckets, heads);

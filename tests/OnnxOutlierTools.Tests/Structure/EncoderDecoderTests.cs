@@ -197,3 +197,45 @@ public class EncoderDecoderTests
         Assert.All(s.Blocks, blk => Assert.NotNull(blk.Attention!.PositionBias));
     }
 }
+
+/// <summary>The fused form ORT's transformer optimizer writes for T5: com.microsoft RelativePositionBias(bias_table [buckets,
+/// heads], query_length, key_length) feeding MultiHeadAttention's attention_bias.</summary>
+public class FusedRelativePositionBiasTests
+{
+    private const int D = 16, H = 2, S = 5, F = 32, Buckets = 8;
+
+    private static Model Build()
+    {
+        var b = new GraphBuilder();
+        var x = b.Input("inputs_embeds", TensorDataType.Float, 1, S, D);
+        var rng = new Random(9);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => ((float)rng.NextDouble() - 0.5f) * 0.5f).ToArray();
+        Value W(string name, int rows, int cols) => b.Initializer(name, Rand(rows * cols), rows, cols);
+        Value Norm(string name, Value v) => b.Node("SimplifiedLayerNormalization", [v, b.Initializer(name, Enumerable.Repeat(1f, D).ToArray(), D)], [Attr.Float("epsilon", 1e-6f)])[0];
+        var table = b.Initializer("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", Rand(Buckets * H), Buckets, H);
+        var length = b.Scalar("seq_len", (long)S);
+        var bias = b.Node("RelativePositionBias", [table, length, length], [Attr.Int("max_distance", 16), Attr.Int("is_bidirectional", 1)], domain: "com.microsoft")[0];
+        var h = Norm("layer.0.layer_norm.weight", x);
+        var attn = b.Node("MultiHeadAttention", [b.Op("MatMul", h, W("q.weight", D, D)), b.Op("MatMul", h, W("k.weight", D, D)), b.Op("MatMul", h, W("v.weight", D, D)),
+            null, null, bias], [Attr.Int("num_heads", H), Attr.Float("scale", 1f)], domain: "com.microsoft")[0];
+        x = b.Op("Add", x, b.Op("MatMul", attn, W("o.weight", D, D)));
+        var h2 = Norm("layer.1.layer_norm.weight", x);
+        x = b.Op("Add", x, b.Op("MatMul", b.Op("Relu", b.Op("MatMul", h2, W("wi.weight", D, F))), W("wo.weight", F, D)));
+        b.Output(b.Op("MatMul", Norm("final_layer_norm.weight", x), W("lm_head.weight", D, 40)), TensorDataType.Float, 1, S, 40);
+        return b.ToModel(irVersion: 8, new OpsetId("", 17), new OpsetId("com.microsoft", 1));
+    }
+
+    [Fact]
+    public void FusedRelativePositionBias_IsThePositionBias()
+    {
+        // Recognized only: ORT has no CPU kernel for RelativePositionBias (CUDA only), so this graph is not run here.
+        using var model = Build();
+        var a = StructureRecognizer.Recognize(model).Structure!.Blocks.Single().Attention!;
+        Assert.Equal("MultiHeadAttention", a.Form);
+        Assert.Equal(MaskKind.AdditiveBias, a.MaskRole.Kind);
+        Assert.Equal(5, a.MaskRole.Inputs[0].InputIndex);
+        Assert.Equal("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", a.PositionBias!.Table.Name);
+        Assert.Equal("RelativePositionBias", a.PositionBias.Gather.OpType);
+        Assert.Equal(Buckets, a.PositionBias.Buckets);
+    }
+}
