@@ -203,7 +203,7 @@ internal sealed partial class BlockAssembler
 
     private ModelInputs FindInputs(EmbeddingRole? embedding)
     {
-        Value? Named(params string[] parts) => _graph.Inputs.FirstOrDefault(i => !i.IsInitializer && parts.Any(p => i.Name.Contains(p, StringComparison.OrdinalIgnoreCase)));
+        Value? Named(params string[] parts) => GraphWalk.ScopeInputs(_graph).FirstOrDefault(i => !i.IsInitializer && parts.Any(p => i.Name.Contains(p, StringComparison.OrdinalIgnoreCase)));
         var ids = embedding?.TokenIds is { IsGraphInput: true } fromEmbedding ? fromEmbedding : Named("input_ids");
         return new ModelInputs(ids, Named("attention_mask", "input_mask", "mask"), Named("position_ids", "position"), Named("token_type", "segment"));
     }

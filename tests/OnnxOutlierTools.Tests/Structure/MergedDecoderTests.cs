@@ -86,6 +86,10 @@ public class MergedDecoderTests
         Assert.All(m.Weights, w => Assert.True(w.Shared, $"{w.Role} is shared"));
         Assert.Contains(m.Weights, w => w.Role == new RoleUse(0, "attention.q.weight"));
         Assert.Contains(m.Weights, w => w.Role == new RoleUse(null, "lmHead.weight"));
+        Assert.Contains(m.Weights, w => w.Role == new RoleUse(null, "embedding.tokenTable"));
+        // The branches read the outer graph's inputs by name.
+        Assert.Equal("input_ids", s.Inputs.InputIds!.Name);
+        Assert.Equal("position_ids", s.Inputs.PositionIds!.Name);
         Assert.All(m.Weights, w => Assert.True(w.Initializers[0]!.Graph.ParentNode is null, $"{w.Role}: an initializer of the outer graph"));
         Assert.Contains("merged branches", StructureReport.ToText(result, explain: false));
     }
