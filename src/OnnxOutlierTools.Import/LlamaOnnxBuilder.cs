@@ -117,7 +117,9 @@ public static class LlamaOnnxBuilder
 
     // ---- decomposed (torch.onnx / Optimum-like) ----------------------------------------------------
 
-    private static Model Decomposed(DecoderConfig c, WeightSource w, bool withPast, DecoderVariants vr)
+    /// <summary>A decomposed decoder; <paramref name="presentsWithoutPast"/> makes a decoder without past emit its keys and
+    /// values as <c>present.{i}.*</c> (the no-cache branch of an Optimum merged decoder, <see cref="MergedDecoder"/>).</summary>
+    internal static Model Decomposed(DecoderConfig c, WeightSource w, bool withPast, DecoderVariants vr, bool presentsWithoutPast = false)
     {
         vr.Validate(withPast ? LlamaOnnxFlavour.DecomposedWithPast : LlamaOnnxFlavour.Decomposed, fusedRotary: false);
         var dt = w.DataType;
@@ -240,6 +242,11 @@ public static class LlamaOnnxBuilder
                 v4 = b.Op(a, "Concat", [pastValues[i], v4], [Attr.Int("axis", 2)], output: $"present.{i}.value");
                 presents.Add(k4);
                 presents.Add(v4);
+            }
+            else if (presentsWithoutPast)
+            {
+                presents.Add(b.Op(a, "Identity", [k4], output: $"present.{i}.key"));
+                presents.Add(b.Op(a, "Identity", [v4], output: $"present.{i}.value"));
             }
             if (c.QueriesPerKvHead > 1)
             {

@@ -151,8 +151,8 @@ public static class AttentionMasks
 
     private static readonly HashSet<string> PassThrough = ["Cast", "Unsqueeze", "Squeeze", "Reshape", "Identity", "Expand"];
 
-    /// <summary>Whether the mask is a graph input (behind pass-through ops), is computed from a *mask* graph input,
-    /// or from neither (shapes and constants: a causal mask).</summary>
+    /// <summary>Whether the mask is a graph input (behind pass-through ops), is computed from the values of a *mask* graph
+    /// input, or from neither (shapes and constants: a causal mask; a Shape of attention_mask does not count).</summary>
     public static MaskOrigin OriginOf(Value mask)
     {
         var v = mask;
@@ -170,7 +170,9 @@ public static class AttentionMasks
                 if (cur.Name.Contains("mask", StringComparison.OrdinalIgnoreCase)) return MaskOrigin.DerivedFromAttentionMask;
                 continue;
             }
-            if (cur.Producer is { } p)
+            // A Shape (or Size) reads only its input's shape: the mask does not depend on those values (nor does the walk go
+            // up the residual stream through them).
+            if (cur.Producer is { } p && !p.Is("Shape") && !p.Is("Size"))
                 foreach (var input in p.Inputs)
                     if (input is not null && !input.IsInitializer) stack.Push(input);
         }

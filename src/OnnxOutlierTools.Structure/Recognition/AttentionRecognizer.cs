@@ -36,7 +36,9 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
             else if (CustomAttentionOps.For(node) is { } custom) (rule, role) = (custom.Name, Custom(node, custom));
             if (rule is null) continue;
             trace.Count(rule, role is not null);
-            if (role is not null) found.Add(role with { MaskRole = AttentionMasks.Classify(node, role) });
+            if (role is null) continue;
+            role = role with { MaskRole = AttentionMasks.Classify(node, role) };
+            found.Add(role with { PositionBias = RelativePositionBias.Find(role) });
         }
         return found;
     }
@@ -243,7 +245,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         }
         int? headSize = scale is double sc && sc > 0 ? (int)Math.Round(1 / (sc * sc)) : null;
         // An exporter that drops the scale (or folds it into the weights) still splits heads with a Reshape.
-        headSize ??= HeadSizeFromReshape(q);
+        headSize ??= HeadSizeFromReshape(q) ?? HeadSizeOnLayoutPath(qk.Input(0));
         long qWidth = ql?.OutFeatures ?? PackedWidth(q, packed!, 0);
         long kWidth = kl?.OutFeatures ?? PackedWidth(k, packed!, 1);
         int? heads = headSize > 0 ? (int)(qWidth / headSize) : null;

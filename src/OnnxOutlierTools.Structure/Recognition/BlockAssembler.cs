@@ -56,7 +56,8 @@ internal sealed partial class BlockAssembler
 
     public List<BlockRole> Assemble()
     {
-        var attentions = _attentions.Where(a => a.Output is not null).OrderBy(a => Pos(a.Output!.Node)).ToList();
+        // Cross-attention (keys/values from the encoder output) is no block of its own: it is attached to the block it sits in.
+        var attentions = _attentions.Where(a => a.Output is not null && !IsCrossAttention(a)).OrderBy(a => Pos(a.Output!.Node)).ToList();
         var ffns = _ffns.OrderBy(f => Pos(f.Down.Node)).ToList();
         var blocks = new List<BlockRole>();
         for (int i = 0; i < attentions.Count; i++)
@@ -71,7 +72,7 @@ internal sealed partial class BlockAssembler
             var block = Build(blocks.Count, a, ffn);
             if (block is not null) blocks.Add(block);
         }
-        return blocks;
+        return AttachCrossAttention(blocks);
     }
 
     private static IEnumerable<Node> Projections(AttentionRole a) =>
@@ -167,7 +168,8 @@ internal sealed partial class BlockAssembler
 
         var inputs = FindInputs(embedding);
         bool hasCache = blocks.Any(b => b.Attention?.Cache is not null || b.Mixer?.States.Count > 0);
-        string architecture = placement == NormPlacement.PostNorm && !hasCache ? "encoder" : "decoder";
+        // A post-norm stack with cross-attention (BART's decoder) is a decoder even without a cache.
+        string architecture = placement == NormPlacement.PostNorm && !hasCache && !blocks.Any(b => b.CrossAttention is not null) ? "encoder" : "decoder";
         var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
         if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
@@ -201,7 +203,7 @@ internal sealed partial class BlockAssembler
 
     private ModelInputs FindInputs(EmbeddingRole? embedding)
     {
-        Value? Named(params string[] parts) => _graph.Inputs.FirstOrDefault(i => !i.IsInitializer && parts.Any(p => i.Name.Contains(p, StringComparison.OrdinalIgnoreCase)));
+        Value? Named(params string[] parts) => GraphWalk.ScopeInputs(_graph).FirstOrDefault(i => !i.IsInitializer && parts.Any(p => i.Name.Contains(p, StringComparison.OrdinalIgnoreCase)));
         var ids = embedding?.TokenIds is { IsGraphInput: true } fromEmbedding ? fromEmbedding : Named("input_ids");
         return new ModelInputs(ids, Named("attention_mask", "input_mask", "mask"), Named("position_ids", "position"), Named("token_type", "segment"));
     }

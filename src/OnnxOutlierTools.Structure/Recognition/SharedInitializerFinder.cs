@@ -9,6 +9,17 @@ internal static class SharedInitializerFinder
 {
     public static List<SharedInitializer> Find(IReadOnlyList<BlockRole> blocks, EmbeddingRole? embedding, NormRole? finalNorm, LinearRole? lmHead)
     {
+        var uses = Uses(blocks, embedding, finalNorm, lmHead);
+        // Grouped by the initializer itself (reference identity): names are unique in a graph anyway.
+        return uses.GroupBy(u => u.Initializer)
+            .Select(g => new SharedInitializer(g.Key, g.Select(u => u.Use).Distinct().ToList()))
+            .Where(s => s.Uses.Count > 1)
+            .ToList();
+    }
+
+    /// <summary>Every role's initializer (gains, biases, weights, tables) with the role's path, in model order.</summary>
+    public static List<(Value Initializer, RoleUse Use)> Uses(IReadOnlyList<BlockRole> blocks, EmbeddingRole? embedding, NormRole? finalNorm, LinearRole? lmHead)
+    {
         var uses = new List<(Value Initializer, RoleUse Use)>();
         if (embedding is not null)
         {
@@ -38,6 +49,15 @@ internal static class SharedInitializerFinder
                 Norm(uses, b.Index, "attention.keyNorm.norm", a.KeyNorm?.Norm);
                 if (a.OutputGate is { Source: GateSource.SeparateLinear } gate) Linear(uses, b.Index, "attention.outputGate.linear", gate.Linear);
             }
+            if (b.CrossAttention is { } cross)
+            {
+                Norm(uses, b.Index, "crossAttention.norm", cross.Norm);
+                Linear(uses, b.Index, "crossAttention.attention.q", cross.Attention.Query);
+                Linear(uses, b.Index, "crossAttention.attention.k", cross.Attention.Key);
+                Linear(uses, b.Index, "crossAttention.attention.v", cross.Attention.ValueProjection);
+                Linear(uses, b.Index, "crossAttention.attention.o", cross.Attention.Output);
+            }
+            if (b.Attention?.PositionBias is { } bias) uses.Add((bias.Table, new RoleUse(b.Index, "attention.positionBias.table")));
             Opaque(uses, b.Index, "mixer", b.Mixer);
             Norm(uses, b.Index, "postAttentionNorm", b.PostAttentionNorm);
             Norm(uses, b.Index, "ffnNorm", b.FfnNorm);
@@ -62,12 +82,7 @@ internal static class SharedInitializerFinder
         }
         Norm(uses, null, "finalNorm", finalNorm);
         Linear(uses, null, "lmHead", lmHead);
-
-        // Grouped by the initializer itself (reference identity): names are unique in a graph anyway.
-        return uses.GroupBy(u => u.Initializer)
-            .Select(g => new SharedInitializer(g.Key, g.Select(u => u.Use).Distinct().ToList()))
-            .Where(s => s.Uses.Count > 1)
-            .ToList();
+        return uses;
     }
 
     private static void Ffn(List<(Value, RoleUse)> uses, int block, string role, FfnRole? ffn)

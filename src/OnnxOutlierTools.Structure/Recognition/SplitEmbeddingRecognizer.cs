@@ -15,7 +15,7 @@ public static class SplitEmbeddingRecognizer
     public static ModelStructure Attach(ModelStructure s)
     {
         if (s.Embedding is not null) return s;
-        var input = s.Graph.Inputs.FirstOrDefault(i => !i.IsInitializer && i.ElementType?.IsFloatingPoint() == true
+        var input = GraphWalk.ScopeInputs(s.Graph).FirstOrDefault(i => !i.IsInitializer && i.ElementType?.IsFloatingPoint() == true
             && i.Name.Contains("embeds", StringComparison.OrdinalIgnoreCase));
         if (input is null) return s;
         long? hidden = input.Shape is { Count: 3 } shape && shape[2].Value is long d ? d : null;

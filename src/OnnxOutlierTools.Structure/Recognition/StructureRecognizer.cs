@@ -33,7 +33,7 @@ public static class StructureRecognizer
                 : "main graph";
             searched.Add($"{where} ('{graph.Name}', {graph.Nodes.Count} nodes)");
             var result = RecognizeGraph(graph, graph.ParentNode is null ? null : where, folder);
-            if (result.Recognized) return result with { GraphsSearched = searched };
+            if (result.Recognized) return MergedBranchRecognizer.Attach(result, folder) with { GraphsSearched = searched };
             first ??= result;
         }
         return first! with { GraphsSearched = searched };

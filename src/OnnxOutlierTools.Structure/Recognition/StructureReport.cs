@@ -28,7 +28,8 @@ public static partial class StructureReport
         int BlockCount, IReadOnlyList<BlockJson> Blocks, EmbeddingJson? Embedding, NormJson? FinalNorm, LinearJson? LmHead, LinearJson? ClassifierHead,
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
         IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace,
-        EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null, ExternalEmbeddingJson? ExternalEmbedding = null);
+        EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null, ExternalEmbeddingJson? ExternalEmbedding = null,
+        BranchesJson? Branches = null);
 
     /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
     /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
@@ -41,7 +42,8 @@ public static partial class StructureReport
     /// <see cref="OpaqueFfn"/> describes an FFN no rule matched.</summary>
     public sealed record BlockJson(int Index, string Kind, string Placement, bool ParallelResidual, TensorJson ResidualIn, TensorJson? AttentionResidual, TensorJson ResidualOut,
         NormJson? AttentionNorm, AttentionJson? Attention, SublayerJson? Mixer, NormJson? FfnNorm, FfnJson? Ffn, SublayerJson? OpaqueFfn, MoeJson? Moe,
-        IReadOnlyList<string> Missing, NormJson? PostAttentionNorm = null, NormJson? PostFfnNorm = null, IReadOnlyList<BlockNormJson>? Norms = null);
+        IReadOnlyList<string> Missing, NormJson? PostAttentionNorm = null, NormJson? PostFfnNorm = null, IReadOnlyList<BlockNormJson>? Norms = null,
+        CrossAttentionJson? CrossAttention = null);
 
     /// <summary>A mixture-of-experts FFN: fused (stacked <c>gate</c>/<c>up</c>/<c>down</c> expert weights) or decomposed
     /// (<c>experts</c>, one FFN each); the router linear, top-k, the shared expert and its gate.</summary>
@@ -70,7 +72,8 @@ public static partial class StructureReport
     public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
         int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output,
         QkNormJson? QueryNorm = null, QkNormJson? KeyNorm = null, OutputGateJson? OutputGate = null, WindowJson? Window = null, double? Softcap = null,
-        LowRankJson? LowRank = null, AttentionMaskJson? MaskRole = null);
+        LowRankJson? LowRank = null, AttentionMaskJson? MaskRole = null,
+        RelativePositionBiasJson? PositionBias = null);
 
     /// <summary>Multi-head latent attention's down-projections and their norms (q_a, kv_a_proj_with_mqa).</summary>
     public sealed record LowRankJson(LinearJson QueryDown, NormJson? QueryDownNorm, LinearJson KvDown, NormJson? KvDownNorm);
@@ -101,7 +104,8 @@ public static partial class StructureReport
             s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
             s.Hints, result.GraphsSearched, trace,
             s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
-            s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null, External(s.ExternalEmbedding));
+            s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null, External(s.ExternalEmbedding),
+            BranchesOf(s.Branches));
     }
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
@@ -115,7 +119,8 @@ public static partial class StructureReport
         Tensor(b.ResidualIn), b.AttentionResidual is null ? null : Tensor(b.AttentionResidual), Tensor(b.ResidualOut),
         Norm(b.AttentionNorm), b.Attention is null ? null : Attention(b.Attention), Sublayer(b.Mixer), Norm(b.FfnNorm), b.Ffn is null ? null : Ffn(b.Ffn),
         Sublayer(b.OpaqueFfn), Moe(b.Moe), Missing(b),
-        Norm(b.PostAttentionNorm), Norm(b.PostFfnNorm), b.Norms.Select(n => new BlockNormJson(Camel(n.Slot), Norm(n.Norm)!)).ToList());
+        Norm(b.PostAttentionNorm), Norm(b.PostFfnNorm), b.Norms.Select(n => new BlockNormJson(Camel(n.Slot), Norm(n.Norm)!)).ToList(),
+        Cross(b.CrossAttention));
 
     private static ExpertWeightsJson? Experts(ExpertWeights? w) => w is null ? null : new(w.Weight.Name, w.Scales?.Name, w.Bias?.Name,
         w.Layout == WeightLayout.InOut ? "in,out" : "out,in", w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
@@ -175,7 +180,7 @@ public static partial class StructureReport
         a.OutputGate is { } g ? new OutputGateJson(Camel(g.Source), Camel(g.Activation), Linear(g.Linear)!, g.GateInput.Name, g.Output.Name) : null,
         new WindowJson(Camel(a.Window.Kind), a.Window.Size, Camel(a.Window.Source)), a.Softcap,
         a.LowRank is { } lr ? new LowRankJson(Linear(lr.QueryDown)!, Norm(lr.QueryDownNorm), Linear(lr.KvDown)!, Norm(lr.KvDownNorm)) : null,
-        MaskJson(a.MaskRole));
+        MaskJson(a.MaskRole), PositionBiasJson(a.PositionBias));
 
     private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
 
@@ -219,6 +224,7 @@ public static partial class StructureReport
             lines.Add($"                {qkv}");
             if (a.LowRank is { } lowRank)
                 lines.Add($"  low rank      q_a {LinearText(lowRank.QueryDown)} -> {NormText(lowRank.QueryDownNorm)} | kv_a {LinearText(lowRank.KvDown)} -> {NormText(lowRank.KvDownNorm)}");
+            if (a.PositionBias is { } pb) lines.Add($"  position bias {PositionBiasText(pb)}");
             if (a.QueryNorm is not null || a.KeyNorm is not null) lines.Add($"  qk norm       q {QkNormText(a.QueryNorm)} | k {QkNormText(a.KeyNorm)}");
             if (a.OutputGate is { } gate) lines.Add($"  output gate   {Camel(gate.Activation)}({gate.GateInput.Name}) from {(gate.Source == GateSource.PackedWithQuery ? "the q projection (packed)" : LinearText(gate.Linear))} -> {gate.Output.Name}");
             lines.Add($"  o proj        {LinearText(a.Output)}");
@@ -226,6 +232,7 @@ public static partial class StructureReport
             }
             if (b.PostAttentionNorm is not null) lines.Add($"  attn out norm {NormText(b.PostAttentionNorm)}");
             lines.Add($"  {(b.Attention is null ? "mixer residual" : "attn residual")} {b.AttentionResidual?.ToString() ?? "-"}");
+            if (b.CrossAttention is { } cross) AppendCross(lines, cross);
             lines.Add($"  ffn norm      {NormText(b.FfnNorm)}");
             if (b.Ffn is { } f)
             {
@@ -243,6 +250,7 @@ public static partial class StructureReport
         if (s.LogitSoftcap is { } soft) lines.Add($"logit softcap   {soft.Cap:G4} * tanh(logits / {soft.Cap:G4}) -> {soft.Output.Name}");
         if (s.ClassifierHead is { } classifier) lines.Add($"classifier head {LinearText(classifier)} ({classifier.OutFeatures} classes)");
         AppendShared(lines, s.SharedInitializers);
+        if (s.Branches is { } branches) AppendBranches(lines, branches);
         foreach (var h in s.Hints) lines.Add($"hint: {h}");
         if (explain)
         {

@@ -38,7 +38,8 @@ public enum MaskOrigin
     GraphInput,
     /// <summary>Computed from the attention_mask (or another *mask*) graph input (often combined with a causal mask).</summary>
     DerivedFromAttentionMask,
-    /// <summary>Computed without a mask input: from shapes or constants (a causal mask).</summary>
+    /// <summary>Computed without reading a mask input's values: from shapes or constants (a causal mask; or seqlens_k from
+    /// attention_mask's shape alone, as the onnx-community Qwen3.5 export does, which ignores padding).</summary>
     Computed,
 }
 

@@ -100,6 +100,8 @@ public sealed record AttentionRole(
     /// <summary>What <see cref="Mask"/> means (seqlens_k, a boolean mask, an additive bias, ...), where it comes from, and
     /// every mask-like input of the op.</summary>
     public AttentionMaskRole MaskRole { get; init; } = AttentionMaskRole.Unknown;
+    /// <summary>T5-style relative position bias added to the scores (a learned [buckets, heads] table); null when none.</summary>
+    public RelativePositionBiasRole? PositionBias { get; init; }
 }
 
 /// <summary>The down-projections of multi-head latent attention: x -> q_a -> q_a_layernorm -> q_b, and
@@ -168,6 +170,9 @@ public sealed record BlockRole(
     /// <summary>The FFN when it is a mixture of experts (<see cref="Ffn"/> is then null).</summary>
     public MoeRole? Moe { get; init; }
 
+    /// <summary>Encoder-decoder cross-attention (Whisper, T5, BART decoders) between the self-attention and the FFN; null otherwise.</summary>
+    public CrossAttentionRole? CrossAttention { get; init; }
+
     /// <summary>What mixes tokens: attention, or the opaque mixer's kind.</summary>
     public BlockKind Kind => Attention is not null ? BlockKind.Attention : Mixer?.Kind ?? BlockKind.Unknown;
 }
@@ -215,4 +220,7 @@ public sealed record ModelStructure(
     public LinearRole? ClassifierHead { get; init; }
     /// <summary>The token embedding lives in another model (the graph takes inputs_embeds); null otherwise.</summary>
     public ExternalEmbeddingRole? ExternalEmbedding { get; init; }
+    /// <summary>An Optimum merged decoder: this structure is one branch of an If (use_cache_branch); every branch
+    /// recognized and how their roles correspond. Null otherwise.</summary>
+    public MergedBranchesRole? Branches { get; init; }
 }

@@ -48,7 +48,7 @@ public static class EmbeddingRules
     /// types or a mask.</summary>
     public static Func<Value, bool> TokenIds(Graph graph)
     {
-        var inputs = graph.Inputs.Where(i => !i.IsInitializer).ToList();
+        var inputs = GraphWalk.ScopeInputs(graph).Where(i => !i.IsInitializer).ToList();
         var named = inputs.Where(i => NamedLike(i, "input_ids")).ToList();
         var chosen = (named.Count > 0 ? named
             : inputs.Where(i => i.ElementType?.IsFloatingPoint() != true && !NamedLike(i, "position", "token_type", "segment", "mask"))).ToHashSet();

@@ -8,6 +8,11 @@ public static class GraphWalk
 {
     private static readonly HashSet<string> LayoutOps = ["Reshape", "Transpose", "Cast", "Identity", "Squeeze", "Unsqueeze", "Flatten"];
 
+    /// <summary>The graph inputs a graph can read: its own, and for an If branch (which reads outer-scope values by name, as an
+    /// Optimum merged decoder's branches read input_ids) those of the enclosing graphs. A BeamSearch decoder has its own.</summary>
+    public static IEnumerable<Value> ScopeInputs(Graph graph) =>
+        graph.ParentNode is { } owner && owner.Is("If") && owner.Graph is { } outer ? graph.Inputs.Concat(ScopeInputs(outer)) : graph.Inputs;
+
     public static bool IsLayoutOp(Node node) => node.IsDefaultDomain && LayoutOps.Contains(node.OpType);
 
     /// <summary>The value this one is a re-layout of (follows first inputs through layout ops).</summary>

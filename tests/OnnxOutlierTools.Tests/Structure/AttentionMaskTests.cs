@@ -69,6 +69,8 @@ public class AttentionMaskTests
         Assert.Same(a.Mask, a.MaskRole.Value); // the old field keeps naming seqlens_k
         Assert.Equal(TensorDataType.Int32, AttentionMasks.ElementType(a.MaskRole.Value!));
         Assert.Equal(5, a.MaskRole.Inputs[0].InputIndex);
+        // total_sequence_length comes from attention_mask's shape only.
+        Assert.Equal(MaskOrigin.Computed, a.MaskRole.Inputs[1].Origin);
     }
 
     [Fact]
@@ -80,6 +82,9 @@ public class AttentionMaskTests
         Assert.Equal(MaskKind.SeqLensK, a.MaskRole.Kind);
         Assert.Equal([MaskKind.SeqLensK, MaskKind.TotalSequenceLength, MaskKind.AdditiveBias], a.MaskRole.Inputs.Select(i => i.Kind).ToArray());
         Assert.Equal([5, 6, 10], a.MaskRole.Inputs.Select(i => i.InputIndex ?? -1).ToArray());
+        // This export's seqlens_k is total_length - 1 from Shape(attention_mask), expanded to the batch: padding is ignored.
+        Assert.Equal(MaskOrigin.Computed, a.MaskRole.Origin);
+        Assert.Equal(MaskOrigin.DerivedFromAttentionMask, a.MaskRole.Inputs[2].Origin);
     }
 
     [Fact]

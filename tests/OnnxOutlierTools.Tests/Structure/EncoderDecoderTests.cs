@@ -1,0 +1,241 @@
+using Microsoft.ML.OnnxRuntime;
+using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Recognition;
+using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Tests.Structure;
+
+/// <summary>Encoder-decoder decoders (#7 item 7), on a synthetic graph shaped like HF's T5 decoder export (T5Stack with
+/// is_decoder): T5's RMSNorm without mean (pow(2).mean -> rsqrt -> weight * x), self-attention without a scale whose scores
+/// get the relative position bias (Gather of relative_attention_bias [buckets, heads] by bucketed distance, computed once and
+/// reused by every layer, plus the causal mask), cross-attention with keys and values projected from encoder_hidden_states,
+/// and a ReLU MLP. Runs in ONNX Runtime; recognized with the cross-attention attached to its block.</summary>
+public class EncoderDecoderTests
+{
+    private const int D = 16, H = 2, Hd = 8, S = 5, T = 7, F = 32, Buckets = 8, Vocab = 40;
+
+    /// <summary>T5 (RMSNorm without mean, relative position bias, unscaled scores, ReLU), Whisper (pre-norm LayerNorm, learned
+    /// positions, scaled scores, biases on q/v/o, GELU) or BART (post-norm LayerNorm, biases on every projection, GELU).</summary>
+    public enum Form { T5, Whisper, Bart }
+
+    private static Model Build(bool cross = true, int layers = 2, Form form = Form.T5)
+    {
+        bool t5 = form == Form.T5, post = form == Form.Bart;
+        var b = new GraphBuilder();
+        var ids = b.Input("input_ids", TensorDataType.Int64, 1, S);
+        var enc = b.Input("encoder_hidden_states", TensorDataType.Float, 1, T, D);
+        var rng = new Random(5);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => ((float)rng.NextDouble() - 0.5f) * 0.5f).ToArray();
+        Value W(string name, int rows, int cols) => b.Initializer(name, Rand(rows * cols), rows, cols);
+        Value I64(string name, params long[] v) => b.Initializer(name, v, v.Length);
+        // T5LayerNorm: no mean subtraction, no bias.
+        Value Norm(string name, Value x) => t5 ? Rms(name, x)
+            : b.Node("LayerNormalization", [x, b.Initializer(name, Enumerable.Range(0, D).Select(i => 1f + 0.01f * i).ToArray(), D),
+                b.Initializer(name.Replace("weight", "bias"), Rand(D), D)], [Attr.Float("epsilon", 1e-5f), Attr.Int("axis", -1)])[0];
+        Value Linear(string name, Value x, int rows, int cols, bool bias) =>
+            bias ? b.Op("Add", b.Op("MatMul", x, W(name, rows, cols)), b.Initializer(name.Replace("weight", "bias"), Rand(cols), cols)) : b.Op("MatMul", x, W(name, rows, cols));
+        Value Act(Value v) => t5 ? b.Op("Relu", v)
+            : b.Op("Mul", b.Op("Mul", v, b.Op("Add", b.Op("Erf", b.Op("Div", v, b.Scalar($"{v.Name}.sqrt2", MathF.Sqrt(2)))), b.Scalar($"{v.Name}.one", 1f))), b.Scalar($"{v.Name}.half", 0.5f));
+        Value Rms(string name, Value x)
+        {
+            var variance = b.Node("ReduceMean", [b.Op("Pow", x, b.Scalar(name + ".two", 2f))], [Attr.Ints("axes", [-1]), Attr.Int("keepdims", 1)])[0];
+            var normed = b.Op("Mul", x, b.Op("Reciprocal", b.Op("Sqrt", b.Op("Add", variance, b.Scalar(name + ".eps", 1e-6f)))));
+            return b.Op("Mul", b.Initializer(name, Enumerable.Range(0, D).Select(i => 1f + 0.01f * i).ToArray(), D), normed);
+        }
+        Value Heads(Value x, string p, long len) => b.Node("Transpose", [b.Op("Reshape", x, I64(p + ".shape", 1, len, H, Hd))], [Attr.Ints("perm", [0, 2, 1, 3])])[0];
+        Value Attention(string p, Value q, Value k, Value v, long kvLen, Value? bias)
+        {
+            var kt = b.Node("Transpose", [Heads(k, p + ".k", kvLen)], [Attr.Ints("perm", [0, 1, 3, 2])])[0];
+            var scores = b.Op("MatMul", Heads(q, p + ".q", S), kt); // T5: no 1/sqrt(d) scale
+            if (!t5) scores = b.Op("Mul", scores, b.Scalar(p + ".scale", 1f / MathF.Sqrt(Hd)));
+            if (bias is not null) scores = b.Op("Add", scores, bias);
+            var probs = b.Node("Softmax", [scores], [Attr.Int("axis", -1)])[0];
+            var ctx = b.Node("Transpose", [b.Op("MatMul", probs, Heads(v, p + ".v", kvLen))], [Attr.Ints("perm", [0, 2, 1, 3])])[0];
+            return b.Op("Reshape", ctx, I64(p + ".merge", 1, S, D));
+        }
+
+        var x = b.Node("Gather", [b.Initializer("shared.weight", Rand(Vocab * D), Vocab, D), ids])[0];
+        if (!t5) x = b.Op("Add", x, b.Initializer("decoder.embed_positions.weight", Rand(S * D), S, D));
+        // Relative position bias (decoder: unidirectional buckets min(max(q - k, 0), buckets - 1)) plus the causal mask, once.
+        var qPos = b.Op("Unsqueeze", b.Initializer("pos.q", Enumerable.Range(0, S).Select(i => (long)i).ToArray(), S), I64("pos.axis1", 1));
+        var kPos = b.Op("Unsqueeze", b.Initializer("pos.k", Enumerable.Range(0, S).Select(i => (long)i).ToArray(), S), I64("pos.axis0", 0));
+        var distance = b.Op("Sub", qPos, kPos);
+        var bucket = b.Op("Min", b.Op("Max", distance, b.Scalar("pos.zero", 0L)), b.Scalar("pos.last", (long)Buckets - 1));
+        var table = b.Initializer("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", Rand(Buckets * H), Buckets, H);
+        var values = b.Node("Gather", [table, bucket], [Attr.Int("axis", 0)])[0]; // [S, S, H]
+        var bias = b.Op("Unsqueeze", b.Node("Transpose", [values], [Attr.Ints("perm", [2, 0, 1])])[0], I64("pos.axis00", 0));
+        var causal = b.Initializer("causal_mask", Enumerable.Range(0, S * S).Select(i => i % S <= i / S ? 0f : -1e9f).ToArray(), 1, 1, S, S);
+        var positionBias = t5 ? b.Op("Add", bias, causal) : causal;
+
+        for (int l = 0; l < layers; l++)
+        {
+            string p = $"decoder.block.{l}.layer";
+            bool qb = !t5, kb = post, vb = !t5; // Whisper's k_proj has no bias; BART's has
+            // Pre-norm: x + f(norm(x)); post-norm (BART): norm(x + f(x)).
+            Value Sublayer(string normName, Func<Value, Value> f) => post ? Norm(normName, b.Op("Add", x, f(x))) : b.Op("Add", x, f(Norm(normName, x)));
+            x = Sublayer($"{p}.0.layer_norm.weight", h => b.Op("MatMul", Attention($"{p}.0.sa", Linear($"{p}.0.SelfAttention.q.weight", h, D, D, qb),
+                Linear($"{p}.0.SelfAttention.k.weight", h, D, D, kb), Linear($"{p}.0.SelfAttention.v.weight", h, D, D, vb), S, positionBias), W($"{p}.0.SelfAttention.o.weight", D, D)));
+            if (cross)
+                x = Sublayer($"{p}.1.layer_norm.weight", h => b.Op("MatMul", Attention($"{p}.1.ca", Linear($"{p}.1.EncDecAttention.q.weight", h, D, D, qb),
+                    Linear($"{p}.1.EncDecAttention.k.weight", enc, D, D, kb), Linear($"{p}.1.EncDecAttention.v.weight", enc, D, D, vb), T, null), W($"{p}.1.EncDecAttention.o.weight", D, D)));
+            x = Sublayer($"{p}.2.layer_norm.weight", h => b.Op("MatMul", Act(b.Op("MatMul", h, W($"{p}.2.DenseReluDense.wi.weight", D, F))), W($"{p}.2.DenseReluDense.wo.weight", F, D)));
+        }
+        if (!post) x = Norm("decoder.final_layer_norm.weight", x);
+        b.Output(b.Op("MatMul", x, W("lm_head.weight", D, Vocab)), TensorDataType.Float, 1, S, Vocab);
+        return b.ToModel(irVersion: 8, new OpsetId("", 17));
+    }
+
+    [Theory]
+    [InlineData(Form.T5)]
+    [InlineData(Form.Whisper)]
+    [InlineData(Form.Bart)]
+    public void EncoderDecoderShapedDecoder_RunsInOnnxRuntime(Form form)
+    {
+        using var model = Build(form: form);
+        using var dir = new TempFolder("t5");
+        string path = dir.Path("decoder_model.onnx");
+        ModelWriter.Save(model, path);
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        using var session = new InferenceSession(path, options);
+        using var idv = OrtValue.CreateTensorValueFromMemory(new long[] { 3, 1, 4, 1, 5 }, [1, S]);
+        using var encv = OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, T * D).Select(i => MathF.Sin(i)).ToArray(), [1, T, D]);
+        using var outputs = session.Run(new RunOptions(), ["input_ids", "encoder_hidden_states"], [idv, encv], session.OutputNames);
+        Assert.All(outputs[0].GetTensorDataAsSpan<float>().ToArray(), v => Assert.True(float.IsFinite(v)));
+    }
+
+    [Fact]
+    public void T5ShapedDecoder_CrossAttentionPositionBiasAndRmsNorm()
+    {
+        using var model = Build();
+        var result = StructureRecognizer.Recognize(model);
+        Assert.True(result.Recognized, StructureReport.ToText(result, explain: true));
+        var s = result.Structure!;
+        Assert.Equal(2, s.Blocks.Count);
+        Assert.Equal("decoder", s.Architecture);
+        foreach (var blk in s.Blocks)
+        {
+            string p = $"decoder.block.{blk.Index}.layer";
+            Assert.Empty(StructureReport.Missing(blk));
+            Assert.Equal(NormPlacement.PreNorm, blk.Placement);
+            // T5's RMSNorm without mean, gain first.
+            Assert.Equal(NormKind.RmsNorm, blk.AttentionNorm!.Kind);
+            Assert.Equal($"{p}.0.layer_norm.weight", blk.AttentionNorm.Gain.Name);
+            Assert.Equal($"{p}.2.layer_norm.weight", blk.FfnNorm!.Gain.Name);
+            var a = blk.Attention!;
+            Assert.Equal($"{p}.0.SelfAttention.q.weight", a.Query!.Weight.Name);
+            Assert.Equal(H, a.NumHeads);
+            Assert.Equal(Hd, a.HeadSize);
+            Assert.Equal(MaskKind.AdditiveBias, a.MaskRole.Kind);
+            // Computed in block 0, reused by every block: the same table.
+            Assert.Equal("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", a.PositionBias!.Table.Name);
+            Assert.Equal(Buckets, a.PositionBias.Buckets);
+            var c = blk.CrossAttention!;
+            Assert.Equal("encoder_hidden_states", c.EncoderOutput.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.q.weight", c.Attention.Query!.Weight.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.k.weight", c.Attention.Key!.Weight.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.v.weight", c.Attention.ValueProjection!.Weight.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.o.weight", c.Attention.Output!.Weight.Name);
+            Assert.Equal($"{p}.1.layer_norm.weight", c.Norm!.Gain.Name);
+            Assert.NotNull(c.Residual);
+            Assert.Null(c.Attention.PositionBias);
+            Assert.Equal($"{p}.2.DenseReluDense.wi.weight", blk.Ffn!.Up.Weight.Name);
+        }
+        Assert.Equal("decoder.final_layer_norm.weight", s.FinalNorm!.Gain.Name);
+        Assert.Equal("lm_head.weight", s.LmHead!.Weight.Name);
+        // The shared position-bias table is listed with both blocks that read it.
+        Assert.Contains(s.SharedInitializers, x => x.Initializer.Name.EndsWith("relative_attention_bias.weight", StringComparison.Ordinal) && x.Uses.Count == 2);
+        string text = StructureReport.ToText(result, explain: false);
+        Assert.Contains("cross attn    decomposed: heads 2 head 8, keys/values from encoder_hidden_states", text);
+        Assert.Contains("position bias relative decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight [8 buckets x 2 heads]", text);
+        string json = StructureReport.Serialize(StructureReport.ToJson(result, includeTrace: false));
+        Assert.Contains("\"crossAttention\"", json);
+        Assert.Contains("\"positionBias\"", json);
+    }
+
+    [Theory]
+    [InlineData(Form.Whisper, NormPlacement.PreNorm)]
+    [InlineData(Form.Bart, NormPlacement.PostNorm)]
+    public void WhisperAndBartShapedDecoders_CrossAttentionWithLayerNorms(Form form, NormPlacement placement)
+    {
+        using var model = Build(form: form);
+        var result = StructureRecognizer.Recognize(model);
+        Assert.True(result.Recognized, StructureReport.ToText(result, explain: true));
+        var s = result.Structure!;
+        Assert.Equal(2, s.Blocks.Count);
+        Assert.Equal("decoder", s.Architecture);
+        foreach (var blk in s.Blocks)
+        {
+            string p = $"decoder.block.{blk.Index}.layer";
+            Assert.Empty(StructureReport.Missing(blk));
+            Assert.Equal(placement, blk.Placement);
+            Assert.Equal(NormKind.LayerNorm, blk.AttentionNorm!.Kind);
+            Assert.Equal($"{p}.0.layer_norm.weight", blk.AttentionNorm.Gain.Name);
+            Assert.Equal($"{p}.2.layer_norm.weight", blk.FfnNorm!.Gain.Name);
+            Assert.Equal(H, blk.Attention!.NumHeads);
+            Assert.Equal(Hd, blk.Attention.HeadSize);
+            Assert.Null(blk.Attention.PositionBias);
+            var c = blk.CrossAttention!;
+            Assert.Equal("encoder_hidden_states", c.EncoderOutput.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.k.weight", c.Attention.Key!.Weight.Name);
+            Assert.Equal($"{p}.1.EncDecAttention.o.weight", c.Attention.Output!.Weight.Name);
+            Assert.Equal(H, c.Attention.NumHeads);
+            Assert.Equal($"{p}.1.layer_norm.weight", c.Norm!.Gain.Name);
+            Assert.Equal(placement == NormPlacement.PostNorm, c.Residual!.Value == c.Norm.Output);
+            Assert.Equal("gelu-erf", blk.Ffn!.Activation); // the exact (Erf) GELU of HF's "gelu"
+        }
+    }
+
+    [Fact]
+    public void DecoderWithoutCrossAttention_HasNone()
+    {
+        using var model = Build(cross: false);
+        var s = StructureRecognizer.Recognize(model).Structure!;
+        Assert.Equal(2, s.Blocks.Count);
+        Assert.All(s.Blocks, blk => Assert.Null(blk.CrossAttention));
+        Assert.All(s.Blocks, blk => Assert.NotNull(blk.Attention!.PositionBias));
+    }
+}
+
+/// <summary>The fused form ORT's transformer optimizer writes for T5: com.microsoft RelativePositionBias(bias_table [buckets,
+/// heads], query_length, key_length) feeding MultiHeadAttention's attention_bias.</summary>
+public class FusedRelativePositionBiasTests
+{
+    private const int D = 16, H = 2, S = 5, F = 32, Buckets = 8;
+
+    private static Model Build()
+    {
+        var b = new GraphBuilder();
+        var x = b.Input("inputs_embeds", TensorDataType.Float, 1, S, D);
+        var rng = new Random(9);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => ((float)rng.NextDouble() - 0.5f) * 0.5f).ToArray();
+        Value W(string name, int rows, int cols) => b.Initializer(name, Rand(rows * cols), rows, cols);
+        Value Norm(string name, Value v) => b.Node("SimplifiedLayerNormalization", [v, b.Initializer(name, Enumerable.Repeat(1f, D).ToArray(), D)], [Attr.Float("epsilon", 1e-6f)])[0];
+        var table = b.Initializer("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", Rand(Buckets * H), Buckets, H);
+        var length = b.Scalar("seq_len", (long)S);
+        var bias = b.Node("RelativePositionBias", [table, length, length], [Attr.Int("max_distance", 16), Attr.Int("is_bidirectional", 1)], domain: "com.microsoft")[0];
+        var h = Norm("layer.0.layer_norm.weight", x);
+        var attn = b.Node("MultiHeadAttention", [b.Op("MatMul", h, W("q.weight", D, D)), b.Op("MatMul", h, W("k.weight", D, D)), b.Op("MatMul", h, W("v.weight", D, D)),
+            null, null, bias], [Attr.Int("num_heads", H), Attr.Float("scale", 1f)], domain: "com.microsoft")[0];
+        x = b.Op("Add", x, b.Op("MatMul", attn, W("o.weight", D, D)));
+        var h2 = Norm("layer.1.layer_norm.weight", x);
+        x = b.Op("Add", x, b.Op("MatMul", b.Op("Relu", b.Op("MatMul", h2, W("wi.weight", D, F))), W("wo.weight", F, D)));
+        b.Output(b.Op("MatMul", Norm("final_layer_norm.weight", x), W("lm_head.weight", D, 40)), TensorDataType.Float, 1, S, 40);
+        return b.ToModel(irVersion: 8, new OpsetId("", 17), new OpsetId("com.microsoft", 1));
+    }
+
+    [Fact]
+    public void FusedRelativePositionBias_IsThePositionBias()
+    {
+        // Recognized only: ORT has no CPU kernel for RelativePositionBias (CUDA only), so this graph is not run here.
+        using var model = Build();
+        var a = StructureRecognizer.Recognize(model).Structure!.Blocks.Single().Attention!;
+        Assert.Equal("MultiHeadAttention", a.Form);
+        Assert.Equal(MaskKind.AdditiveBias, a.MaskRole.Kind);
+        Assert.Equal(5, a.MaskRole.Inputs[0].InputIndex);
+        Assert.Equal("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", a.PositionBias!.Table.Name);
+        Assert.Equal("RelativePositionBias", a.PositionBias.Gather.OpType);
+        Assert.Equal(Buckets, a.PositionBias.Buckets);
+    }
+}
