@@ -181,7 +181,7 @@ internal sealed class MoeRecognizer(Graph graph, LinearIndex linears, List<FfnRo
             Router = router,
             TopK = topk.Input(1) is { } kv && ConstantResolver.ScalarOf(kv) is double kd ? (int)kd : null,
             NumExperts = (int)router.OutFeatures,
-            Activation = $"{first.Kind} {first.Activation}",
+            Activation = $"{first.Kind.Name()} {first.Activation.Name()}",
             Experts = experts.Select(e => e.Ffn).ToList(),
             SharedExpert = shared,
             SharedExpertGate = sharedGate,

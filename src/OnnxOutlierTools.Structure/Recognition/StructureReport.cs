@@ -162,7 +162,7 @@ public static partial class StructureReport
         if (a.Output is null) missing.Add("o");
         if (a.NumHeads is null or 0) missing.Add("numHeads");
         if (a.HeadSize is null or 0) missing.Add("headSize");
-        if (b.Ffn is { Kind: "glu", Gate: null }) missing.Add("gate");
+        if (b.Ffn is { Kind: FfnKind.Glu, Gate: null }) missing.Add("gate");
         return missing;
     }
 
@@ -182,7 +182,7 @@ public static partial class StructureReport
         a.LowRank is { } lr ? new LowRankJson(Linear(lr.QueryDown)!, Norm(lr.QueryDownNorm), Linear(lr.KvDown)!, Norm(lr.KvDownNorm)) : null,
         MaskJson(a.MaskRole), PositionBiasJson(a.PositionBias));
 
-    private static FfnJson Ffn(FfnRole f) => new(f.Kind, f.Activation, Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
+    private static FfnJson Ffn(FfnRole f) => new(f.Kind.Name(), f.Activation.Name(), Linear(f.Gate), Linear(f.Up)!, Linear(f.Down)!, f.DownInput.Name, f.Gate == f.Up);
 
     private static IEnumerable<TraceJson> TraceItems(RecognitionResult result) =>
         result.Trace.Rules.Select(r => new TraceJson(r.Category, r.Rule, r.Matches, r.NearMiss?.ToString(), r.Notes));
@@ -236,7 +236,7 @@ public static partial class StructureReport
             lines.Add($"  ffn norm      {NormText(b.FfnNorm)}");
             if (b.Ffn is { } f)
             {
-                lines.Add($"  ffn           {f.Kind} {f.Activation}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
+                lines.Add($"  ffn           {f.Kind.Name()} {f.Activation.Name()}: {(f.Gate is null ? "" : $"gate {LinearText(f.Gate)} | ")}up {LinearText(f.Up)} | down {LinearText(f.Down)}");
                 lines.Add($"  down input    {f.DownInput.Name}");
             }
             else if (b.Moe is { } moe) AppendMoe(lines, moe);

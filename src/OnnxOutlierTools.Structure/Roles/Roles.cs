@@ -113,8 +113,8 @@ public sealed record LowRankRole(LinearRole QueryDown, NormRole? QueryDownNorm, 
 /// <see cref="DownInput"/> is the down-projection input, where massive activations are born. A packed
 /// gate_up projection (one MatMul, then Split/Slice) is both <see cref="Gate"/> and <see cref="Up"/>.</summary>
 public sealed record FfnRole(
-    string Kind,
-    string Activation,
+    FfnKind Kind,
+    FfnActivation Activation,
     LinearRole? Gate,
     LinearRole Up,
     LinearRole Down,

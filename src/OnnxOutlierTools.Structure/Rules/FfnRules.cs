@@ -1,11 +1,12 @@
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Structure.Patterns;
+using OnnxOutlierTools.Structure.Roles;
 
 namespace OnnxOutlierTools.Structure.Rules;
 
 /// <summary>What an FFN rule found at a down projection's input: the activation and which linear
 /// outputs feed it (gate and up for GLU; fc1 for an MLP, bound as "up").</summary>
-public sealed record FfnMatch(string Kind, string Activation, Value? GateOutput, Value UpOutput, Value? ActivationBias, IReadOnlyList<Node> Nodes);
+public sealed record FfnMatch(FfnKind Kind, FfnActivation Activation, Value? GateOutput, Value UpOutput, Value? ActivationBias, IReadOnlyList<Node> Nodes);
 
 /// <summary>FFN activation rules, rooted at the down projection's input (y6 in a GLU, y4 in a GeLU MLP):
 /// SiLU / GeLU (erf, tanh, fused) / ReLU, as GLU (act(gate) * up) or MLP (act(fc1)).</summary>
@@ -20,11 +21,11 @@ public static class FfnRules
 
         var rules = new List<Rule<FfnMatch>>();
         foreach (var (act, pattern) in Activations(Linear("gate")))
-            rules.Add(new Rule<FfnMatch>($"GLU/{act}", P.Commuted("Mul", pattern, Linear("up")), null,
-                m => new FfnMatch("glu", act, m["gate"], m["up"], m.TryValue("actbias"), m.Nodes)));
+            rules.Add(new Rule<FfnMatch>($"GLU/{act.Name()}", P.Commuted("Mul", pattern, Linear("up")), null,
+                m => new FfnMatch(FfnKind.Glu, act, m["gate"], m["up"], m.TryValue("actbias"), m.Nodes)));
         foreach (var (act, pattern) in Activations(Linear("up")))
-            rules.Add(new Rule<FfnMatch>($"MLP/{act}", pattern, null,
-                m => new FfnMatch("mlp", act, null, m["up"], m.TryValue("actbias"), m.Nodes)));
+            rules.Add(new Rule<FfnMatch>($"MLP/{act.Name()}", pattern, null,
+                m => new FfnMatch(FfnKind.Mlp, act, null, m["up"], m.TryValue("actbias"), m.Nodes)));
         return rules;
     }
 
@@ -36,18 +37,18 @@ public static class FfnRules
     }
 
     /// <summary>Activation forms over an input pattern (the same variable must be read everywhere).</summary>
-    private static IEnumerable<(string Name, Pattern Pattern)> Activations(Pattern x)
+    private static IEnumerable<(FfnActivation Name, Pattern Pattern)> Activations(Pattern x)
     {
         // SiLU: x * sigmoid(x), either order; or a fused Swish-like op.
-        yield return ("silu", P.Commuted("Mul", x, P.Op("Sigmoid", x)));
-        yield return ("quick-gelu", P.Node(["QuickGelu"], [x], "com.microsoft"));
+        yield return (FfnActivation.Silu, P.Commuted("Mul", x, P.Op("Sigmoid", x)));
+        yield return (FfnActivation.QuickGelu, P.Node(["QuickGelu"], [x], "com.microsoft"));
         // ai.onnx Swish (opset 24) is x * sigmoid(alpha * x): SiLU when alpha is 1 (mobius exports).
-        yield return ("silu", P.Node(["Swish"], [x], check: n => Math.Abs(n.GetFloat("alpha", 1f) - 1f) < 1e-6f, checkText: "alpha = 1"));
+        yield return (FfnActivation.Silu, P.Node(["Swish"], [x], check: n => Math.Abs(n.GetFloat("alpha", 1f) - 1f) < 1e-6f, checkText: "alpha = 1"));
 
         // GeLU, exact: 0.5 * x * (1 + erf(x / sqrt 2)), in the operand orders exporters produce.
         var erf = P.Op("Erf", P.AnyOf(P.Op("Div", x, P.AnyScalar()), P.Commuted("Mul", x, P.AnyScalar())));
         var onePlusErf = P.Commuted("Add", erf, P.Scalar(1));
-        yield return ("gelu-erf", P.AnyOf(
+        yield return (FfnActivation.GeluErf, P.AnyOf(
             P.Commuted("Mul", P.Commuted("Mul", x, onePlusErf), P.Scalar(0.5)),
             P.Commuted("Mul", P.Commuted("Mul", x, P.Scalar(0.5)), onePlusErf),
             P.Commuted("Mul", x, P.Commuted("Mul", onePlusErf, P.Scalar(0.5)))));
@@ -56,17 +57,17 @@ public static class FfnRules
         var cube = P.AnyOf(P.Op("Pow", x, P.Scalar(3)), P.Commuted("Mul", x, P.Commuted("Mul", x, x)));
         var inner = P.Commuted("Add", x, P.Commuted("Mul", cube, P.AnyScalar()));
         var onePlusTanh = P.Commuted("Add", P.Op("Tanh", P.Commuted("Mul", inner, P.AnyScalar())), P.Scalar(1));
-        yield return ("gelu-tanh", P.AnyOf(
+        yield return (FfnActivation.GeluTanh, P.AnyOf(
             P.Commuted("Mul", P.Commuted("Mul", x, P.Scalar(0.5)), onePlusTanh),
             P.Commuted("Mul", P.Commuted("Mul", x, onePlusTanh), P.Scalar(0.5)),
             P.Commuted("Mul", x, P.Commuted("Mul", onePlusTanh, P.Scalar(0.5)))));
 
         // Fused GeLU ops; FastGelu and BiasGelu may carry fc1's bias as their second input.
-        yield return ("gelu", P.Op("Gelu", x));
-        yield return ("gelu", P.Node(["Gelu"], [x], "com.microsoft"));
-        yield return ("FastGelu", P.Node(["FastGelu"], [x, P.Const("actbias")], "com.microsoft"));
-        yield return ("FastGelu", P.Node(["FastGelu"], [x], "com.microsoft"));
-        yield return ("BiasGelu", P.Node(["BiasGelu"], [x, P.Const("actbias")], "com.microsoft"));
-        yield return ("relu", P.Op("Relu", x));
+        yield return (FfnActivation.Gelu, P.Op("Gelu", x));
+        yield return (FfnActivation.Gelu, P.Node(["Gelu"], [x], "com.microsoft"));
+        yield return (FfnActivation.FastGelu, P.Node(["FastGelu"], [x, P.Const("actbias")], "com.microsoft"));
+        yield return (FfnActivation.FastGelu, P.Node(["FastGelu"], [x], "com.microsoft"));
+        yield return (FfnActivation.BiasGelu, P.Node(["BiasGelu"], [x, P.Const("actbias")], "com.microsoft"));
+        yield return (FfnActivation.Relu, P.Op("Relu", x));
     }
 }

@@ -183,7 +183,7 @@ public class EncoderDecoderTests
             Assert.Equal(H, c.Attention.NumHeads);
             Assert.Equal($"{p}.1.layer_norm.weight", c.Norm!.Gain.Name);
             Assert.Equal(placement == NormPlacement.PostNorm, c.Residual!.Value == c.Norm.Output);
-            Assert.Equal("gelu-erf", blk.Ffn!.Activation); // the exact (Erf) GELU of HF's "gelu"
+            Assert.Equal(FfnActivation.GeluErf, blk.Ffn!.Activation); // the exact (Erf) GELU of HF's "gelu"
         }
     }
 

@@ -65,7 +65,7 @@ public class FallbackBlockTests
             Assert.Empty(mixer.States);
             Assert.Contains(mixer.NotUnderstood, n => n.Contains("no attention rule"));
             // The FFN is recognized by its rule even though the mixer is not.
-            Assert.Equal(("mlp", "relu"), (blk.Ffn!.Kind, blk.Ffn.Activation));
+            Assert.Equal((FfnKind.Mlp, FfnActivation.Relu), (blk.Ffn!.Kind, blk.Ffn.Activation));
             Assert.Equal($"layers.{l}.post_attention_layernorm.weight", blk.FfnNorm!.Gain.Name);
             Assert.Contains("tokenMixer (unknown)", StructureReport.Missing(blk));
         }
@@ -143,7 +143,7 @@ public class FallbackBlockTests
             Assert.Equal("aten::scaled_dot_product_attention", a.Form);
             Assert.Equal((24, 8, 128), (a.NumHeads, a.KvHeads, a.HeadSize));
             Assert.Equal(5120L, a.PackedQkv!.OutFeatures);
-            Assert.Equal(("glu", "silu", 8192L), (blk.Ffn!.Kind, blk.Ffn.Activation, blk.Ffn.Down.InFeatures));
+            Assert.Equal((FfnKind.Glu, FfnActivation.Silu, 8192L), (blk.Ffn!.Kind, blk.Ffn.Activation, blk.Ffn.Down.InFeatures));
             Assert.True(blk.AttentionNorm is not null && blk.FfnNorm is not null);
             Assert.True(a.Cache!.PastKey is { IsGraphInput: true });
         }

@@ -24,7 +24,7 @@ public class HybridFixtureTests
         {
             bool full = b.Index % 4 == 3; // full_attention_interval 4 (config.json)
             // Every FFN is a SwiGLU of MatMulInteger linears fed by DynamicQuantizeLinear; their input is the float norm output.
-            Assert.Equal(("glu", "silu", 3584L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
+            Assert.Equal((FfnKind.Glu, FfnActivation.Silu, 3584L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
             Assert.True(b.Ffn.Up.Quantized && b.Ffn.Up.Form == "MatMulInteger", b.Ffn.Up.ToString());
             Assert.Same(b.FfnNorm!.Output, b.Ffn.Up.Input);
             Assert.NotNull(b.AttentionNorm);
@@ -78,7 +78,7 @@ public class HybridFixtureTests
             var a = Assert.IsType<AttentionRole>(b.Attention);
             Assert.Equal($"code_predictor.layers.{b.Index}.self_attn.q_norm.weight", a.QueryNorm?.Gain.Name);
             Assert.Equal($"code_predictor.layers.{b.Index}.self_attn.k_norm.weight", a.KeyNorm?.Gain.Name);
-            Assert.Equal(("glu", "silu"), (b.Ffn!.Kind, b.Ffn.Activation));
+            Assert.Equal((FfnKind.Glu, FfnActivation.Silu), (b.Ffn!.Kind, b.Ffn.Activation));
             Assert.Equal($"code_predictor.layers.{b.Index}.mlp.down_proj.weight", b.Ffn.Down.Weight.Name);
             Assert.NotNull(b.AttentionNorm);
             Assert.NotNull(b.FfnNorm);

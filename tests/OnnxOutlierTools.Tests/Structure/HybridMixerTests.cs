@@ -141,7 +141,7 @@ public class HybridMixerTests
             Assert.Same(blk.AttentionNorm, m.InputProjections[0].Norm);
             Assert.Contains(m.InputProjections[0].Linears, l => l.Weight.Name.EndsWith("in_proj.weight", StringComparison.Ordinal));
             Assert.EndsWith("out_proj.weight", m.OutputProjection!.Weight.Name);
-            Assert.Equal(("glu", "silu"), (blk.Ffn!.Kind, blk.Ffn.Activation));
+            Assert.Equal((FfnKind.Glu, FfnActivation.Silu), (blk.Ffn!.Kind, blk.Ffn.Activation));
         }
         Assert.Equal("lm_head.weight", s.LmHead!.Weight.Name);
         var json = StructureReport.ToJson(result, includeTrace: false);

@@ -110,7 +110,7 @@ public class LinearAndFfnRuleTests
         var y6 = swapped ? b.Op("Mul", up, silu) : b.Op("Mul", silu, up);
         var m = MatchFfn(b, y6);
         Assert.NotNull(m);
-        Assert.Equal(("glu", "silu"), (m!.Kind, m.Activation));
+        Assert.Equal((FfnKind.Glu, FfnActivation.Silu), (m!.Kind, m.Activation));
         Assert.Same(gate, m.GateOutput);
         Assert.Same(up, m.UpOutput);
     }
@@ -124,7 +124,7 @@ public class LinearAndFfnRuleTests
         var halves = b.Node("Split", [gateUp], [Attr.Int("axis", -1)], outputs: 2);
         var y6 = b.Op("Mul", b.Op("Mul", halves[0], b.Op("Sigmoid", halves[0])), halves[1]);
         var m = MatchFfn(b, y6);
-        Assert.Equal(("glu", "silu"), (m!.Kind, m.Activation));
+        Assert.Equal((FfnKind.Glu, FfnActivation.Silu), (m!.Kind, m.Activation));
         Assert.Same(gateUp, FfnRules.PackedPart(m.GateOutput!));
         Assert.Same(gateUp, FfnRules.PackedPart(m.UpOutput));
     }
@@ -136,7 +136,7 @@ public class LinearAndFfnRuleTests
         var erf = b.Op("Erf", b.Op("Div", fc1, b.Scalar("sqrt2", 1.4142135f)));
         var y = b.Op("Mul", b.Op("Mul", fc1, b.Op("Add", erf, b.Scalar("one", 1f))), b.Scalar("half", 0.5f));
         var m = MatchFfn(b, y);
-        Assert.Equal(("mlp", "gelu-erf"), (m!.Kind, m.Activation));
+        Assert.Equal((FfnKind.Mlp, FfnActivation.GeluErf), (m!.Kind, m.Activation));
     }
 
     [Fact]
@@ -146,7 +146,7 @@ public class LinearAndFfnRuleTests
         var inner = b.Op("Add", x, b.Op("Mul", b.Op("Pow", x, b.Scalar("three", 3f)), b.Scalar("c", 0.044715f)));
         var t = b.Op("Tanh", b.Op("Mul", inner, b.Scalar("s", 0.7978846f)));
         var y = b.Op("Mul", b.Op("Mul", x, b.Scalar("half", 0.5f)), b.Op("Add", t, b.Scalar("one", 1f)));
-        Assert.Equal("gelu-tanh", MatchFfn(b, y)!.Activation);
+        Assert.Equal(FfnActivation.GeluTanh, MatchFfn(b, y)!.Activation);
     }
 
     [Fact]
@@ -156,7 +156,7 @@ public class LinearAndFfnRuleTests
         var bias = b.Initializer("fc1_bias", Ones(16));
         var y = b.Node("FastGelu", [x, bias], domain: "com.microsoft")[0];
         var m = MatchFfn(b, y);
-        Assert.Equal("FastGelu", m!.Activation);
+        Assert.Equal(FfnActivation.FastGelu, m!.Activation);
         Assert.Same(bias, m.ActivationBias);
     }
 
@@ -164,7 +164,7 @@ public class LinearAndFfnRuleTests
     public void Mlp_Relu_IsRecognized_AndSigmoidAloneIsNot()
     {
         var (b, x, up) = Projections();
-        Assert.Equal("relu", MatchFfn(b, b.Op("Relu", x))!.Activation);
+        Assert.Equal(FfnActivation.Relu, MatchFfn(b, b.Op("Relu", x))!.Activation);
         Assert.Null(MatchFfn(b, b.Op("Sigmoid", up)));
     }
 }

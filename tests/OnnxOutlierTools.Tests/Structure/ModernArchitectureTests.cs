@@ -56,7 +56,7 @@ public sealed class ModernArchitectureTests : IDisposable
             Assert.Equal(("RMSNormalization", "Reshape"), (a.QueryNorm.Norm.Form, a.QueryNorm.HeadSplit!.OpType));
             Assert.Null(a.OutputGate);
             var ffn = FfnOf(b);
-            Assert.Equal(("glu", "silu"), (ffn.Kind, ffn.Activation));
+            Assert.Equal((FfnKind.Glu, FfnActivation.Silu), (ffn.Kind, ffn.Activation));
             Assert.NotNull(a.Cache);
         });
         Assert.NotNull(s.FinalNorm);
@@ -319,7 +319,7 @@ public sealed class ModernArchitectureTests : IDisposable
         Assert.Null(b.Attention);
         var mixer = Assert.IsType<OpaqueSublayer>(b.Mixer);
         Assert.Equal("wo", mixer.OutputProjection?.Weight.Name);
-        Assert.Equal(("mlp", "relu"), (b.Ffn?.Kind, b.Ffn?.Activation));
+        Assert.Equal((FfnKind.Mlp, FfnActivation.Relu), (b.Ffn?.Kind, b.Ffn?.Activation));
     }
 
     [Fact]

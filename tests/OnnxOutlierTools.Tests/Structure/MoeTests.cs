@@ -86,7 +86,7 @@ public class MoeTests
             Assert.Equal((MoeForm.Decomposed, 2, 4), (moe.Form, moe.TopK, moe.NumExperts));
             Assert.Equal($"{p}.gate.weight", moe.Router!.Weight.Name);
             Assert.Equal(Enumerable.Range(0, E).Select(e => $"{p}.experts.{e}.down_proj.weight"), moe.Experts.Select(f => f.Down.Weight.Name));
-            Assert.All(moe.Experts, f => Assert.Equal(("glu", "silu"), (f.Kind, f.Activation)));
+            Assert.All(moe.Experts, f => Assert.Equal((FfnKind.Glu, FfnActivation.Silu), (f.Kind, f.Activation)));
             Assert.Equal($"{p}.experts.2.gate_proj.weight", moe.Experts[2].Gate!.Weight.Name);
             Assert.Equal($"{p}.shared_expert.down_proj.weight", moe.SharedExpert!.Down.Weight.Name);
             Assert.Equal($"{p}.shared_expert_gate.weight", moe.SharedExpertGate!.Weight.Name);
@@ -174,7 +174,7 @@ public class MoeTests
             Assert.Equal(4, a.NumHeads);
             Assert.Equal($"{p}.post_attention_layernorm.weight", blk.FfnNorm!.Gain.Name);
         }
-        Assert.Equal(("glu", "silu", "model.layers.0.mlp.down_proj.weight"), (s.Blocks[0].Ffn!.Kind, s.Blocks[0].Ffn!.Activation, s.Blocks[0].Ffn!.Down.Weight.Name));
+        Assert.Equal((FfnKind.Glu, FfnActivation.Silu, "model.layers.0.mlp.down_proj.weight"), (s.Blocks[0].Ffn!.Kind, s.Blocks[0].Ffn!.Activation, s.Blocks[0].Ffn!.Down.Weight.Name));
         var moe = s.Blocks[1].Moe!;
         Assert.Null(s.Blocks[1].Ffn);
         Assert.Equal((MoeForm.Fused, "com.microsoft::QMoE", 4, 2), (moe.Form, moe.Op, moe.NumExperts, moe.TopK));

@@ -51,7 +51,7 @@ public class ParallelBlockTests
             Assert.Null(blk.AttentionResidual);
             Assert.Equal(NormPlacement.PreNorm, blk.Placement);
             Assert.Equal(sharedNorm, ReferenceEquals(blk.AttentionNorm, blk.FfnNorm));
-            Assert.Equal(("mlp", "relu"), (blk.Ffn!.Kind, blk.Ffn.Activation));
+            Assert.Equal((FfnKind.Mlp, FfnActivation.Relu), (blk.Ffn!.Kind, blk.Ffn.Activation));
             Assert.Equal((1, 16), (blk.Attention!.NumHeads, blk.Attention.HeadSize));
         });
         Assert.Equal("hidden", s.Blocks[0].ResidualIn.Value!.Name);

@@ -10,22 +10,22 @@ public class RecognizerFixtureTests
 {
     /// <summary>Expected facts per fixture (from MANIFEST.md); null = not stated there, not checked.</summary>
     public sealed record Expect(string File, int Blocks, NormPlacement Placement, string Attention, int? Heads, int? KvHeads, int? HeadSize,
-        string FfnKind, long FfnWidth, bool Cache, bool FinalNorm, long? Vocab, bool Nested = false);
+        FfnKind FfnKind, long FfnWidth, bool Cache, bool FinalNorm, long? Vocab, bool Nested = false);
 
     public static TheoryData<Expect> Cases => new()
     {
-        new("bert-toy-torch/bert_toy_optimized.onnx", 5, NormPlacement.PostNorm, "decomposed", null, null, null, "mlp", 37, false, false, 99),
-        new("distilbert-optimum/model.onnx", 2, NormPlacement.PostNorm, "decomposed", null, null, null, "mlp", 2, false, false, null),
-        new("gpt2-ort-beamsearch/tiny_gpt2_beamsearch.onnx", 5, NormPlacement.PreNorm, "com.microsoft::Attention", 4, 4, 8, "mlp", 128, true, true, 1000, Nested: true),
-        new("gpt2-ort-fused-fp16/past.onnx", 5, NormPlacement.PreNorm, "com.microsoft::Attention", 4, 4, 8, "mlp", 128, true, true, 1000),
-        new("gpt2-ort-fused-fp32/past.onnx", 5, NormPlacement.PreNorm, "com.microsoft::Attention", 4, 4, 8, "mlp", 128, true, true, 1000),
-        new("gpt2-torch-nopast/GPT2Model.onnx", 12, NormPlacement.PreNorm, "decomposed", 2, 2, 2, "mlp", 16, false, true, null),
-        new("gpt2-torch-past/gpt2_past.onnx", 12, NormPlacement.PreNorm, "decomposed", 2, 2, 2, "mlp", 16, true, true, null),
-        new("llama-genai-gqa-fp32/model.onnx", 2, NormPlacement.PreNorm, "GroupQueryAttention", 1, 1, 16, "glu", 64, true, true, 32000),
-        new("llama-genai-mha-fp16/model.onnx", 2, NormPlacement.PreNorm, "MultiHeadAttention", 1, 1, 16, "glu", 64, true, true, 32000),
-        new("llama-mobius-opset24/model.onnx", 2, NormPlacement.PreNorm, "Attention", 4, 2, 16, "glu", 128, true, true, 256),
-        new("llama-torch-nopast/model.onnx", 5, NormPlacement.PreNorm, "decomposed", 8, 4, 8, "glu", 172, false, true, 512),
-        new("llama-torch-past/model.onnx", 5, NormPlacement.PreNorm, "decomposed", 8, 4, 8, "glu", 172, true, true, 512),
+        new("bert-toy-torch/bert_toy_optimized.onnx", 5, NormPlacement.PostNorm, "decomposed", null, null, null, FfnKind.Mlp, 37, false, false, 99),
+        new("distilbert-optimum/model.onnx", 2, NormPlacement.PostNorm, "decomposed", null, null, null, FfnKind.Mlp, 2, false, false, null),
+        new("gpt2-ort-beamsearch/tiny_gpt2_beamsearch.onnx", 5, NormPlacement.PreNorm, "com.microsoft::Attention", 4, 4, 8, FfnKind.Mlp, 128, true, true, 1000, Nested: true),
+        new("gpt2-ort-fused-fp16/past.onnx", 5, NormPlacement.PreNorm, "com.microsoft::Attention", 4, 4, 8, FfnKind.Mlp, 128, true, true, 1000),
+        new("gpt2-ort-fused-fp32/past.onnx", 5, NormPlacement.PreNorm, "com.microsoft::Attention", 4, 4, 8, FfnKind.Mlp, 128, true, true, 1000),
+        new("gpt2-torch-nopast/GPT2Model.onnx", 12, NormPlacement.PreNorm, "decomposed", 2, 2, 2, FfnKind.Mlp, 16, false, true, null),
+        new("gpt2-torch-past/gpt2_past.onnx", 12, NormPlacement.PreNorm, "decomposed", 2, 2, 2, FfnKind.Mlp, 16, true, true, null),
+        new("llama-genai-gqa-fp32/model.onnx", 2, NormPlacement.PreNorm, "GroupQueryAttention", 1, 1, 16, FfnKind.Glu, 64, true, true, 32000),
+        new("llama-genai-mha-fp16/model.onnx", 2, NormPlacement.PreNorm, "MultiHeadAttention", 1, 1, 16, FfnKind.Glu, 64, true, true, 32000),
+        new("llama-mobius-opset24/model.onnx", 2, NormPlacement.PreNorm, "Attention", 4, 2, 16, FfnKind.Glu, 128, true, true, 256),
+        new("llama-torch-nopast/model.onnx", 5, NormPlacement.PreNorm, "decomposed", 8, 4, 8, FfnKind.Glu, 172, false, true, 512),
+        new("llama-torch-past/model.onnx", 5, NormPlacement.PreNorm, "decomposed", 8, 4, 8, FfnKind.Glu, 172, true, true, 512),
     };
 
     [Theory]
@@ -105,7 +105,7 @@ public class RecognizerFixtureTests
             Assert.Equal((12, 32), (b.Attention!.NumHeads, b.Attention.HeadSize));
             Assert.False(b.ParallelResidual);
             Assert.Equal(384, b.Attention.Query!.InFeatures);
-            Assert.Equal(("mlp", "gelu-erf", 1536L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Up.OutFeatures));
+            Assert.Equal((FfnKind.Mlp, FfnActivation.GeluErf, 1536L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Up.OutFeatures));
             Assert.Equal("DecomposedLayerNorm", b.AttentionNorm!.Form);
         });
         Assert.NotNull(s.Inputs.TokenTypeIds);

@@ -31,7 +31,7 @@ public class RecognizerImporterTests
             Assert.Equal(attentionForm, b.Attention!.Form);
             Assert.False(b.ParallelResidual);
             Assert.Equal((8, 4, 8), (b.Attention.NumHeads, b.Attention.KvHeads, b.Attention.HeadSize));
-            Assert.Equal(("glu", "silu", 172L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
+            Assert.Equal((FfnKind.Glu, FfnActivation.Silu, 172L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
             Assert.Equal(flavour != nameof(LlamaOnnxFlavour.Decomposed), b.Attention.Cache is not null);
         });
         Assert.NotNull(s.FinalNorm);

@@ -130,7 +130,7 @@ public class ScanLinearAttentionTests
         Assert.Equal((StateKind.Recurrent, "past_recurrent.0", "present_recurrent.0"), (st.Kind, st.Past!.Name, st.Present!.Name));
         Assert.Equal("model.layers.0.linear_attn.in_proj_qkv.weight", Assert.Single(Assert.Single(mixer.InputProjections).Linears).Weight.Name);
         Assert.Equal("model.layers.0.linear_attn.out_proj.weight", mixer.OutputProjection!.Weight.Name);
-        Assert.Equal(("mlp", "relu"), (blk.Ffn!.Kind, blk.Ffn.Activation));
+        Assert.Equal((FfnKind.Mlp, FfnActivation.Relu), (blk.Ffn!.Kind, blk.Ffn.Activation));
         Assert.Empty(StructureReport.Missing(blk));
     }
 

@@ -1,0 +1,51 @@
+namespace OnnxOutlierTools.Structure.Roles;
+
+/// <summary>The shape of a feed-forward network: a gated linear unit (act(gate) * up, then down) or a plain MLP
+/// (act(fc1), then fc2).</summary>
+public enum FfnKind { Glu, Mlp }
+
+/// <summary>The activation an FFN rule matched. Each value is one of the rule set's forms; <see cref="RoleNames"/>
+/// gives the name the reports print.</summary>
+public enum FfnActivation
+{
+    /// <summary>x * sigmoid(x), or ai.onnx Swish with alpha = 1.</summary>
+    Silu,
+    /// <summary>com.microsoft QuickGelu.</summary>
+    QuickGelu,
+    /// <summary>Exact GeLU written with Erf.</summary>
+    GeluErf,
+    /// <summary>GeLU's tanh approximation written out.</summary>
+    GeluTanh,
+    /// <summary>The fused Gelu op (ai.onnx or com.microsoft).</summary>
+    Gelu,
+    /// <summary>com.microsoft FastGelu (may carry fc1's bias).</summary>
+    FastGelu,
+    /// <summary>com.microsoft BiasGelu (carries fc1's bias).</summary>
+    BiasGelu,
+    Relu,
+}
+
+/// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
+/// strings: layers schema 2).</summary>
+public static class RoleNames
+{
+    public static string Name(this FfnKind kind) => kind switch
+    {
+        FfnKind.Glu => "glu",
+        FfnKind.Mlp => "mlp",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
+    };
+
+    public static string Name(this FfnActivation activation) => activation switch
+    {
+        FfnActivation.Silu => "silu",
+        FfnActivation.QuickGelu => "quick-gelu",
+        FfnActivation.GeluErf => "gelu-erf",
+        FfnActivation.GeluTanh => "gelu-tanh",
+        FfnActivation.Gelu => "gelu",
+        FfnActivation.FastGelu => "FastGelu",
+        FfnActivation.BiasGelu => "BiasGelu",
+        FfnActivation.Relu => "relu",
+        _ => throw new ArgumentOutOfRangeException(nameof(activation), activation, null),
+    };
+}
