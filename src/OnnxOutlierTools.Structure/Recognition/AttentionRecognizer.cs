@@ -58,7 +58,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         int? headSize = heads + 2 * kvHeads > 0 && qkvWidth > 0 ? (int)(qkvWidth / (heads + 2 * kvHeads)) : null;
         // A query projection that also emits an output gate is twice as wide: the key projection tells the head size.
         if (kl is not null && kvHeads > 0 && kl.OutFeatures % kvHeads == 0) headSize = (int)(kl.OutFeatures / kvHeads);
-        string rotary = node.GetInt("do_rotary", 0) != 0 ? $"GroupQueryAttention(do_rotary, interleaved={node.GetInt("rotary_interleaved", 0)})" : RotaryOf(q);
+        var rotary = node.GetInt("do_rotary", 0) != 0 ? new RotaryRole(RotaryStyle.InAttentionOp, node.GetInt("rotary_interleaved", 0)) : RotaryOf(q);
         return WithGqaAttributes(node, Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
             new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: packed ? null : q, kPath: k));
     }
@@ -93,7 +93,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         var past = node.Input(4);
         var present = node.Output(1);
         var cache = past is not null || present is not null ? new KvCacheRole(past, past, present, present, true) : null;
-        return Finish("com.microsoft::Attention", node, null, null, null, packed, heads, heads, headSize, "none", node.Input(3), null, cache);
+        return Finish("com.microsoft::Attention", node, null, null, null, packed, heads, heads, headSize, RotaryRole.None, node.Input(3), null, cache);
     }
 
     /// <summary>ai.onnx Attention (opset 23+): Q, K, V, attn_mask, past_key, past_value.</summary>
@@ -283,7 +283,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
     // ---- shared -----------------------------------------------------------------------------------
 
     private AttentionRole? Finish(string form, Node node, LinearRole? q, LinearRole? k, LinearRole? v, LinearRole? packed,
-        int? heads, int? kvHeads, int? headSize, string rotary, Value? mask, Value? probs, KvCacheRole? cache,
+        int? heads, int? kvHeads, int? headSize, RotaryRole rotary, Value? mask, Value? probs, KvCacheRole? cache,
         Value? attentionOutput = null, IReadOnlyList<Node>? core = null, PathTrace? qPath = null, PathTrace? kPath = null)
     {
         if (packed is null && (q is null || k is null || v is null)) return null;
@@ -322,13 +322,13 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
 
     private static bool IsConst(Value? v) => v is not null && ConstantResolver.Resolve(v) is not null;
 
-    private static string RotaryOf(PathTrace path)
+    private static RotaryRole RotaryOf(PathTrace path)
     {
         if (path.Nodes.FirstOrDefault(n => n.OpType == "RotaryEmbedding") is { } r)
-            return $"RotaryEmbedding(interleaved={r.GetInt("interleaved", 0)})";
-        if (path.Nodes.Any(n => n.Is("Neg")) && path.Nodes.Any(n => n.Is("Concat"))) return "rotate-half (decomposed)";
-        if (path.Nodes.Count(n => n.Is("Mul") && n.Inputs.All(i => i is not null && !IsConst(i))) >= 2) return "decomposed";
-        return "none";
+            return new RotaryRole(RotaryStyle.RotaryEmbeddingOp, r.GetInt("interleaved", 0));
+        if (path.Nodes.Any(n => n.Is("Neg")) && path.Nodes.Any(n => n.Is("Concat"))) return new RotaryRole(RotaryStyle.RotateHalf);
+        if (path.Nodes.Count(n => n.Is("Mul") && n.Inputs.All(i => i is not null && !IsConst(i))) >= 2) return new RotaryRole(RotaryStyle.Decomposed);
+        return RotaryRole.None;
     }
 
     /// <summary>What lies behind a Q/K/V input: the linear layers reached, the graph inputs (past KV) met,

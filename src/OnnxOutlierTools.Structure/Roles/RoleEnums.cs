@@ -25,6 +25,38 @@ public enum FfnActivation
     Relu,
 }
 
+/// <summary>How an attention layer applies rotary position embeddings to its query and key.</summary>
+public enum RotaryStyle
+{
+    /// <summary>No rotary embedding on the query path.</summary>
+    None,
+    /// <summary>Inside GroupQueryAttention (<c>do_rotary</c> = 1), with its cos/sin caches as inputs.</summary>
+    InAttentionOp,
+    /// <summary>A RotaryEmbedding op (ai.onnx or com.microsoft) on the query path.</summary>
+    RotaryEmbeddingOp,
+    /// <summary>Written out with rotate-half (Neg and Concat of the two halves).</summary>
+    RotateHalf,
+    /// <summary>Written out otherwise (at least two Muls by computed cos/sin).</summary>
+    Decomposed,
+}
+
+/// <summary>The rotary embedding of an attention layer: its style and, for the ops, their <c>interleaved</c> attribute
+/// (<see cref="ToString"/> is the text the reports print).</summary>
+public sealed record RotaryRole(RotaryStyle Style, long? Interleaved = null)
+{
+    public static RotaryRole None { get; } = new(RotaryStyle.None);
+
+    public override string ToString() => Style switch
+    {
+        RotaryStyle.None => "none",
+        RotaryStyle.InAttentionOp => $"GroupQueryAttention(do_rotary, interleaved={Interleaved ?? 0})",
+        RotaryStyle.RotaryEmbeddingOp => $"RotaryEmbedding(interleaved={Interleaved ?? 0})",
+        RotaryStyle.RotateHalf => "rotate-half (decomposed)",
+        RotaryStyle.Decomposed => "decomposed",
+        _ => Style.ToString(),
+    };
+}
+
 /// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
 /// strings: layers schema 2).</summary>
 public static class RoleNames

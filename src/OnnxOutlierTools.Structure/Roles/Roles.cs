@@ -79,7 +79,7 @@ public sealed record AttentionRole(
     int? NumHeads,
     int? KvHeads,
     int? HeadSize,
-    string Rotary,
+    RotaryRole Rotary,
     Value? Mask,
     Value? Probabilities,
     Value AttentionOutput,

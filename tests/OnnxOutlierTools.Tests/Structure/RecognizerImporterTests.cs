@@ -49,7 +49,7 @@ public class RecognizerImporterTests
         Assert.All(result.Structure!.Blocks, b =>
         {
             Assert.NotNull(b.Attention!.PackedQkv);
-            Assert.StartsWith("GroupQueryAttention(do_rotary", b.Attention.Rotary);
+            Assert.Equal(RotaryStyle.InAttentionOp, b.Attention.Rotary.Style);
             Assert.Equal((4, 2, 16), (b.Attention.NumHeads, b.Attention.KvHeads, b.Attention.HeadSize));
         });
     }
