@@ -166,7 +166,7 @@ public static partial class StructureReport
         return missing;
     }
 
-    private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind == NormKind.RmsNorm ? "rms" : "layer", n.Form,
+    private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind == NormKind.RmsNorm ? "rms" : "layer", n.Form.Name(),
         NodeOf(n.OutputNode), Tensor(n.Input), n.Skip?.Name, n.Output.Name, n.Gain.Name, n.Gain.Uses.Count > 1, n.Bias?.Name,
         n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum is null ? null : Tensor(n.ResidualSum), Camel(n.GainForm));
 

@@ -57,10 +57,39 @@ public sealed record RotaryRole(RotaryStyle Style, long? Interleaved = null)
     };
 }
 
+/// <summary>The form a norm rule matched: the fused op (its name), or the decomposed chain.</summary>
+public enum NormForm
+{
+    LayerNormalization,
+    SimplifiedLayerNormalization,
+    RMSNormalization,
+    SkipLayerNormalization,
+    SkipSimplifiedLayerNormalization,
+    EmbedLayerNormalization,
+    /// <summary>(x - mean) / sqrt(var + eps) * gamma + beta written out.</summary>
+    DecomposedLayerNorm,
+    /// <summary>x / sqrt(mean(x^2) + eps) * gamma written out.</summary>
+    DecomposedRmsNorm,
+}
+
 /// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
 /// strings: layers schema 2).</summary>
 public static class RoleNames
 {
+    /// <summary>The op name for the fused forms; "DecomposedLayerNorm" / "DecomposedRmsNorm" otherwise.</summary>
+    public static string Name(this NormForm form) => form switch
+    {
+        NormForm.LayerNormalization => "LayerNormalization",
+        NormForm.SimplifiedLayerNormalization => "SimplifiedLayerNormalization",
+        NormForm.RMSNormalization => "RMSNormalization",
+        NormForm.SkipLayerNormalization => "SkipLayerNormalization",
+        NormForm.SkipSimplifiedLayerNormalization => "SkipSimplifiedLayerNormalization",
+        NormForm.EmbedLayerNormalization => "EmbedLayerNormalization",
+        NormForm.DecomposedLayerNorm => "DecomposedLayerNorm",
+        NormForm.DecomposedRmsNorm => "DecomposedRmsNorm",
+        _ => throw new ArgumentOutOfRangeException(nameof(form), form, null),
+    };
+
     public static string Name(this FfnKind kind) => kind switch
     {
         FfnKind.Glu => "glu",

@@ -19,7 +19,7 @@ public enum NormKind { LayerNorm, RmsNorm }
 /// fused skip norms the residual sum it computes.</summary>
 public sealed record NormRole(
     NormKind Kind,
-    string Form,
+    NormForm Form,
     IReadOnlyList<Node> Nodes,
     TensorRef Input,
     Value? Skip,

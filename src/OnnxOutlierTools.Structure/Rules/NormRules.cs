@@ -13,11 +13,11 @@ public static class NormRules
 
     public static IReadOnlyList<Rule<NormRole>> All { get; } =
     [
-        Fused("LayerNormalization", "", NormKind.LayerNorm, hasBias: true),
-        Fused("SimplifiedLayerNormalization", "", NormKind.RmsNorm, hasBias: false),
-        Fused("RMSNormalization", "", NormKind.RmsNorm, hasBias: false),
-        Skip("SkipLayerNormalization", NormKind.LayerNorm),
-        Skip("SkipSimplifiedLayerNormalization", NormKind.RmsNorm),
+        Fused(NormForm.LayerNormalization, "", NormKind.LayerNorm, hasBias: true),
+        Fused(NormForm.SimplifiedLayerNormalization, "", NormKind.RmsNorm, hasBias: false),
+        Fused(NormForm.RMSNormalization, "", NormKind.RmsNorm, hasBias: false),
+        Skip(NormForm.SkipLayerNormalization, NormKind.LayerNorm),
+        Skip(NormForm.SkipSimplifiedLayerNormalization, NormKind.RmsNorm),
         EmbedLayerNormalization(),
         DecomposedLayerNorm(),
         DecomposedRmsNorm(),
@@ -40,23 +40,23 @@ public static class NormRules
     }
 
     /// <summary>LayerNormalization(x, gamma[, beta]) and the RMS variants (opset 17 / ORT / opset 23).</summary>
-    private static Rule<NormRole> Fused(string op, string domain, NormKind kind, bool hasBias) => new(
-        op,
-        P.Node([op], [P.Var("x"), P.Const("gain")], domain, bindAs: "norm"),
+    private static Rule<NormRole> Fused(NormForm form, string domain, NormKind kind, bool hasBias) => new(
+        form.Name(),
+        P.Node([form.Name()], [P.Var("x"), P.Const("gain")], domain, bindAs: "norm"),
         m => Check.Require(m.Node("norm").Output(0) == m.Root, "only the normalized output (0) is a norm output"),
         m =>
         {
             var node = m.Node("norm");
             var bias = hasBias && node.Input(2) is { } b && ConstantResolver.Resolve(b) is { } c ? c.Value : null;
-            return new NormRole(kind, op, [node], TensorRef.Of(m["x"]), null, m.Root, m["gain"], bias,
+            return new NormRole(kind, form, [node], TensorRef.Of(m["x"]), null, m.Root, m["gain"], bias,
                 node.GetAttribute("epsilon")?.AsFloat(), null);
         });
 
     /// <summary>Skip(Simplified)LayerNormalization(input, skip, gamma[, beta, bias]): s = input + skip (+ bias)
     /// is the residual stream, emitted as output 3 when requested.</summary>
-    private static Rule<NormRole> Skip(string op, NormKind kind) => new(
-        op,
-        P.Node([op], [P.Var("input"), P.Var("skip"), P.Const("gain")], Ms, bindAs: "norm"),
+    private static Rule<NormRole> Skip(NormForm form, NormKind kind) => new(
+        form.Name(),
+        P.Node([form.Name()], [P.Var("input"), P.Var("skip"), P.Const("gain")], Ms, bindAs: "norm"),
         null,
         m =>
         {
@@ -64,7 +64,7 @@ public static class NormRules
             Value? beta = null;
             if (kind == NormKind.LayerNorm && node.Input(3) is { } b && ConstantResolver.Resolve(b) is { } c) beta = c.Value;
             var sum = node.Output(3) is { } s ? TensorRef.Of(s) : TensorRef.Unemitted(node, 3);
-            return new NormRole(kind, op, [node], TensorRef.Of(m["input"]), m["skip"], m.Root, m["gain"], beta,
+            return new NormRole(kind, form, [node], TensorRef.Of(m["input"]), m["skip"], m.Root, m["gain"], beta,
                 node.GetAttribute("epsilon")?.AsFloat(), sum);
         });
 
@@ -78,7 +78,7 @@ public static class NormRules
         {
             var node = m.Node("norm");
             var sum = node.Output(2) is { } s ? TensorRef.Of(s) : TensorRef.Unemitted(node, 2);
-            return new NormRole(NormKind.LayerNorm, "EmbedLayerNormalization", [node], sum, null, m.Root, m["gain"], m["beta"],
+            return new NormRole(NormKind.LayerNorm, NormForm.EmbedLayerNormalization, [node], sum, null, m.Root, m["gain"], m["beta"],
                 node.GetAttribute("epsilon")?.AsFloat(), sum);
         });
 
@@ -102,7 +102,7 @@ public static class NormRules
             "DecomposedLayerNorm",
             P.Commuted("Add", scaled, P.Const("beta")),
             m => CheckGain(m),
-            m => new NormRole(NormKind.LayerNorm, "DecomposedLayerNorm", m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], m["beta"],
+            m => new NormRole(NormKind.LayerNorm, NormForm.DecomposedLayerNorm, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], m["beta"],
                 ConstantResolver.ScalarOf(m["eps"]), null));
     }
 
@@ -123,7 +123,7 @@ public static class NormRules
             "DecomposedRmsNorm",
             P.Commuted("Mul", P.MaybeCast(normalized), P.Const("gain")),
             m => IsCentered(m["x"]) ? Check.Fail("x is x' - mean(x'): this is the inside of a LayerNorm", m["x"]) : CheckGain(m),
-            m => new NormRole(NormKind.RmsNorm, "DecomposedRmsNorm", m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
+            m => new NormRole(NormKind.RmsNorm, NormForm.DecomposedRmsNorm, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
                 ConstantResolver.ScalarOf(m["eps"]), null));
     }
 

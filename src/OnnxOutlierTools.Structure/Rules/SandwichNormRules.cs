@@ -25,16 +25,16 @@ public static class SandwichNormRules
     /// <summary>RMSNorm forms whose gain input is <c>Add(gamma, 1)</c>: the fused ops and the decomposed chain.</summary>
     public static IReadOnlyList<Rule<NormRole>> OnePlusGainNorms { get; } =
     [
-        Fused("SimplifiedLayerNormalization"),
-        Fused("RMSNormalization"),
+        Fused(NormForm.SimplifiedLayerNormalization),
+        Fused(NormForm.RMSNormalization),
         Decomposed(),
     ];
 
-    private static Rule<NormRole> Fused(string op) => new(
-        $"{op}(1+gain)",
-        P.Node([op], [P.Var("x"), OnePlus], bindAs: "norm"),
+    private static Rule<NormRole> Fused(NormForm form) => new(
+        $"{form.Name()}(1+gain)",
+        P.Node([form.Name()], [P.Var("x"), OnePlus], bindAs: "norm"),
         m => Check.Require(m.Node("norm").Output(0) == m.Root, "only the normalized output (0) is a norm output"),
-        m => new NormRole(NormKind.RmsNorm, op, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
+        m => new NormRole(NormKind.RmsNorm, form, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
             m.Node("norm").GetAttribute("epsilon")?.AsFloat(), null) { GainForm = NormGainForm.OnePlusGain });
 
     /// <summary>x * rsqrt(mean(x^2) + eps) * (1 + gamma), with the variants torch exports (Div, Reciprocal, Pow -0.5).</summary>
@@ -53,7 +53,7 @@ public static class SandwichNormRules
             P.Commuted("Mul", P.MaybeCast(normalized), OnePlus),
             m => Check.Require((m["gain"].ConstValue ?? ConstantResolver.Resolve(m["gain"])?.Tensor) is { Dims.Count: >= 1, ElementCount: > 1 },
                 "the gain is not a per-channel vector", m["gain"]),
-            m => new NormRole(NormKind.RmsNorm, "DecomposedRmsNorm", m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
+            m => new NormRole(NormKind.RmsNorm, NormForm.DecomposedRmsNorm, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
                 ConstantResolver.ScalarOf(m["eps"]), null) { GainForm = NormGainForm.OnePlusGain });
     }
 }

@@ -53,7 +53,7 @@ public sealed class ModernArchitectureTests : IDisposable
             Assert.Equal($"code_predictor.layers.{b.Index}.self_attn.q_norm.weight", a.QueryNorm.Gain.Name);
             Assert.Equal($"code_predictor.layers.{b.Index}.self_attn.k_norm.weight", a.KeyNorm.Gain.Name);
             Assert.Equal(2048, a.QueryNorm.Width);
-            Assert.Equal(("RMSNormalization", "Reshape"), (a.QueryNorm.Norm.Form, a.QueryNorm.HeadSplit!.OpType));
+            Assert.Equal((NormForm.RMSNormalization, "Reshape"), (a.QueryNorm.Norm.Form, a.QueryNorm.HeadSplit!.OpType));
             Assert.Null(a.OutputGate);
             var ffn = FfnOf(b);
             Assert.Equal((FfnKind.Glu, FfnActivation.Silu), (ffn.Kind, ffn.Activation));
@@ -78,7 +78,7 @@ public sealed class ModernArchitectureTests : IDisposable
             Assert.Equal((8, 2, 256), (a.NumHeads, a.KvHeads, a.HeadSize));
             Assert.Equal($"model.layers.{layer}.attn.q_norm.layernorm.weight", a.QueryNorm!.Gain.Name);
             Assert.Equal($"model.layers.{layer}.attn.k_norm.layernorm.weight", a.KeyNorm!.Gain.Name);
-            Assert.Equal((QkNormScope.PerHead, 256L, "SimplifiedLayerNormalization"), (a.QueryNorm.Scope, a.QueryNorm.NormalizedSize, a.QueryNorm.Norm.Form));
+            Assert.Equal((QkNormScope.PerHead, 256L, NormForm.SimplifiedLayerNormalization), (a.QueryNorm.Scope, a.QueryNorm.NormalizedSize, a.QueryNorm.Norm.Form));
             var gate = a.OutputGate!;
             Assert.Equal((GateSource.PackedWithQuery, GateActivation.Sigmoid), (gate.Source, gate.Activation));
             Assert.Same(a.Query, gate.Linear);
@@ -144,7 +144,7 @@ public sealed class ModernArchitectureTests : IDisposable
             Assert.Equal((scope, style == QkNormStyle.PerHead ? 16L : 32L), (a.KeyNorm!.Scope, a.KeyNorm.NormalizedSize));
             Assert.Contains("q_norm", a.QueryNorm.Gain.Name);
             Assert.Contains("k_norm", a.KeyNorm.Gain.Name);
-            Assert.Equal(flavour == LlamaOnnxFlavour.GenAiGqa ? "SimplifiedLayerNormalization" : "DecomposedRmsNorm", a.QueryNorm.Norm.Form);
+            Assert.Equal(flavour == LlamaOnnxFlavour.GenAiGqa ? NormForm.SimplifiedLayerNormalization : NormForm.DecomposedRmsNorm, a.QueryNorm.Norm.Form);
         });
         Assert.DoesNotContain(s.SharedInitializers, x => x.Initializer.Name.Contains("_norm", StringComparison.Ordinal));
     }
@@ -247,16 +247,16 @@ public sealed class ModernArchitectureTests : IDisposable
         {
             var a = AttentionOf(b);
             Assert.Equal(4, b.Norms.Count);
-            Assert.Equal("SimplifiedLayerNormalization", b.PostAttentionNorm!.Form);
-            Assert.Equal("SkipSimplifiedLayerNormalization", b.FfnNorm!.Form);
-            Assert.Equal("SimplifiedLayerNormalization", b.PostFfnNorm!.Form);
+            Assert.Equal(NormForm.SimplifiedLayerNormalization, b.PostAttentionNorm!.Form);
+            Assert.Equal(NormForm.SkipSimplifiedLayerNormalization, b.FfnNorm!.Form);
+            Assert.Equal(NormForm.SimplifiedLayerNormalization, b.PostFfnNorm!.Form);
             Assert.All(b.Norms, n => Assert.Equal(NormGainForm.Plain, n.Norm.GainForm));
             Assert.Equal(50, a.Softcap);
             Assert.Equal(b.Index % 2 == 0 ? AttentionWindowKind.Sliding : AttentionWindowKind.Global, a.Window.Kind);
             Assert.Equal(AttentionWindowSource.LocalWindowSizeAttribute, a.Window.Source);
             if (b.Index % 2 == 0) Assert.Equal(4, a.Window.Size);
         }
-        Assert.Equal("SkipSimplifiedLayerNormalization", s.FinalNorm!.Form);
+        Assert.Equal(NormForm.SkipSimplifiedLayerNormalization, s.FinalNorm!.Form);
         Assert.Equal(30, s.LogitSoftcap!.Cap);
         Assert.True(s.EmbeddingScale!.IsSqrtHidden);
         Assert.Contains(s.Hints, h => h.Contains("pre-added 1", StringComparison.Ordinal));

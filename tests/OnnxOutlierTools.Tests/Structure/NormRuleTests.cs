@@ -48,7 +48,7 @@ public class NormRuleTests
         b.Node(op, [x, gain], [Attr.Float("epsilon", 1e-6f)]);
         var norm = Assert.Single(Norms(b));
         Assert.Equal(NormKind.RmsNorm, norm.Kind);
-        Assert.Equal(op, norm.Form);
+        Assert.Equal(op, norm.Form.Name());
     }
 
     [Fact]
@@ -92,7 +92,7 @@ public class NormRuleTests
         };
         var y = b.Op("Mul", gain, normalized);
         var norm = Assert.Single(Norms(b));
-        Assert.Equal("DecomposedRmsNorm", norm.Form);
+        Assert.Equal(NormForm.DecomposedRmsNorm, norm.Form);
         Assert.Same(x, norm.Input.Value);
         Assert.Same(y, norm.Output);
         Assert.Equal(1e-5, norm.Epsilon!.Value, 6);
@@ -129,7 +129,7 @@ public class NormRuleTests
             var numerator = duplicated ? b.Op("Sub", x, mean) : d;
             b.Op("Add", b.Op("Mul", b.Op("Div", numerator, std), gain), beta);
             var norm = Assert.Single(Norms(b));
-            Assert.Equal("DecomposedLayerNorm", norm.Form);
+            Assert.Equal(NormForm.DecomposedLayerNorm, norm.Form);
             Assert.Same(beta, norm.Bias);
         }
     }

@@ -106,7 +106,7 @@ public class RecognizerFixtureTests
             Assert.False(b.ParallelResidual);
             Assert.Equal(384, b.Attention.Query!.InFeatures);
             Assert.Equal((FfnKind.Mlp, FfnActivation.GeluErf, 1536L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Up.OutFeatures));
-            Assert.Equal("DecomposedLayerNorm", b.AttentionNorm!.Form);
+            Assert.Equal(NormForm.DecomposedLayerNorm, b.AttentionNorm!.Form);
         });
         Assert.NotNull(s.Inputs.TokenTypeIds);
         Assert.NotNull(s.Inputs.AttentionMask);
