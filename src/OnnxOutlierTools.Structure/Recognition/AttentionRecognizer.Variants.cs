@@ -78,7 +78,7 @@ internal sealed partial class AttentionRecognizer
     /// MatMulInteger or MatMulIntegerToFloat) and reads the value.</summary>
     private LinearRole? QuantizedReader(Value output)
     {
-        _quantizedByInput ??= linears.All.Where(l => l.Form is "MatMulInteger" or "MatMulIntegerToFloat")
+        _quantizedByInput ??= linears.All.Where(l => l.Form is LinearForm.MatMulInteger or LinearForm.MatMulIntegerToFloat)
             .GroupBy(l => GraphWalk.Upstream(l.Input)).ToDictionary(g => g.Key, g => g.First());
         return _quantizedByInput.GetValueOrDefault(GraphWalk.Upstream(output));
     }

@@ -85,7 +85,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
             return null;
         }
         var bias = node.Input(2) is { } b && ConstantResolver.Resolve(b) is { } bc ? bc.Value : null;
-        var packed = new LinearRole("AttentionWeights", node, x, node.Output(0)!, weight.Value, WeightLayout.InOut, bias, null, false,
+        var packed = new LinearRole(LinearForm.AttentionWeights, node, x, node.Output(0)!, weight.Value, WeightLayout.InOut, bias, null, false,
             weight.Tensor.Dims[0], weight.Tensor.Dims[1], weight.PassThrough);
         linears.Add(packed);
         int heads = (int)node.GetInt("num_heads", 0);

@@ -170,7 +170,7 @@ public static partial class StructureReport
         NodeOf(n.OutputNode), Tensor(n.Input), n.Skip?.Name, n.Output.Name, n.Gain.Name, n.Gain.Uses.Count > 1, n.Bias?.Name,
         n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum is null ? null : Tensor(n.ResidualSum), Camel(n.GainForm));
 
-    private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form, NodeOf(l.Node), l.Input.Name, l.Output.Name,
+    private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form.Name(), NodeOf(l.Node), l.Input.Name, l.Output.Name,
         l.Weight.Name, l.Layout == WeightLayout.InOut ? "in,out" : "out,in", l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
         l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null);
 
@@ -325,5 +325,5 @@ public static partial class StructureReport
         $"{n.Form}{(n.GainForm == NormGainForm.OnePlusGain ? " (1 + gain)" : "")} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";
 
     private static string LinearText(LinearRole? l) => l is null ? "-" :
-        $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == "MatMul" ? "" : $" {l.Form}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}";
+        $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == LinearForm.MatMul ? "" : $" {l.Form.Name()}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}";
 }

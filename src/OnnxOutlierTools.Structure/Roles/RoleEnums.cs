@@ -72,6 +72,24 @@ public enum NormForm
     DecomposedRmsNorm,
 }
 
+/// <summary>The form a linear rule matched (the op computing Y = X W), or the packed QKV weight that is an input of a
+/// fused attention op.</summary>
+public enum LinearForm
+{
+    MatMul,
+    Gemm,
+    /// <summary>com.microsoft MatMulNBits (block-quantized, [out, in]).</summary>
+    MatMulNBits,
+    /// <summary>The packed QKV weight of com.microsoft Attention.</summary>
+    AttentionWeights,
+    /// <summary>Dynamic quantization, unfused: MatMulInteger after DynamicQuantizeLinear, then the rescale.</summary>
+    MatMulInteger,
+    /// <summary>com.microsoft MatMulIntegerToFloat after DynamicQuantizeLinear.</summary>
+    MatMulIntegerToFloat,
+    /// <summary>com.microsoft DynamicQuantizeMatMul (float input).</summary>
+    DynamicQuantizeMatMul,
+}
+
 /// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
 /// strings: layers schema 2).</summary>
 public static class RoleNames
@@ -87,6 +105,18 @@ public static class RoleNames
         NormForm.EmbedLayerNormalization => "EmbedLayerNormalization",
         NormForm.DecomposedLayerNorm => "DecomposedLayerNorm",
         NormForm.DecomposedRmsNorm => "DecomposedRmsNorm",
+        _ => throw new ArgumentOutOfRangeException(nameof(form), form, null),
+    };
+
+    public static string Name(this LinearForm form) => form switch
+    {
+        LinearForm.MatMul => "MatMul",
+        LinearForm.Gemm => "Gemm",
+        LinearForm.MatMulNBits => "MatMulNBits",
+        LinearForm.AttentionWeights => "AttentionWeights",
+        LinearForm.MatMulInteger => "MatMulInteger",
+        LinearForm.MatMulIntegerToFloat => "MatMulIntegerToFloat",
+        LinearForm.DynamicQuantizeMatMul => "DynamicQuantizeMatMul",
         _ => throw new ArgumentOutOfRangeException(nameof(form), form, null),
     };
 

@@ -46,9 +46,9 @@ public enum WeightLayout
 
 /// <summary>A linear layer Y = X W (+ b). <see cref="Weight"/> is the initializer to edit (behind any
 /// Transpose/Cast, listed in <see cref="WeightPath"/>). For fused attention ops the packed QKV weight
-/// is an input of the attention node itself (Form "AttentionWeights").</summary>
+/// is an input of the attention node itself (<see cref="LinearForm.AttentionWeights"/>).</summary>
 public sealed record LinearRole(
-    string Form,
+    LinearForm Form,
     Node Node,
     Value Input,
     Value Output,
@@ -61,7 +61,7 @@ public sealed record LinearRole(
     long OutFeatures,
     IReadOnlyList<Node> WeightPath)
 {
-    public override string ToString() => $"{Form} {Weight.Name} [{InFeatures}->{OutFeatures}]";
+    public override string ToString() => $"{Form.Name()} {Weight.Name} [{InFeatures}->{OutFeatures}]";
 }
 
 /// <summary>KV cache tensors of one attention layer. GPT-2 style caches stack key and value in one

@@ -60,7 +60,7 @@ public static class LinearRules
         var path = new List<Node>();
         if (transpose is not null) path.Add(transpose);
         path.AddRange(ConstantResolver.Resolve(transpose?.Input(0) ?? mm.Input(1)!)!.PassThrough);
-        return new LinearRole("MatMul", mm, m["x"], m.Root, m["w"], m.Has("transpose") ? WeightLayout.OutIn : WeightLayout.InOut,
+        return new LinearRole(LinearForm.MatMul, mm, m["x"], m.Root, m["w"], m.Has("transpose") ? WeightLayout.OutIn : WeightLayout.InOut,
             bias ? m["b"] : null, bias ? m.Node("add") : null, false, inF, outF, path);
     }
 
@@ -70,7 +70,7 @@ public static class LinearRules
         var dims = ConstantResolver.Resolve(m["w"])!.Tensor.Dims;
         bool transB = gemm.GetInt("transB", 0) != 0;
         var bias = gemm.Input(2) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
-        return new LinearRole("Gemm", gemm, m["x"], m.Root, m["w"], transB ? WeightLayout.OutIn : WeightLayout.InOut, bias, null, false,
+        return new LinearRole(LinearForm.Gemm, gemm, m["x"], m.Root, m["w"], transB ? WeightLayout.OutIn : WeightLayout.InOut, bias, null, false,
             transB ? dims[1] : dims[0], transB ? dims[0] : dims[1], ConstantResolver.Resolve(gemm.Input(1)!)!.PassThrough);
     }
 
@@ -78,7 +78,7 @@ public static class LinearRules
     {
         var node = m.Node("nbits");
         var bias = node.Input(5) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
-        return new LinearRole("MatMulNBits", node, m["x"], m.Root, m["w"], WeightLayout.OutIn, bias, null, true,
+        return new LinearRole(LinearForm.MatMulNBits, node, m["x"], m.Root, m["w"], WeightLayout.OutIn, bias, null, true,
             node.GetInt("K", 0), node.GetInt("N", 0), []);
     }
 }

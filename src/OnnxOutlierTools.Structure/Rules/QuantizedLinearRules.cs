@@ -27,13 +27,13 @@ public static class QuantizedLinearRules
             P.Commuted("Mul",
                 P.MaybeCast(P.Node(["MatMulInteger"], [Quantized(0), P.Const("w"), null, null], bindAs: "mmi")),
                 P.Commuted("Mul", Quantized(1), P.Const("wscale"))),
-            m => SameQuantizer(m), m => Build(m, "MatMulInteger")),
+            m => SameQuantizer(m), m => Build(m, LinearForm.MatMulInteger)),
         new("MatMulIntegerToFloat",
             P.Node(["MatMulIntegerToFloat"], [Quantized(0), P.Const("w")], Ms, bindAs: "mmi"),
-            m => Weight2D(m), m => Build(m, "MatMulIntegerToFloat")),
+            m => Weight2D(m), m => Build(m, LinearForm.MatMulIntegerToFloat)),
         new("DynamicQuantizeMatMul",
             P.Node(["DynamicQuantizeMatMul"], [P.Var("dq0"), P.Const("w")], Ms, bindAs: "mmi"),
-            m => Weight2D(m), m => Build(m, "DynamicQuantizeMatMul")),
+            m => Weight2D(m), m => Build(m, LinearForm.DynamicQuantizeMatMul)),
     ];
 
     /// <summary>The activation scale and (when given) the activation zero point come from the quantizer of the
@@ -53,13 +53,13 @@ public static class QuantizedLinearRules
     private static Check Weight2D(Match m) =>
         Check.Require(ConstantResolver.Resolve(m["w"])?.Tensor is { Dims.Count: 2 }, "the quantized weight is not a 2-D matrix", m["w"]);
 
-    private static LinearRole Build(Match m, string form)
+    private static LinearRole Build(Match m, LinearForm form)
     {
         var node = m.Node("mmi");
         var dims = ConstantResolver.Resolve(m["w"])!.Tensor.Dims;
-        var bias = form != "MatMulInteger" && node.Input(form == "MatMulIntegerToFloat" ? 6 : 4) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
+        var bias = form != LinearForm.MatMulInteger && node.Input(form == LinearForm.MatMulIntegerToFloat ? 6 : 4) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
         // The float activation: the quantizer's input (DynamicQuantizeMatMul reads it directly).
-        var x = form == "DynamicQuantizeMatMul" ? m["dq0"] : m["dq0"].Producer!.Input(0)!;
+        var x = form == LinearForm.DynamicQuantizeMatMul ? m["dq0"] : m["dq0"].Producer!.Input(0)!;
         return new LinearRole(form, node, x, m.Root, m["w"], WeightLayout.InOut, bias, null, true, dims[0], dims[1], []);
     }
 }

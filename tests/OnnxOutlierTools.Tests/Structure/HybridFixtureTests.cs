@@ -25,7 +25,7 @@ public class HybridFixtureTests
             bool full = b.Index % 4 == 3; // full_attention_interval 4 (config.json)
             // Every FFN is a SwiGLU of MatMulInteger linears fed by DynamicQuantizeLinear; their input is the float norm output.
             Assert.Equal((FfnKind.Glu, FfnActivation.Silu, 3584L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
-            Assert.True(b.Ffn.Up.Quantized && b.Ffn.Up.Form == "MatMulInteger", b.Ffn.Up.ToString());
+            Assert.True(b.Ffn.Up.Quantized && b.Ffn.Up.Form == LinearForm.MatMulInteger, b.Ffn.Up.ToString());
             Assert.Same(b.FfnNorm!.Output, b.Ffn.Up.Input);
             Assert.NotNull(b.AttentionNorm);
             if (full)

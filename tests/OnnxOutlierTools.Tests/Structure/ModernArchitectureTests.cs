@@ -82,7 +82,7 @@ public sealed class ModernArchitectureTests : IDisposable
             var gate = a.OutputGate!;
             Assert.Equal((GateSource.PackedWithQuery, GateActivation.Sigmoid), (gate.Source, gate.Activation));
             Assert.Same(a.Query, gate.Linear);
-            Assert.Equal(("MatMulInteger", true, 1024L, 4096L), (a.Query!.Form, a.Query.Quantized, a.Query.InFeatures, a.Query.OutFeatures));
+            Assert.Equal((LinearForm.MatMulInteger, true, 1024L, 4096L), (a.Query!.Form, a.Query.Quantized, a.Query.InFeatures, a.Query.OutFeatures));
             Assert.Equal($"/model/layers.{layer}/attn/GateMul/output_0", gate.Output.Name);
             Assert.Same(gate.Output, a.Output!.Input);
             Assert.Equal(AttentionWindowKind.Global, a.Window.Kind);

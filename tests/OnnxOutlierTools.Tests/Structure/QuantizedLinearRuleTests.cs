@@ -43,7 +43,7 @@ public class QuantizedLinearRuleTests
         Assert.Equal(3, linears.Count);
         Assert.All(linears, l =>
         {
-            Assert.Equal(("MatMulInteger", true, (long)In, (long)Out), (l.Form, l.Quantized, l.InFeatures, l.OutFeatures));
+            Assert.Equal((LinearForm.MatMulInteger, true, (long)In, (long)Out), (l.Form, l.Quantized, l.InFeatures, l.OutFeatures));
             Assert.Same(x, l.Input);
             Assert.Equal(WeightLayout.InOut, l.Layout);
             Assert.Equal("Mul", l.Output.Producer!.OpType);
@@ -73,7 +73,7 @@ public class QuantizedLinearRuleTests
         b.Output(fused, TensorDataType.Float, 1, 5, Out);
 
         var linears = LinearRules.Find(new Matcher(b.Graph));
-        Assert.Equal(["MatMulIntegerToFloat", "DynamicQuantizeMatMul"], linears.Select(l => l.Form).ToArray());
+        Assert.Equal([LinearForm.MatMulIntegerToFloat, LinearForm.DynamicQuantizeMatMul], linears.Select(l => l.Form).ToArray());
         Assert.All(linears, l => Assert.Same(x, l.Input));
         Assert.Equal(("b0", true), (linears[0].Bias?.Name, linears[0].Quantized));
         Assert.Null(linears[1].Bias);
