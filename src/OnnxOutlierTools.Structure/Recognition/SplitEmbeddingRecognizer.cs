@@ -54,7 +54,7 @@ public static class SplitEmbeddingRecognizer
             linked = new(embeddingPath, found, output, width, matches, problem);
         }
         string hint = linked.Problem is null
-            ? $"token embedding from '{embeddingPath}': {found!.Form} of '{found.TokenTable.Name}' -> '{linked.Output!.Name}' feeds '{external.InputsEmbeds.Name}' (hidden size {linked.HiddenSize} matches)"
+            ? $"token embedding from '{embeddingPath}': {found!.Form.Name()} of '{found.TokenTable.Name}' -> '{linked.Output!.Name}' feeds '{external.InputsEmbeds.Name}' (hidden size {linked.HiddenSize} matches)"
             : $"embedding model '{embeddingPath}': {linked.Problem}";
         return decoder with { Structure = s with { ExternalEmbedding = external with { Linked = linked }, Hints = [.. s.Hints, hint] } };
     }

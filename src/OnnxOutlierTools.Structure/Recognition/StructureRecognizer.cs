@@ -85,7 +85,7 @@ public static class StructureRecognizer
         trace.Count("Embedding", embedding is not null, "embedding");
         trace.Note("Embedding", embedding is null
             ? "no token embedding found (a model fed inputs_embeds has none); each Embedding/* rule's near miss says why it did not match"
-            : $"took {embedding.Form} at '{embedding.Output.Name}' (token table '{embedding.TokenTable.Name}'){(candidates > 1 ? $", the first of {candidates} candidates" : "")}");
+            : $"took {embedding.Form.Name()} at '{embedding.Output.Name}' (token table '{embedding.TokenTable.Name}'){(candidates > 1 ? $", the first of {candidates} candidates" : "")}");
 
         var assembly = new BlockAssembler(graph, linears, norms, attentions, blockFfns, trace, matcher);
         var blocks = new FallbackAssembler(graph, linears, norms, attentions, blockFfns, trace) { Moes = moes }.Complete(assembly.Assemble(), embedding);

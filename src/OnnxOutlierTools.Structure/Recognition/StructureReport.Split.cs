@@ -15,7 +15,7 @@ public static partial class StructureReport
 
     private static ExternalEmbeddingJson? External(ExternalEmbeddingRole? x) => x is null ? null : new(x.InputsEmbeds.Name, x.HiddenSize,
         x.Linked is not { } l ? null : new LinkedEmbeddingJson(l.ModelPath,
-            l.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
+            l.Embedding is { } e ? new EmbeddingJson(e.Form.Name(), NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
             l.Output?.Name, l.HiddenSize, l.HiddenSizeMatches, l.Problem));
 
     private static void AppendExternal(EscapedLines lines, ExternalEmbeddingRole x)
@@ -23,7 +23,7 @@ public static partial class StructureReport
         string hidden = x.HiddenSize is long h ? $" [{h}]" : "";
         if (x.Linked is not { } l) lines.Add($"  embedding     in another model: this graph takes {x.InputsEmbeds.Name}{hidden} (--embedding-model PATH reports it)");
         else if (l.Embedding is { } e)
-            lines.Add($"  embedding     from {l.ModelPath}: {e.Form}: {e.TokenTable.Name} [{l.HiddenSize?.ToString() ?? "?"}] -> {l.Output?.Name ?? e.Output.Name} -> {x.InputsEmbeds.Name}{hidden}{(l.Problem is null ? "" : $"  MISMATCH: {l.Problem}")}");
+            lines.Add($"  embedding     from {l.ModelPath}: {e.Form.Name()}: {e.TokenTable.Name} [{l.HiddenSize?.ToString() ?? "?"}] -> {l.Output?.Name ?? e.Output.Name} -> {x.InputsEmbeds.Name}{hidden}{(l.Problem is null ? "" : $"  MISMATCH: {l.Problem}")}");
         else lines.Add($"  embedding     {l.ModelPath}: {l.Problem}");
     }
 }

@@ -96,7 +96,7 @@ public static partial class StructureReport
             return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, null, [], [], [], result.GraphsSearched, trace);
         return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture, s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
             s.Blocks.Count, s.Blocks.Select(Block).ToList(),
-            s.Embedding is { } e ? new EmbeddingJson(e.Form, NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
+            s.Embedding is { } e ? new EmbeddingJson(e.Form.Name(), NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
             Norm(s.FinalNorm), Linear(s.LmHead), Linear(s.ClassifierHead),
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
             s.Blocks.Where(b => b.Attention?.Cache is not null).Select(b => b.Attention?.Cache is { } c
@@ -204,7 +204,7 @@ public static partial class StructureReport
             return lines.ToString();
         }
         lines.Add($"Structure: {result.Message}{(s.NestedIn is null ? "" : $", nested in {s.NestedIn}")}");
-        if (s.Embedding is { } e) lines.Add($"  embedding     {e.Form}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
+        if (s.Embedding is { } e) lines.Add($"  embedding     {e.Form.Name()}: {e.TokenTable.Name}{(e.PositionTable is null ? "" : $" + positions {e.PositionTable.Name}")}{(e.TokenTypeTable is null ? "" : $" + token types {e.TokenTypeTable.Name}")} -> {e.Output.Name}");
         if (s.ExternalEmbedding is { } ext) AppendExternal(lines, ext);
         if (s.EmbeddingScale is { } es) lines.Add($"  embed scale   x {es.Scale:G6}{(es.IsSqrtHidden ? " (sqrt(hidden))" : "")} -> {es.Output.Name}");
         lines.Add($"  inputs        ids={s.Inputs.InputIds?.Name ?? "-"} mask={s.Inputs.AttentionMask?.Name ?? "-"} positions={s.Inputs.PositionIds?.Name ?? "-"} token_types={s.Inputs.TokenTypeIds?.Name ?? "-"}");

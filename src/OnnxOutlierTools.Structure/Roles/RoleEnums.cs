@@ -90,6 +90,17 @@ public enum LinearForm
     DynamicQuantizeMatMul,
 }
 
+/// <summary>The form an embedding rule matched.</summary>
+public enum EmbeddingForm
+{
+    /// <summary>A Gather of the token table.</summary>
+    Gather,
+    /// <summary>A Gather of the token table plus learned position (and token-type) lookups ("Gather+positions").</summary>
+    GatherWithPositions,
+    /// <summary>com.microsoft EmbedLayerNormalization.</summary>
+    EmbedLayerNormalization,
+}
+
 /// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
 /// strings: layers schema 2).</summary>
 public static class RoleNames
@@ -117,6 +128,14 @@ public static class RoleNames
         LinearForm.MatMulInteger => "MatMulInteger",
         LinearForm.MatMulIntegerToFloat => "MatMulIntegerToFloat",
         LinearForm.DynamicQuantizeMatMul => "DynamicQuantizeMatMul",
+        _ => throw new ArgumentOutOfRangeException(nameof(form), form, null),
+    };
+
+    public static string Name(this EmbeddingForm form) => form switch
+    {
+        EmbeddingForm.Gather => "Gather",
+        EmbeddingForm.GatherWithPositions => "Gather+positions",
+        EmbeddingForm.EmbedLayerNormalization => "EmbedLayerNormalization",
         _ => throw new ArgumentOutOfRangeException(nameof(form), form, null),
     };
 

@@ -180,7 +180,7 @@ public sealed record BlockRole(
 /// <summary>The token embedding: <see cref="Node"/> is the token lookup (a Gather, or the fused
 /// EmbedLayerNormalization), <see cref="Nodes"/> every node of the match (the Adds of position and token-type
 /// lookups included), <see cref="TokenIds"/> the value the ids come from (usually the input_ids graph input).</summary>
-public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, string Form,
+public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, EmbeddingForm Form,
     IReadOnlyList<Node> Nodes, Value? TokenIds, Value? TokenTypeTable);
 
 /// <summary>One role's use of an initializer: the block (null for model-level roles) and the role's path in the

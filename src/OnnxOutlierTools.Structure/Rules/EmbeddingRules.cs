@@ -81,7 +81,7 @@ public static class EmbeddingRules
         {
             var node = m.Node("embed");
             Value? TableAt(int i) => node.Input(i) is { } t ? ConstantResolver.Resolve(t)?.Value : null;
-            return new EmbeddingRole(node, m["tokens"], TableAt(3), m.Root, "EmbedLayerNormalization", [node], IndexSource(m["ids"]), TableAt(4));
+            return new EmbeddingRole(node, m["tokens"], TableAt(3), m.Root, EmbeddingForm.EmbedLayerNormalization, [node], IndexSource(m["ids"]), TableAt(4));
         },
         allowEscapes: true);
 
@@ -111,7 +111,7 @@ public static class EmbeddingRules
             if (IndexSource(indices) is { IsGraphInput: true } input && NamedLike(input, "token_type", "segment")) tokenTypes ??= table;
             else positions ??= table;
         }
-        return new EmbeddingRole(m.Node("gather"), m["tokens"], positions, m.Root, positions is null ? "Gather" : "Gather+positions", m.Nodes,
+        return new EmbeddingRole(m.Node("gather"), m["tokens"], positions, m.Root, positions is null ? EmbeddingForm.Gather : EmbeddingForm.GatherWithPositions, m.Nodes,
             IndexSource(m["ids"]), tokenTypes);
     }
 }

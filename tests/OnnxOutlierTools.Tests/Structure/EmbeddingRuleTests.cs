@@ -13,28 +13,28 @@ namespace OnnxOutlierTools.Tests.Structure;
 /// positive and negative (with the near miss --explain shows).</summary>
 public class EmbeddingRuleTests
 {
-    public sealed record Expect(string File, string Form, string TokenTable, string? PositionTable, string? TokenTypeTable, string Output);
+    public sealed record Expect(string File, EmbeddingForm Form, string TokenTable, string? PositionTable, string? TokenTypeTable, string Output);
 
     public static TheoryData<Expect> Cases => new()
     {
-        new("exports/bert-toy-torch/bert_toy_optimized.onnx", "Gather+positions", "bert.embeddings.word_embeddings.weight",
+        new("exports/bert-toy-torch/bert_toy_optimized.onnx", EmbeddingForm.GatherWithPositions, "bert.embeddings.word_embeddings.weight",
             "bert.embeddings.position_embeddings.weight", "bert.embeddings.token_type_embeddings.weight", "111"),
-        new("exports/distilbert-optimum/model.onnx", "Gather+positions", "distilbert.embeddings.word_embeddings.weight",
+        new("exports/distilbert-optimum/model.onnx", EmbeddingForm.GatherWithPositions, "distilbert.embeddings.word_embeddings.weight",
             "distilbert.embeddings.position_embeddings.weight", null, "55"),
-        new("exports/gpt2-ort-beamsearch/tiny_gpt2_beamsearch.onnx", "EmbedLayerNormalization", "transformer.wte.weight", "transformer.wpe.weight", null,
+        new("exports/gpt2-ort-beamsearch/tiny_gpt2_beamsearch.onnx", EmbeddingForm.EmbedLayerNormalization, "transformer.wte.weight", "transformer.wpe.weight", null,
             "EmbedLayerNormalization_0_output"),
-        new("exports/gpt2-ort-fused-fp16/past.onnx", "EmbedLayerNormalization", "transformer.wte.weight", "transformer.wpe.weight", null, "EmbedLayerNormalization_0_output"),
-        new("exports/gpt2-ort-fused-fp32/past.onnx", "EmbedLayerNormalization", "transformer.wte.weight", "transformer.wpe.weight", null, "EmbedLayerNormalization_0_output"),
-        new("exports/gpt2-torch-nopast/GPT2Model.onnx", "Gather+positions", "wte.weight_resize", "wpe.weight_resize", null, "186"),
+        new("exports/gpt2-ort-fused-fp16/past.onnx", EmbeddingForm.EmbedLayerNormalization, "transformer.wte.weight", "transformer.wpe.weight", null, "EmbedLayerNormalization_0_output"),
+        new("exports/gpt2-ort-fused-fp32/past.onnx", EmbeddingForm.EmbedLayerNormalization, "transformer.wte.weight", "transformer.wpe.weight", null, "EmbedLayerNormalization_0_output"),
+        new("exports/gpt2-torch-nopast/GPT2Model.onnx", EmbeddingForm.GatherWithPositions, "wte.weight_resize", "wpe.weight_resize", null, "186"),
         // Token ids reach this Gather through Reshape(Slice(input_ids)), positions through Range: found since #6.
-        new("exports/gpt2-torch-past/gpt2_past.onnx", "Gather+positions", "wte.weight_resize", "wpe.weight_resize", null, "223"),
-        new("exports/llama-genai-gqa-fp32/model.onnx", "Gather", "model.embed_tokens.weight", null, null, "/model/embed_tokens/Gather/output_0"),
-        new("exports/llama-genai-mha-fp16/model.onnx", "Gather", "model.embed_tokens.weight", null, null, "/model/embed_tokens/Gather/output_0"),
-        new("exports/llama-mobius-opset24/model.onnx", "Gather", "model.embed_tokens.weight", null, null, "v_model.embed_tokens.Gather_0"),
-        new("exports/llama-torch-nopast/model.onnx", "Gather", "model.embed_tokens.weight", null, null, "/model/embed_tokens/Gather_output_0"),
-        new("exports/llama-torch-past/model.onnx", "Gather", "model.embed_tokens.weight", null, null, "/model/embed_tokens/Gather_output_0"),
-        new("exports-modern/llama-tensorscatter-mobius/model.onnx", "Gather", "model.embed_tokens.weight", null, null, "v_model.embed_tokens.Gather_0"),
-        new("exports-modern/phi35-mini-2layer-torchexport/model_microsoft_Phi-3_5-mini-instruct-custom-default-d1rt1.onnx", "Gather",
+        new("exports/gpt2-torch-past/gpt2_past.onnx", EmbeddingForm.GatherWithPositions, "wte.weight_resize", "wpe.weight_resize", null, "223"),
+        new("exports/llama-genai-gqa-fp32/model.onnx", EmbeddingForm.Gather, "model.embed_tokens.weight", null, null, "/model/embed_tokens/Gather/output_0"),
+        new("exports/llama-genai-mha-fp16/model.onnx", EmbeddingForm.Gather, "model.embed_tokens.weight", null, null, "/model/embed_tokens/Gather/output_0"),
+        new("exports/llama-mobius-opset24/model.onnx", EmbeddingForm.Gather, "model.embed_tokens.weight", null, null, "v_model.embed_tokens.Gather_0"),
+        new("exports/llama-torch-nopast/model.onnx", EmbeddingForm.Gather, "model.embed_tokens.weight", null, null, "/model/embed_tokens/Gather_output_0"),
+        new("exports/llama-torch-past/model.onnx", EmbeddingForm.Gather, "model.embed_tokens.weight", null, null, "/model/embed_tokens/Gather_output_0"),
+        new("exports-modern/llama-tensorscatter-mobius/model.onnx", EmbeddingForm.Gather, "model.embed_tokens.weight", null, null, "v_model.embed_tokens.Gather_0"),
+        new("exports-modern/phi35-mini-2layer-torchexport/model_microsoft_Phi-3_5-mini-instruct-custom-default-d1rt1.onnx", EmbeddingForm.Gather,
             "model.embed_tokens.weight", null, null, "embedding"),
     };
 
@@ -90,7 +90,7 @@ public class EmbeddingRuleTests
         var sum = b.Op("Add", te, b.Op("Add", pe, tok));
         var (role, _) = Find(b);
         Assert.NotNull(role);
-        Assert.Equal(("Gather+positions", "wte", "wpe", "wtt"), (role.Form, role.TokenTable.Name, role.PositionTable?.Name, role.TokenTypeTable?.Name));
+        Assert.Equal((EmbeddingForm.GatherWithPositions, "wte", "wpe", "wtt"), (role.Form, role.TokenTable.Name, role.PositionTable?.Name, role.TokenTypeTable?.Name));
         Assert.Same(sum, role.Output);
         Assert.Same(ids, role.TokenIds);
         Assert.Equal(5, role.Nodes.Count);
@@ -107,7 +107,7 @@ public class EmbeddingRuleTests
         var sum = b.Op("Add", tok, pe);
         var (role, matcher) = Find(b);
         Assert.NotNull(role);
-        Assert.Equal(("Gather+positions", "wpe"), (role.Form, role.PositionTable?.Name));
+        Assert.Equal((EmbeddingForm.GatherWithPositions, "wpe"), (role.Form, role.PositionTable?.Name));
         Assert.Same(sum, role.Output);
         Assert.Same(ids, role.TokenIds);
         Assert.Equal(1, matcher.MatchCounts["Embedding/Gather+table"]);
@@ -136,7 +136,7 @@ public class EmbeddingRuleTests
         b.Op("Add", b.Op("Gather", wte, ids), b.Op("Gather", wte, other));
         var (role, matcher) = Find(b);
         Assert.NotNull(role);
-        Assert.Equal("Gather", role.Form);
+        Assert.Equal(EmbeddingForm.Gather, role.Form);
         Assert.Contains("reads the token table 'wte' again", matcher.NearMisses["Embedding/Gather+table"].Reason);
     }
 
@@ -152,7 +152,7 @@ public class EmbeddingRuleTests
         var outputs = b.Node("EmbedLayerNormalization", [b.Op("Cast", ids), segments, wte, wpe, wse, gamma, beta], domain: "com.microsoft", outputs: 2);
         var (role, _) = Find(b);
         Assert.NotNull(role);
-        Assert.Equal(("EmbedLayerNormalization", "wte", "wpe", "wse"), (role.Form, role.TokenTable.Name, role.PositionTable?.Name, role.TokenTypeTable?.Name));
+        Assert.Equal((EmbeddingForm.EmbedLayerNormalization, "wte", "wpe", "wse"), (role.Form, role.TokenTable.Name, role.PositionTable?.Name, role.TokenTypeTable?.Name));
         Assert.Same(outputs[0], role.Output);
         Assert.Same(ids, role.TokenIds);
     }
