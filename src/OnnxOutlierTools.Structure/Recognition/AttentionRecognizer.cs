@@ -59,7 +59,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         // A query projection that also emits an output gate is twice as wide: the key projection tells the head size.
         if (kl is not null && kvHeads > 0 && kl.OutFeatures % kvHeads == 0) headSize = (int)(kl.OutFeatures / kvHeads);
         var rotary = node.GetInt("do_rotary", 0) != 0 ? new RotaryRole(RotaryStyle.InAttentionOp, node.GetInt("rotary_interleaved", 0)) : RotaryOf(q);
-        return WithGqaAttributes(node, Finish("GroupQueryAttention", node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
+        return WithGqaAttributes(node, Finish(AttentionForm.GroupQueryAttention, node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
             new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: packed ? null : q, kPath: k));
     }
 
@@ -72,7 +72,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         if (node.Input(1) is null && node.Input(2) is null) { packedQkv = ql; ql = null; }
         else { kl = Single(k = TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
         int? headSize = heads > 0 && ql is not null ? (int)(ql.OutFeatures / heads) : packedQkv is not null && heads > 0 ? (int)(packedQkv.OutFeatures / 3 / heads) : null;
-        return Finish("MultiHeadAttention", node, ql, kl, vl, packedQkv, heads, heads, headSize, RotaryOf(q), node.Input(5) ?? node.Input(4), null,
+        return Finish(AttentionForm.MultiHeadAttention, node, ql, kl, vl, packedQkv, heads, heads, headSize, RotaryOf(q), node.Input(5) ?? node.Input(4), null,
             new KvCacheRole(node.Input(6), node.Input(7), node.Output(1), node.Output(2), false), qPath: packedQkv is null ? q : null, kPath: k);
     }
 
@@ -93,7 +93,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         var past = node.Input(4);
         var present = node.Output(1);
         var cache = past is not null || present is not null ? new KvCacheRole(past, past, present, present, true) : null;
-        return Finish("com.microsoft::Attention", node, null, null, null, packed, heads, heads, headSize, RotaryRole.None, node.Input(3), null, cache);
+        return Finish(AttentionForm.MicrosoftAttention, node, null, null, null, packed, heads, heads, headSize, RotaryRole.None, node.Input(3), null, cache);
     }
 
     /// <summary>ai.onnx Attention (opset 23+): Q, K, V, attn_mask, past_key, past_value.</summary>
@@ -110,7 +110,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         // A static cache (TensorScatter) is updated before the op: its graph outputs are the present tensors.
         var cache = new KvCacheRole(node.Input(4) ?? k.Inputs.FirstOrDefault(), node.Input(5) ?? v.Inputs.FirstOrDefault(),
             k.Outputs.FirstOrDefault() ?? node.Output(1), v.Outputs.FirstOrDefault() ?? node.Output(2), false);
-        return WithSoftcapAttribute(node, Finish("Attention", node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
+        return WithSoftcapAttribute(node, Finish(AttentionForm.Attention, node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
             cache.PastKey is null && cache.PresentKey is null ? null : cache, qPath: q, kPath: k));
     }
 
@@ -145,7 +145,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         var output = node.Output(0)!;
         if (OutputProjection(output) is null && output.Uses.Select(u => u.Node).FirstOrDefault(n => n is not null && n.Is("Slice")) is { } slice && slice.Output(0) is { } sliced)
             output = sliced;
-        return Finish(op.Name, node, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), op.Mask is int m ? node.Input(m) : null, null, cache,
+        return Finish(AttentionForm.Custom(op.Name), node, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), op.Mask is int m ? node.Input(m) : null, null, cache,
             attentionOutput: output, qPath: packed is null ? q : null, kPath: packed is null ? k : null);
     }
 
@@ -258,7 +258,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         var presentV = v.Outputs.FirstOrDefault();
         if (pastK is not null || presentK is not null || pastV is not null || presentV is not null)
             cache = new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
-        return WithDecomposedFacts(Finish("decomposed", softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
+        return WithDecomposedFacts(Finish(AttentionForm.Decomposed, softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
             attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv], qPath: q, kPath: k), path, mask);
     }
 
@@ -282,7 +282,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
 
     // ---- shared -----------------------------------------------------------------------------------
 
-    private AttentionRole? Finish(string form, Node node, LinearRole? q, LinearRole? k, LinearRole? v, LinearRole? packed,
+    private AttentionRole? Finish(AttentionForm form, Node node, LinearRole? q, LinearRole? k, LinearRole? v, LinearRole? packed,
         int? heads, int? kvHeads, int? headSize, RotaryRole rotary, Value? mask, Value? probs, KvCacheRole? cache,
         Value? attentionOutput = null, IReadOnlyList<Node>? core = null, PathTrace? qPath = null, PathTrace? kPath = null)
     {
@@ -290,7 +290,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         var output = attentionOutput ?? node.Output(0)!;
         var gate = OutputGate(output, q ?? packed);
         var o = OutputProjection(gate?.Output ?? output);
-        if (o is null) trace.Note(form, $"{node.Describe()}: no output projection reads the attention output '{(gate?.Output ?? output).Name}'");
+        if (o is null) trace.Note(form.ToString(), $"{node.Describe()}: no output projection reads the attention output '{(gate?.Output ?? output).Name}'");
         return new AttentionRole(form, core ?? [node], q, k, v, packed, o, heads, kvHeads, headSize, rotary, mask, probs, output, cache)
         {
             QueryNorm = QkNorm(qPath, node, "query", headSize),

@@ -174,7 +174,7 @@ public static partial class StructureReport
         l.Weight.Name, l.Layout == WeightLayout.InOut ? "in,out" : "out,in", l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
         l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null);
 
-    private static AttentionJson Attention(AttentionRole a) => new(a.Form, NodeOf(a.CoreNodes[^1]), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
+    private static AttentionJson Attention(AttentionRole a) => new(a.Form.ToString(), NodeOf(a.CoreNodes[^1]), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
         Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary.ToString(), a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name,
         QkNorm(a.QueryNorm), QkNorm(a.KeyNorm),
         a.OutputGate is { } g ? new OutputGateJson(Camel(g.Source), Camel(g.Activation), Linear(g.Linear)!, g.GateInput.Name, g.Output.Name) : null,

@@ -101,6 +101,52 @@ public enum EmbeddingForm
     EmbedLayerNormalization,
 }
 
+/// <summary>What computes an attention layer's scores and weighted sum.</summary>
+public enum AttentionOp
+{
+    /// <summary>Written out: MatMul, Softmax, MatMul.</summary>
+    Decomposed,
+    /// <summary>com.microsoft GroupQueryAttention.</summary>
+    GroupQueryAttention,
+    /// <summary>com.microsoft MultiHeadAttention.</summary>
+    MultiHeadAttention,
+    /// <summary>ai.onnx Attention (opset 23).</summary>
+    Attention,
+    /// <summary>com.microsoft Attention (packed QKV weights as inputs of the op).</summary>
+    MicrosoftAttention,
+    /// <summary>A custom op a <see cref="Rules.CustomAttentionOp"/> rule knows (<see cref="AttentionForm.CustomOp"/> names it).</summary>
+    Custom,
+}
+
+/// <summary>The form of an attention layer: the op, and for custom ops the <c>domain::name</c> of the rule that matched
+/// (<see cref="ToString"/> is the text the reports print).</summary>
+public sealed record AttentionForm
+{
+    private AttentionForm(AttentionOp op, string? customOp) => (Op, CustomOp) = (op, customOp);
+
+    public AttentionOp Op { get; }
+    /// <summary>The custom op's <c>domain::name</c> ("aten::scaled_dot_product_attention"); null for the other ops.</summary>
+    public string? CustomOp { get; }
+
+    public static AttentionForm Decomposed { get; } = new(AttentionOp.Decomposed, null);
+    public static AttentionForm GroupQueryAttention { get; } = new(AttentionOp.GroupQueryAttention, null);
+    public static AttentionForm MultiHeadAttention { get; } = new(AttentionOp.MultiHeadAttention, null);
+    public static AttentionForm Attention { get; } = new(AttentionOp.Attention, null);
+    public static AttentionForm MicrosoftAttention { get; } = new(AttentionOp.MicrosoftAttention, null);
+    public static AttentionForm Custom(string domainAndName) => new(AttentionOp.Custom, domainAndName);
+
+    public override string ToString() => Op switch
+    {
+        AttentionOp.Decomposed => "decomposed",
+        AttentionOp.GroupQueryAttention => "GroupQueryAttention",
+        AttentionOp.MultiHeadAttention => "MultiHeadAttention",
+        AttentionOp.Attention => "Attention",
+        AttentionOp.MicrosoftAttention => "com.microsoft::Attention",
+        AttentionOp.Custom => CustomOp!,
+        _ => Op.ToString(),
+    };
+}
+
 /// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
 /// strings: layers schema 2).</summary>
 public static class RoleNames

@@ -69,7 +69,7 @@ public sealed record LinearRole(
 public sealed record KvCacheRole(Value? PastKey, Value? PastValue, Value? PresentKey, Value? PresentValue, bool Stacked);
 
 public sealed record AttentionRole(
-    string Form,
+    AttentionForm Form,
     IReadOnlyList<Node> CoreNodes,
     LinearRole? Query,
     LinearRole? Key,

@@ -51,7 +51,7 @@ public class AttentionMaskTests
         foreach (var b in s.Blocks.Where(b => b.Attention is not null))
         {
             var a = b.Attention!;
-            Assert.Equal(e.Form, a.Form);
+            Assert.Equal(e.Form, a.Form.ToString());
             var m = a.MaskRole;
             Assert.Equal(e.Kind, m.Kind);
             Assert.Equal(e.Origin, m.Origin);

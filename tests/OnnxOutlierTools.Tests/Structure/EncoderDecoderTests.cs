@@ -231,7 +231,7 @@ public class FusedRelativePositionBiasTests
         // Recognized only: ORT has no CPU kernel for RelativePositionBias (CUDA only), so this graph is not run here.
         using var model = Build();
         var a = StructureRecognizer.Recognize(model).Structure!.Blocks.Single().Attention!;
-        Assert.Equal("MultiHeadAttention", a.Form);
+        Assert.Equal(AttentionForm.MultiHeadAttention, a.Form);
         Assert.Equal(MaskKind.AdditiveBias, a.MaskRole.Kind);
         Assert.Equal(5, a.MaskRole.Inputs[0].InputIndex);
         Assert.Equal("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", a.PositionBias!.Table.Name);

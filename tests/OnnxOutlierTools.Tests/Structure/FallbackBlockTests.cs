@@ -140,7 +140,7 @@ public class FallbackBlockTests
         {
             Assert.Empty(StructureReport.Missing(blk));
             var a = blk.Attention!;
-            Assert.Equal("aten::scaled_dot_product_attention", a.Form);
+            Assert.Equal(AttentionForm.Custom("aten::scaled_dot_product_attention"), a.Form);
             Assert.Equal((24, 8, 128), (a.NumHeads, a.KvHeads, a.HeadSize));
             Assert.Equal(5120L, a.PackedQkv!.OutFeatures);
             Assert.Equal((FfnKind.Glu, FfnActivation.Silu, 8192L), (blk.Ffn!.Kind, blk.Ffn.Activation, blk.Ffn.Down.InFeatures));

@@ -34,7 +34,7 @@ public class HybridFixtureTests
                 Assert.Equal(BlockKind.Attention, b.Kind);
                 Assert.Null(b.Mixer);
                 var a = Assert.IsType<AttentionRole>(b.Attention);
-                Assert.Equal("GroupQueryAttention", a.Form);
+                Assert.Equal(AttentionForm.GroupQueryAttention, a.Form);
                 Assert.Empty(StructureReport.Missing(b));
                 Assert.Equal($"model.layers.{b.Index}.attn.q_norm.layernorm.weight", a.QueryNorm?.Gain.Name);
                 Assert.Equal($"model.layers.{b.Index}.attn.k_norm.layernorm.weight", a.KeyNorm?.Gain.Name);

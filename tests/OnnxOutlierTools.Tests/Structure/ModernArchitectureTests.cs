@@ -47,7 +47,7 @@ public sealed class ModernArchitectureTests : IDisposable
         Assert.All(s.Blocks, b =>
         {
             var a = AttentionOf(b);
-            Assert.Equal(("Attention", 16, 8, 128), (a.Form, a.NumHeads, a.KvHeads, a.HeadSize));
+            Assert.Equal((AttentionForm.Attention, 16, 8, 128), (a.Form, a.NumHeads, a.KvHeads, a.HeadSize));
             Assert.Equal((QkNormScope.PerHead, 128L), (a.QueryNorm!.Scope, a.QueryNorm.NormalizedSize));
             Assert.Equal((QkNormScope.PerHead, 128L), (a.KeyNorm!.Scope, a.KeyNorm.NormalizedSize));
             Assert.Equal($"code_predictor.layers.{b.Index}.self_attn.q_norm.weight", a.QueryNorm.Gain.Name);
@@ -69,7 +69,7 @@ public sealed class ModernArchitectureTests : IDisposable
             new LoadOptions { RequireExternalData = false }); // graph only
         var s = Recognize(model).Structure!;
         // Layers 3, 7, ..., 23 are full attention (full_attention_interval 4); the other 18 are Gated DeltaNet.
-        var full = s.Blocks.Where(b => b.Attention?.Form == "GroupQueryAttention").ToList();
+        var full = s.Blocks.Where(b => b.Attention?.Form == AttentionForm.GroupQueryAttention).ToList();
         Assert.Equal(6, full.Count);
         foreach (var (b, layer) in full.Zip(new[] { 3, 7, 11, 15, 19, 23 }))
         {

@@ -162,7 +162,7 @@ public class MoeTests
         {
             string p = $"model.layers.{blk.Index}";
             var a = blk.Attention!;
-            Assert.Equal("pkg.nxrt::IndexShare", a.Form);
+            Assert.Equal(AttentionForm.Custom("pkg.nxrt::IndexShare"), a.Form);
             Assert.Equal($"{p}.input_layernorm.weight", blk.AttentionNorm!.Gain.Name);
             var lr = a.LowRank!;
             Assert.Equal(($"{p}.self_attn.q_a_proj.weight", $"{p}.self_attn.q_a_layernorm.weight"), (lr.QueryDown.Weight.Name, lr.QueryDownNorm!.Gain.Name));

@@ -43,7 +43,7 @@ public class RecognizerFixtureTests
         AssertCompleteBlocks(s);
         foreach (var b in s.Blocks)
         {
-            Assert.Equal(e.Attention, b.Attention!.Form);
+            Assert.Equal(e.Attention, b.Attention!.Form.ToString());
             Assert.False(b.ParallelResidual, $"block {b.Index} is sequential");
             if (e.Heads is int h) Assert.Equal(h, b.Attention.NumHeads);
             if (e.KvHeads is int kv) Assert.Equal(kv, b.Attention.KvHeads);

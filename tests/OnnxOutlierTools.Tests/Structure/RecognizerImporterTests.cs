@@ -28,7 +28,7 @@ public class RecognizerImporterTests
         RecognizerFixtureTests.AssertCompleteBlocks(s);
         Assert.All(s.Blocks, b =>
         {
-            Assert.Equal(attentionForm, b.Attention!.Form);
+            Assert.Equal(attentionForm, b.Attention!.Form.ToString());
             Assert.False(b.ParallelResidual);
             Assert.Equal((8, 4, 8), (b.Attention.NumHeads, b.Attention.KvHeads, b.Attention.HeadSize));
             Assert.Equal((FfnKind.Glu, FfnActivation.Silu, 172L), (b.Ffn!.Kind, b.Ffn.Activation, b.Ffn.Down.InFeatures));
