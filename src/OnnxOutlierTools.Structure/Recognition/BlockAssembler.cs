@@ -169,7 +169,7 @@ internal sealed partial class BlockAssembler
         var inputs = FindInputs(embedding);
         bool hasCache = blocks.Any(b => b.Attention?.Cache is not null || b.Mixer?.States.Count > 0);
         // A post-norm stack with cross-attention (BART's decoder) is a decoder even without a cache.
-        string architecture = placement == NormPlacement.PostNorm && !hasCache && !blocks.Any(b => b.CrossAttention is not null) ? "encoder" : "decoder";
+        var architecture = placement == NormPlacement.PostNorm && !hasCache && !blocks.Any(b => b.CrossAttention is not null) ? ModelArchitecture.Encoder : ModelArchitecture.Decoder;
         var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
         if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
@@ -208,10 +208,10 @@ internal sealed partial class BlockAssembler
         return new ModelInputs(ids, Named("attention_mask", "input_mask", "mask"), Named("position_ids", "position"), Named("token_type", "segment"));
     }
 
-    private static List<string> Hints(List<BlockRole> blocks, string architecture, ModelInputs inputs, EmbeddingRole? embedding, LinearRole? lmHead, ModelFolderFacts? folder)
+    private static List<string> Hints(List<BlockRole> blocks, ModelArchitecture architecture, ModelInputs inputs, EmbeddingRole? embedding, LinearRole? lmHead, ModelFolderFacts? folder)
     {
         var hints = new List<string>();
-        if (architecture == "decoder")
+        if (architecture == ModelArchitecture.Decoder)
         {
             var bos = folder?.BosTokenId;
             hints.Add(bos is { } b

@@ -20,7 +20,7 @@ public static partial class StructureReport
     public sealed record BranchWeightJson(int? Block, string Role, IReadOnlyList<string?> Initializers, bool Shared);
 
     private static BranchesJson? BranchesOf(MergedBranchesRole? m) => m is null ? null : new(NodeOf(m.If), m.Condition?.Name,
-        m.Branches.Select(b => new BranchJson(b.Attribute, b.Structure.Graph.Name, b.Structure.Blocks.Count, b.HasCache, b.Structure.Architecture)).ToList(),
+        m.Branches.Select(b => new BranchJson(b.Attribute, b.Structure.Graph.Name, b.Structure.Blocks.Count, b.HasCache, b.Structure.Architecture.Name())).ToList(),
         m.SameLayout, m.Weights.Count(w => w.Shared), m.Weights.Count(w => !w.Shared),
         m.Blocks.Select(b => new BranchBlockJson(b.Index, b.Kinds.Select(k => k is { } kind ? KindName(kind) : null).ToList(), b.SharedWeights, b.SeparateWeights)).ToList(),
         m.Weights.Select(w => new BranchWeightJson(w.Role.Block, w.Role.Role, w.Initializers.Select(i => i?.Name).ToList(), w.Shared)).ToList());

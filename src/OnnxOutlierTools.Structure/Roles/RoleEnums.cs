@@ -147,6 +147,10 @@ public sealed record AttentionForm
     };
 }
 
+/// <summary>Whether the recognized stack is an encoder (post-norm, no KV cache, no cross-attention: BERT-like) or a
+/// decoder.</summary>
+public enum ModelArchitecture { Encoder, Decoder }
+
 /// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
 /// strings: layers schema 2).</summary>
 public static class RoleNames
@@ -183,6 +187,13 @@ public static class RoleNames
         EmbeddingForm.GatherWithPositions => "Gather+positions",
         EmbeddingForm.EmbedLayerNormalization => "EmbedLayerNormalization",
         _ => throw new ArgumentOutOfRangeException(nameof(form), form, null),
+    };
+
+    public static string Name(this ModelArchitecture architecture) => architecture switch
+    {
+        ModelArchitecture.Encoder => "encoder",
+        ModelArchitecture.Decoder => "decoder",
+        _ => throw new ArgumentOutOfRangeException(nameof(architecture), architecture, null),
     };
 
     public static string Name(this FfnKind kind) => kind switch

@@ -201,7 +201,7 @@ public sealed record ModelInputs(Value? InputIds, Value? AttentionMask, Value? P
 public sealed record ModelStructure(
     Graph Graph,
     string? NestedIn,
-    string Architecture,
+    ModelArchitecture Architecture,
     NormPlacement Placement,
     IReadOnlyList<BlockRole> Blocks,
     EmbeddingRole? Embedding,

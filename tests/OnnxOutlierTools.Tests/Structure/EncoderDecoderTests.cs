@@ -113,7 +113,7 @@ public class EncoderDecoderTests
         Assert.True(result.Recognized, StructureReport.ToText(result, explain: true));
         var s = result.Structure!;
         Assert.Equal(2, s.Blocks.Count);
-        Assert.Equal("decoder", s.Architecture);
+        Assert.Equal(ModelArchitecture.Decoder, s.Architecture);
         foreach (var blk in s.Blocks)
         {
             string p = $"decoder.block.{blk.Index}.layer";
@@ -164,7 +164,7 @@ public class EncoderDecoderTests
         Assert.True(result.Recognized, StructureReport.ToText(result, explain: true));
         var s = result.Structure!;
         Assert.Equal(2, s.Blocks.Count);
-        Assert.Equal("decoder", s.Architecture);
+        Assert.Equal(ModelArchitecture.Decoder, s.Architecture);
         foreach (var blk in s.Blocks)
         {
             string p = $"decoder.block.{blk.Index}.layer";

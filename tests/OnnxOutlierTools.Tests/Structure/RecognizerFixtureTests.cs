@@ -38,7 +38,7 @@ public class RecognizerFixtureTests
         var s = result.Structure!;
         Assert.Equal(e.Blocks, s.Blocks.Count);
         Assert.Equal(e.Placement, s.Placement);
-        Assert.Equal(e.Placement == NormPlacement.PostNorm ? "encoder" : "decoder", s.Architecture);
+        Assert.Equal(e.Placement == NormPlacement.PostNorm ? ModelArchitecture.Encoder : ModelArchitecture.Decoder, s.Architecture);
         Assert.Equal(e.Nested, s.NestedIn is not null);
         AssertCompleteBlocks(s);
         foreach (var b in s.Blocks)
@@ -98,7 +98,7 @@ public class RecognizerFixtureTests
         var s = result.Structure!;
         Assert.Equal(6, s.Blocks.Count);
         Assert.Equal(NormPlacement.PostNorm, s.Placement);
-        Assert.Equal("encoder", s.Architecture);
+        Assert.Equal(ModelArchitecture.Encoder, s.Architecture);
         AssertCompleteBlocks(s);
         Assert.All(s.Blocks, b =>
         {
