@@ -126,7 +126,7 @@ public static partial class StructureReport
         w.Layout == WeightLayout.InOut ? "in,out" : "out,in", w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
 
     private static MoeJson? Moe(MoeRole? m) => m is null ? null : new(m.Form == MoeForm.Fused ? "fused" : "decomposed", m.Op, NodeOf(m.Node),
-        m.Input.Name, m.Output.Name, Linear(m.Router), m.TopK, m.NumExperts, m.Activation, Experts(m.Gate), Experts(m.Up), Experts(m.Down), m.FusedGateUp,
+        m.Input.Name, m.Output.Name, Linear(m.Router), m.TopK, m.NumExperts, m.Activation.ToString(), Experts(m.Gate), Experts(m.Up), Experts(m.Down), m.FusedGateUp,
         m.Experts.Select(Ffn).ToList(), m.SharedExpert is null ? null : Ffn(m.SharedExpert), Linear(m.SharedExpertGate));
 
     /// <summary>The block kind as the JSON and the table spell it.</summary>

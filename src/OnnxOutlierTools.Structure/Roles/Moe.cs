@@ -10,6 +10,27 @@ public enum MoeForm
     Decomposed,
 }
 
+/// <summary>The activation of a mixture of experts: the fused op's <c>activation_type</c> attribute as written (an open set:
+/// "relu", "gelu", "silu", "swiglu", ...), or the FFN kind and activation of the decomposed form's experts.
+/// <see cref="ToString"/> is the text the reports print.</summary>
+public sealed record MoeActivation
+{
+    private MoeActivation(string? activationType, FfnKind? expertKind, FfnActivation? expertActivation) =>
+        (ActivationType, ExpertKind, ExpertActivation) = (activationType, expertKind, expertActivation);
+
+    /// <summary>The fused op's <c>activation_type</c>; null for the decomposed form.</summary>
+    public string? ActivationType { get; }
+    /// <summary>The decomposed form's experts' FFN kind and activation; null for the fused ops.</summary>
+    public FfnKind? ExpertKind { get; }
+    public FfnActivation? ExpertActivation { get; }
+
+    public static MoeActivation OfOp(string activationType) => new(activationType, null, null);
+    public static MoeActivation OfExperts(FfnKind kind, FfnActivation activation) => new(null, kind, activation);
+
+    public override string ToString() =>
+        ActivationType ?? (ExpertKind is { } k && ExpertActivation is { } a ? $"{k.Name()} {a.Name()}" : "");
+}
+
 /// <summary>One projection of all experts of a fused MoE, stacked in one initializer [experts, ...]:
 /// <see cref="Layout"/> says whether each expert's matrix is [in, out] or [out, in]; quantized (QMoE) weights have
 /// <see cref="Scales"/> and are packed (<see cref="Bits"/> per element).</summary>
@@ -37,7 +58,7 @@ public sealed record MoeRole
     public LinearRole? Router { get; init; }
     public int? TopK { get; init; }
     public int? NumExperts { get; init; }
-    public string Activation { get; init; } = "";
+    public required MoeActivation Activation { get; init; }
     public ExpertWeights? Gate { get; init; }
     public ExpertWeights? Up { get; init; }
     public ExpertWeights? Down { get; init; }

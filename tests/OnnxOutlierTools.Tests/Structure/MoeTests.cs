@@ -87,6 +87,7 @@ public class MoeTests
             Assert.Equal($"{p}.gate.weight", moe.Router!.Weight.Name);
             Assert.Equal(Enumerable.Range(0, E).Select(e => $"{p}.experts.{e}.down_proj.weight"), moe.Experts.Select(f => f.Down.Weight.Name));
             Assert.All(moe.Experts, f => Assert.Equal((FfnKind.Glu, FfnActivation.Silu), (f.Kind, f.Activation)));
+            Assert.Equal(MoeActivation.OfExperts(FfnKind.Glu, FfnActivation.Silu), moe.Activation);
             Assert.Equal($"{p}.experts.2.gate_proj.weight", moe.Experts[2].Gate!.Weight.Name);
             Assert.Equal($"{p}.shared_expert.down_proj.weight", moe.SharedExpert!.Down.Weight.Name);
             Assert.Equal($"{p}.shared_expert_gate.weight", moe.SharedExpertGate!.Weight.Name);
@@ -139,7 +140,7 @@ public class MoeTests
         foreach (var blk in result.Structure!.Blocks)
         {
             var moe = blk.Moe!;
-            Assert.Equal((MoeForm.Fused, "com.microsoft::MoE", 2, 4, "swiglu"), (moe.Form, moe.Op, moe.TopK, moe.NumExperts, moe.Activation));
+            Assert.Equal((MoeForm.Fused, "com.microsoft::MoE", 2, 4, "swiglu"), (moe.Form, moe.Op, moe.TopK, moe.NumExperts, moe.Activation.ActivationType));
             Assert.True(moe.FusedGateUp);
             Assert.Same(moe.Gate, moe.Up);
             Assert.Equal((WeightLayout.OutIn, 4L, (long)D, 2L * I), (moe.Up!.Layout, moe.Up.Experts, moe.Up.InFeatures, moe.Up.OutFeatures));
