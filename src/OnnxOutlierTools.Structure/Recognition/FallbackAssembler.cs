@@ -131,7 +131,7 @@ internal sealed class FallbackAssembler
             .Select(n => n.OpType).Concat(nodes.Select(n => n.OpType)).ToHashSet();
         var features = new MixerFeatures(states, ops, groups.Sum(g => g.Linears.Count), output is not null);
         var rule = isFfn ? null : MixerRules.Classify(features);
-        string form = core.Count == 0 ? "no core op" : string.Join("+", core.Select(FormOf).Distinct());
+        var form = SublayerForm.Of(core);
         var notes = new List<string>();
         string what = isFfn ? "FFN" : "token mixer";
         string where = $"the {what} between '{join.StreamIn.Name}' and '{join.Branch.Name}' ({nodes.Count} nodes, core {form})";
@@ -175,14 +175,6 @@ internal sealed class FallbackAssembler
     private bool IsCore(Node n) =>
         _linears.ByNode(n) is null && (n.Is("If") || n.Is("Scan") || n.Is("Loop") || n.Is("Conv") || n.Is("Softmax")
             || !n.IsDefaultDomain && !Plumbing.Contains(n.OpType));
-
-    private static string FormOf(Node n)
-    {
-        string op = n.IsDefaultDomain ? n.OpType : $"{n.Domain}::{n.OpType}";
-        var inner = n.Subgraphs.SelectMany(g => g.SelfAndSubgraphs()).SelectMany(g => g.Nodes)
-            .Where(x => x.Is("Scan") || x.Is("Loop") || x.Is("Conv") || !x.IsDefaultDomain).Select(x => x.OpType).Distinct().Order().ToList();
-        return inner.Count == 0 ? op : $"{op}({string.Join(",", inner)})";
-    }
 
     private static readonly HashSet<string> StatePlumbing =
         ["Slice", "Concat", "Identity", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Cast", "ScatterND", "TensorScatter", "Gather"];

@@ -139,7 +139,7 @@ public static partial class StructureReport
         _ => "unknown",
     };
 
-    private static SublayerJson? Sublayer(OpaqueSublayer? o) => o is null ? null : new(KindName(o.Kind), o.Form, o.Input.Name, o.Output.Name,
+    private static SublayerJson? Sublayer(OpaqueSublayer? o) => o is null ? null : new(KindName(o.Kind), o.Form.ToString(), o.Input.Name, o.Output.Name,
         o.InputProjections.Select(g => new LinearGroupJson(g.Reads.Name, g.Norm?.Gain.Name, g.Linears.Select(l => Linear(l)!).ToList())).ToList(),
         Linear(o.OutputProjection), o.InnerNorms.Select(n => Norm(n)!).ToList(),
         o.States.Select(st => new StateJson(st.Kind.ToString().ToLowerInvariant(), st.Past?.Name, st.Present?.Name)).ToList(),
@@ -322,7 +322,7 @@ public static partial class StructureReport
     }
 
     private static string NormText(NormRole? n) => n is null ? "-" :
-        $"{n.Form}{(n.GainForm == NormGainForm.OnePlusGain ? " (1 + gain)" : "")} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";
+        $"{n.Form.Name()}{(n.GainForm == NormGainForm.OnePlusGain ? " (1 + gain)" : "")} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";
 
     private static string LinearText(LinearRole? l) => l is null ? "-" :
         $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == LinearForm.MatMul ? "" : $" {l.Form.Name()}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}";

@@ -34,6 +34,32 @@ public enum StateKind
 /// <summary>One recurrent state: the graph input it is read from and the graph output the updated state goes to.</summary>
 public sealed record StateRole(StateKind Kind, Value? Past, Value? Present);
 
+/// <summary>One core op of an opaque sublayer: its op type (<see cref="Domain"/> null for the default domain) and the
+/// notable ops inside its subgraphs (Scan, Loop, Conv, custom ops), sorted.</summary>
+public sealed record CoreOp(string? Domain, string OpType, IReadOnlyList<string> Inner)
+{
+    public static CoreOp Of(Node n) => new(n.IsDefaultDomain ? null : n.Domain, n.OpType,
+        n.Subgraphs.SelectMany(g => g.SelfAndSubgraphs()).SelectMany(g => g.Nodes)
+            .Where(x => x.Is("Scan") || x.Is("Loop") || x.Is("Conv") || !x.IsDefaultDomain).Select(x => x.OpType).Distinct().Order().ToList());
+
+    /// <summary>"Scan", "If(Conv,Scan)", "aten::foo".</summary>
+    public override string ToString()
+    {
+        string op = Domain is null ? OpType : $"{Domain}::{OpType}";
+        return Inner.Count == 0 ? op : $"{op}({string.Join(",", Inner)})";
+    }
+}
+
+/// <summary>The form of an opaque sublayer: its distinct core ops (an open set: the sublayer is one no rule understood,
+/// so an enum cannot name it). <see cref="ToString"/> is the text the reports print ("If(Scan)+Conv", "no core op").</summary>
+public sealed record SublayerForm(IReadOnlyList<CoreOp> CoreOps)
+{
+    /// <summary>The distinct core ops of <paramref name="core"/>, in order.</summary>
+    public static SublayerForm Of(IEnumerable<Node> core) => new(core.Select(CoreOp.Of).DistinctBy(c => c.ToString()).ToList());
+
+    public override string ToString() => CoreOps.Count == 0 ? "no core op" : string.Join("+", CoreOps);
+}
+
 /// <summary>The linears that read one tensor (a norm's output, or the stream itself): the granularity a probe or a
 /// norm fold needs, even when what the linears feed is not understood.</summary>
 public sealed record LinearGroup(Value Reads, NormRole? Norm, IReadOnlyList<LinearRole> Linears);
@@ -45,8 +71,8 @@ public sealed record LinearGroup(Value Reads, NormRole? Norm, IReadOnlyList<Line
 public sealed record OpaqueSublayer
 {
     public required BlockKind Kind { get; init; }
-    /// <summary>Short description of the core ("If(Scan, Conv-state)", "Conv", "aten::foo").</summary>
-    public required string Form { get; init; }
+    /// <summary>The core ops ("If(Scan)", "Conv", "aten::foo").</summary>
+    public required SublayerForm Form { get; init; }
     /// <summary>The sublayer's input: the norm output (pre-norm) or the stream.</summary>
     public required Value Input { get; init; }
     /// <summary>What the sublayer adds to the residual stream.</summary>

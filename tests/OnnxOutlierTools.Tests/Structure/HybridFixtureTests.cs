@@ -45,7 +45,8 @@ public class HybridFixtureTests
             }
             Assert.Equal(BlockKind.LinearAttention, b.Kind);
             var mixer = b.Mixer!;
-            Assert.StartsWith("If(", mixer.Form);
+            Assert.Equal("If", mixer.Form.CoreOps[0].OpType);
+            Assert.NotEmpty(mixer.Form.CoreOps[0].Inner);
             var inputs = Assert.Single(mixer.InputProjections);
             Assert.Same(b.AttentionNorm, inputs.Norm);
             Assert.Equal(["in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a"],

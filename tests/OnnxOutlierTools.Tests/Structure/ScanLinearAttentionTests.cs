@@ -125,7 +125,7 @@ public class ScanLinearAttentionTests
         var blk = Assert.Single(result.Structure!.Blocks);
         Assert.Equal(BlockKind.LinearAttention, blk.Kind);
         var mixer = blk.Mixer!;
-        Assert.Equal("Scan", mixer.Form);
+        Assert.Equal("Scan", Assert.Single(mixer.Form.CoreOps).OpType);
         var st = Assert.Single(mixer.States);
         Assert.Equal((StateKind.Recurrent, "past_recurrent.0", "present_recurrent.0"), (st.Kind, st.Past!.Name, st.Present!.Name));
         Assert.Equal("model.layers.0.linear_attn.in_proj_qkv.weight", Assert.Single(Assert.Single(mixer.InputProjections).Linears).Weight.Name);
