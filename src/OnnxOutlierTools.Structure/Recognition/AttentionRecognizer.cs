@@ -291,8 +291,23 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         var gate = OutputGate(output, q ?? packed);
         var o = OutputProjection(gate?.Output ?? output);
         if (o is null) trace.Note(form.ToString(), $"{node.Describe()}: no output projection reads the attention output '{(gate?.Output ?? output).Name}'");
-        return new AttentionRole(form, core ?? [node], q, k, v, packed, o, heads, kvHeads, headSize, rotary, mask, probs, output, cache)
+        return new AttentionRole
         {
+            Form = form,
+            CoreNodes = core ?? [node],
+            Query = q,
+            Key = k,
+            ValueProjection = v,
+            PackedQkv = packed,
+            Output = o,
+            NumHeads = heads,
+            KvHeads = kvHeads,
+            HeadSize = headSize,
+            Rotary = rotary,
+            Mask = mask,
+            Probabilities = probs,
+            AttentionOutput = output,
+            Cache = cache,
             QueryNorm = QkNorm(qPath, node, "query", headSize),
             KeyNorm = QkNorm(kPath, node, "key", headSize),
             OutputGate = gate,

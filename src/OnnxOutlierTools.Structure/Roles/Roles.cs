@@ -68,23 +68,31 @@ public sealed record LinearRole(
 /// tensor [2, B, H, P, D] (<see cref="Stacked"/>).</summary>
 public sealed record KvCacheRole(Value? PastKey, Value? PastValue, Value? PresentKey, Value? PresentValue, bool Stacked);
 
-public sealed record AttentionRole(
-    AttentionForm Form,
-    IReadOnlyList<Node> CoreNodes,
-    LinearRole? Query,
-    LinearRole? Key,
-    LinearRole? ValueProjection,
-    LinearRole? PackedQkv,
-    LinearRole? Output,
-    int? NumHeads,
-    int? KvHeads,
-    int? HeadSize,
-    RotaryRole Rotary,
-    Value? Mask,
-    Value? Probabilities,
-    Value AttentionOutput,
-    KvCacheRole? Cache)
+/// <summary>One attention layer: its form and core nodes, the q/k/v (or packed QKV) and output projections, head
+/// geometry, rotary, mask, KV cache, and the variants (QK-norm, output gate, window, soft-cap, low rank, position bias).</summary>
+public sealed record AttentionRole
 {
+    public required AttentionForm Form { get; init; }
+    /// <summary>The nodes computing the attention (the fused op, or the decomposed MatMul/Softmax chain).</summary>
+    public required IReadOnlyList<Node> CoreNodes { get; init; }
+    public LinearRole? Query { get; init; }
+    public LinearRole? Key { get; init; }
+    public LinearRole? ValueProjection { get; init; }
+    /// <summary>One projection for q, k and v (then split), or a fused op's packed weights; q/k/v are then null.</summary>
+    public LinearRole? PackedQkv { get; init; }
+    /// <summary>o_proj; null when no linear reads the attention output.</summary>
+    public LinearRole? Output { get; init; }
+    public int? NumHeads { get; init; }
+    public int? KvHeads { get; init; }
+    public int? HeadSize { get; init; }
+    public required RotaryRole Rotary { get; init; }
+    /// <summary>The op's mask-like input (see <see cref="MaskRole"/> for what it means).</summary>
+    public Value? Mask { get; init; }
+    /// <summary>The softmax output of the decomposed form; null for fused ops.</summary>
+    public Value? Probabilities { get; init; }
+    /// <summary>The attention output before o_proj (and before the output gate).</summary>
+    public required Value AttentionOutput { get; init; }
+    public KvCacheRole? Cache { get; init; }
     /// <summary>QK-norm on the query path (Qwen3, Gemma 3, OLMo 2, Qwen3.5); null when there is none.</summary>
     public QkNormRole? QueryNorm { get; init; }
     public QkNormRole? KeyNorm { get; init; }
