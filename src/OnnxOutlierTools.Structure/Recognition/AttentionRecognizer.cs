@@ -85,8 +85,11 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
             return null;
         }
         var bias = node.Input(2) is { } b && ConstantResolver.Resolve(b) is { } bc ? bc.Value : null;
-        var packed = new LinearRole(LinearForm.AttentionWeights, node, x, node.Output(0)!, weight.Value, WeightLayout.InOut, bias, null, false,
-            weight.Tensor.Dims[0], weight.Tensor.Dims[1], weight.PassThrough);
+        var packed = new LinearRole
+        {
+            Form = LinearForm.AttentionWeights, Node = node, Input = x, Output = node.Output(0)!, Weight = weight.Value, Layout = WeightLayout.InOut,
+            Bias = bias, InFeatures = weight.Tensor.Dims[0], OutFeatures = weight.Tensor.Dims[1], WeightPath = weight.PassThrough,
+        };
         linears.Add(packed);
         int heads = (int)node.GetInt("num_heads", 0);
         int? headSize = heads > 0 ? (int)(weight.Tensor.Dims[1] / 3 / heads) : null;

@@ -47,20 +47,26 @@ public enum WeightLayout
 /// <summary>A linear layer Y = X W (+ b). <see cref="Weight"/> is the initializer to edit (behind any
 /// Transpose/Cast, listed in <see cref="WeightPath"/>). For fused attention ops the packed QKV weight
 /// is an input of the attention node itself (<see cref="LinearForm.AttentionWeights"/>).</summary>
-public sealed record LinearRole(
-    LinearForm Form,
-    Node Node,
-    Value Input,
-    Value Output,
-    Value Weight,
-    WeightLayout Layout,
-    Value? Bias,
-    Node? BiasNode,
-    bool Quantized,
-    long InFeatures,
-    long OutFeatures,
-    IReadOnlyList<Node> WeightPath)
+public sealed record LinearRole
 {
+    public required LinearForm Form { get; init; }
+    /// <summary>The node computing the product (MatMul, Gemm, MatMulNBits, the attention op for packed weights).</summary>
+    public required Node Node { get; init; }
+    public required Value Input { get; init; }
+    /// <summary>Y: the output after the bias, when a separate Add carries it.</summary>
+    public required Value Output { get; init; }
+    public required Value Weight { get; init; }
+    public required WeightLayout Layout { get; init; }
+    public Value? Bias { get; init; }
+    /// <summary>The Add carrying <see cref="Bias"/> when it is not an input of <see cref="Node"/>.</summary>
+    public Node? BiasNode { get; init; }
+    /// <summary>The weight is quantized (MatMulNBits, dynamic quantization): folding a scale into it means requantizing.</summary>
+    public bool Quantized { get; init; }
+    public required long InFeatures { get; init; }
+    public required long OutFeatures { get; init; }
+    /// <summary>The Transpose/Cast nodes between <see cref="Weight"/> and <see cref="Node"/>.</summary>
+    public IReadOnlyList<Node> WeightPath { get; init; } = [];
+
     public override string ToString() => $"{Form.Name()} {Weight.Name} [{InFeatures}->{OutFeatures}]";
 }
 

@@ -60,8 +60,12 @@ public static class LinearRules
         var path = new List<Node>();
         if (transpose is not null) path.Add(transpose);
         path.AddRange(ConstantResolver.Resolve(transpose?.Input(0) ?? mm.Input(1)!)!.PassThrough);
-        return new LinearRole(LinearForm.MatMul, mm, m["x"], m.Root, m["w"], m.Has("transpose") ? WeightLayout.OutIn : WeightLayout.InOut,
-            bias ? m["b"] : null, bias ? m.Node("add") : null, false, inF, outF, path);
+        return new LinearRole
+        {
+            Form = LinearForm.MatMul, Node = mm, Input = m["x"], Output = m.Root, Weight = m["w"],
+            Layout = m.Has("transpose") ? WeightLayout.OutIn : WeightLayout.InOut,
+            Bias = bias ? m["b"] : null, BiasNode = bias ? m.Node("add") : null, InFeatures = inF, OutFeatures = outF, WeightPath = path,
+        };
     }
 
     private static LinearRole BuildGemm(Match m)
@@ -70,15 +74,23 @@ public static class LinearRules
         var dims = ConstantResolver.Resolve(m["w"])!.Tensor.Dims;
         bool transB = gemm.GetInt("transB", 0) != 0;
         var bias = gemm.Input(2) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
-        return new LinearRole(LinearForm.Gemm, gemm, m["x"], m.Root, m["w"], transB ? WeightLayout.OutIn : WeightLayout.InOut, bias, null, false,
-            transB ? dims[1] : dims[0], transB ? dims[0] : dims[1], ConstantResolver.Resolve(gemm.Input(1)!)!.PassThrough);
+        return new LinearRole
+        {
+            Form = LinearForm.Gemm, Node = gemm, Input = m["x"], Output = m.Root, Weight = m["w"],
+            Layout = transB ? WeightLayout.OutIn : WeightLayout.InOut, Bias = bias,
+            InFeatures = transB ? dims[1] : dims[0], OutFeatures = transB ? dims[0] : dims[1],
+            WeightPath = ConstantResolver.Resolve(gemm.Input(1)!)!.PassThrough,
+        };
     }
 
     private static LinearRole BuildNBits(Match m)
     {
         var node = m.Node("nbits");
         var bias = node.Input(5) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
-        return new LinearRole(LinearForm.MatMulNBits, node, m["x"], m.Root, m["w"], WeightLayout.OutIn, bias, null, true,
-            node.GetInt("K", 0), node.GetInt("N", 0), []);
+        return new LinearRole
+        {
+            Form = LinearForm.MatMulNBits, Node = node, Input = m["x"], Output = m.Root, Weight = m["w"], Layout = WeightLayout.OutIn,
+            Bias = bias, Quantized = true, InFeatures = node.GetInt("K", 0), OutFeatures = node.GetInt("N", 0),
+        };
     }
 }

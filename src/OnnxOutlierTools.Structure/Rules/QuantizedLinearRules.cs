@@ -60,6 +60,10 @@ public static class QuantizedLinearRules
         var bias = form != LinearForm.MatMulInteger && node.Input(form == LinearForm.MatMulIntegerToFloat ? 6 : 4) is { } c && ConstantResolver.Resolve(c) is { } b ? b.Value : null;
         // The float activation: the quantizer's input (DynamicQuantizeMatMul reads it directly).
         var x = form == LinearForm.DynamicQuantizeMatMul ? m["dq0"] : m["dq0"].Producer!.Input(0)!;
-        return new LinearRole(form, node, x, m.Root, m["w"], WeightLayout.InOut, bias, null, true, dims[0], dims[1], []);
+        return new LinearRole
+        {
+            Form = form, Node = node, Input = x, Output = m.Root, Weight = m["w"], Layout = WeightLayout.InOut,
+            Bias = bias, Quantized = true, InFeatures = dims[0], OutFeatures = dims[1],
+        };
     }
 }
