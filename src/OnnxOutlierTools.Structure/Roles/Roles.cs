@@ -17,18 +17,22 @@ public enum NormKind { LayerNorm, RmsNorm }
 
 /// <summary>A normalization: where its input comes from, its gain (and bias) initializers, and for
 /// fused skip norms the residual sum it computes.</summary>
-public sealed record NormRole(
-    NormKind Kind,
-    NormForm Form,
-    IReadOnlyList<Node> Nodes,
-    TensorRef Input,
-    Value? Skip,
-    Value Output,
-    Value Gain,
-    Value? Bias,
-    double? Epsilon,
-    TensorRef? ResidualSum)
+public sealed record NormRole
 {
+    public required NormKind Kind { get; init; }
+    public required NormForm Form { get; init; }
+    /// <summary>Every node of the match (the fused op, or the decomposed chain).</summary>
+    public required IReadOnlyList<Node> Nodes { get; init; }
+    public required TensorRef Input { get; init; }
+    /// <summary>The skip input of a fused Skip*LayerNormalization (added to <see cref="Input"/> first).</summary>
+    public Value? Skip { get; init; }
+    public required Value Output { get; init; }
+    public required Value Gain { get; init; }
+    public Value? Bias { get; init; }
+    public double? Epsilon { get; init; }
+    /// <summary>The residual sum a fused skip norm computes (input + skip), emitted or not.</summary>
+    public TensorRef? ResidualSum { get; init; }
+
     /// <summary>The node that produces the normalized output.</summary>
     public Node OutputNode => Output.Producer!;
 
