@@ -176,8 +176,19 @@ internal sealed partial class BlockAssembler
         var embeddingScale = EmbeddingScale(embedding);
         var softcap = LogitSoftcap(lmHead);
         if (GemmaHint(blocks, embeddingScale) is { } gemma) hints.Add(gemma);
-        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared)
+        return new ModelStructure
         {
+            Graph = _graph,
+            NestedIn = nestedIn,
+            Architecture = architecture,
+            Placement = placement,
+            Blocks = blocks,
+            Embedding = embedding,
+            FinalNorm = finalNorm,
+            LmHead = lmHead,
+            Inputs = inputs,
+            Hints = hints,
+            SharedInitializers = shared,
             EmbeddingScale = embeddingScale,
             LogitSoftcap = softcap,
             ClassifierHead = classifier,

@@ -198,8 +198,19 @@ public sealed record BlockRole(
 /// <summary>The token embedding: <see cref="Node"/> is the token lookup (a Gather, or the fused
 /// EmbedLayerNormalization), <see cref="Nodes"/> every node of the match (the Adds of position and token-type
 /// lookups included), <see cref="TokenIds"/> the value the ids come from (usually the input_ids graph input).</summary>
-public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, EmbeddingForm Form,
-    IReadOnlyList<Node> Nodes, Value? TokenIds, Value? TokenTypeTable);
+public sealed record EmbeddingRole
+{
+    public required EmbeddingForm Form { get; init; }
+    public required Node Node { get; init; }
+    public required IReadOnlyList<Node> Nodes { get; init; }
+    public required Value TokenTable { get; init; }
+    /// <summary>A learned position table added to the token lookup; null when none.</summary>
+    public Value? PositionTable { get; init; }
+    /// <summary>A token-type (segment) table added to the token lookup; null when none.</summary>
+    public Value? TokenTypeTable { get; init; }
+    public Value? TokenIds { get; init; }
+    public required Value Output { get; init; }
+}
 
 /// <summary>One role's use of an initializer: the block (null for model-level roles) and the role's path in the
 /// layers JSON (<c>attentionNorm.gain</c>, <c>attention.packedQkv.bias</c>, <c>lmHead.weight</c>, ...).</summary>
@@ -216,19 +227,20 @@ public sealed record SharedInitializer(Value Initializer, IReadOnlyList<RoleUse>
 public sealed record ModelInputs(Value? InputIds, Value? AttentionMask, Value? PositionIds, Value? TokenTypeIds);
 
 /// <summary>The recognized structure of one graph (the main graph, or a nested decoder).</summary>
-public sealed record ModelStructure(
-    Graph Graph,
-    string? NestedIn,
-    ModelArchitecture Architecture,
-    NormPlacement Placement,
-    IReadOnlyList<BlockRole> Blocks,
-    EmbeddingRole? Embedding,
-    NormRole? FinalNorm,
-    LinearRole? LmHead,
-    ModelInputs Inputs,
-    IReadOnlyList<string> Hints,
-    IReadOnlyList<SharedInitializer> SharedInitializers)
+public sealed record ModelStructure
 {
+    public required Graph Graph { get; init; }
+    /// <summary>The node holding <see cref="Graph"/> when it is nested (a BeamSearch decoder, an If branch); null for the main graph.</summary>
+    public string? NestedIn { get; init; }
+    public required ModelArchitecture Architecture { get; init; }
+    public required NormPlacement Placement { get; init; }
+    public required IReadOnlyList<BlockRole> Blocks { get; init; }
+    public EmbeddingRole? Embedding { get; init; }
+    public NormRole? FinalNorm { get; init; }
+    public LinearRole? LmHead { get; init; }
+    public required ModelInputs Inputs { get; init; }
+    public IReadOnlyList<string> Hints { get; init; } = [];
+    public IReadOnlyList<SharedInitializer> SharedInitializers { get; init; } = [];
     /// <summary>A constant scale on the token embedding (Gemma's sqrt(hidden)); null when none.</summary>
     public EmbeddingScaleRole? EmbeddingScale { get; init; }
     /// <summary>Soft-capping of the logits after the LM head (Gemma 2); null when none.</summary>
