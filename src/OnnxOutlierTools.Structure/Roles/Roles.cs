@@ -146,18 +146,20 @@ public enum NormPlacement { PreNorm, PostNorm }
 /// (input_layernorm, post_attention_layernorm); in a post-norm block they follow the residual add. In a
 /// parallel block (GPT-J, GPT-NeoX, Phi-2) attention and FFN both read the block input and are added to it
 /// together: <see cref="AttentionResidual"/> is then null (there is no stream point between them).</summary>
-public sealed record BlockRole(
-    int Index,
-    NormPlacement Placement,
-    NormRole? AttentionNorm,
-    AttentionRole? Attention,
-    TensorRef? AttentionResidual,
-    NormRole? FfnNorm,
-    FfnRole? Ffn,
-    TensorRef ResidualIn,
-    TensorRef ResidualOut,
-    bool ParallelResidual = false)
+public sealed record BlockRole
 {
+    public required int Index { get; init; }
+    public required NormPlacement Placement { get; init; }
+    public NormRole? AttentionNorm { get; init; }
+    public AttentionRole? Attention { get; init; }
+    /// <summary>The stream point between the token mixer and the FFN; null in a parallel block.</summary>
+    public TensorRef? AttentionResidual { get; init; }
+    public NormRole? FfnNorm { get; init; }
+    public FfnRole? Ffn { get; init; }
+    public required TensorRef ResidualIn { get; init; }
+    public required TensorRef ResidualOut { get; init; }
+    /// <summary>Attention and FFN both read the block input (GPT-J, GPT-NeoX, Phi-2).</summary>
+    public bool ParallelResidual { get; init; }
     /// <summary>Sandwich norm (Gemma 2/3) on the attention output before its residual add.</summary>
     public NormRole? PostAttentionNorm { get; init; }
     /// <summary>Sandwich norm (Gemma 2/3) on the FFN output before its residual add.</summary>
