@@ -130,14 +130,18 @@ public sealed record LowRankRole(LinearRole QueryDown, NormRole? QueryDownNorm, 
 /// <summary>The feed-forward network: GLU (gate/up/down) or MLP (fc1 = Up, fc2 = Down).
 /// <see cref="DownInput"/> is the down-projection input, where massive activations are born. A packed
 /// gate_up projection (one MatMul, then Split/Slice) is both <see cref="Gate"/> and <see cref="Up"/>.</summary>
-public sealed record FfnRole(
-    FfnKind Kind,
-    FfnActivation Activation,
-    LinearRole? Gate,
-    LinearRole Up,
-    LinearRole Down,
-    Value DownInput,
-    IReadOnlyList<Node> ActivationNodes);
+public sealed record FfnRole
+{
+    public required FfnKind Kind { get; init; }
+    public required FfnActivation Activation { get; init; }
+    /// <summary>The gate projection of a GLU; null for an MLP.</summary>
+    public LinearRole? Gate { get; init; }
+    public required LinearRole Up { get; init; }
+    public required LinearRole Down { get; init; }
+    public required Value DownInput { get; init; }
+    /// <summary>The nodes of the activation (and the GLU product) the FFN rule matched.</summary>
+    public required IReadOnlyList<Node> ActivationNodes { get; init; }
+}
 
 public enum NormPlacement { PreNorm, PostNorm }
 
