@@ -41,7 +41,16 @@ internal sealed partial class BlockAssembler
         if (postAttention is null || postFfn is null || NormFeeding(qkvInput) is not null || NormFeeding(ffn.Up.Input) is not null) return null;
         if (!GraphWalk.SameTensor(attnJoin.Residual, qkvInput) || attnJoin.Sum.Value is not { } afterAttention
             || !GraphWalk.SameTensor(ffn.Up.Input, afterAttention) || !GraphWalk.SameTensor(ffnJoin.Residual, afterAttention)) return null;
-        return new BlockRole(index, NormPlacement.PreNorm, null, attention, attnJoin.Sum, null, ffn, TensorRef.Of(attnJoin.Residual!), ffnJoin.Sum);
+        return new BlockRole
+        {
+            Index = index,
+            Placement = NormPlacement.PreNorm,
+            Attention = attention,
+            AttentionResidual = attnJoin.Sum,
+            Ffn = ffn,
+            ResidualIn = TensorRef.Of(attnJoin.Residual!),
+            ResidualOut = ffnJoin.Sum,
+        };
     }
 
     private Rule<SoftCapRole>? _logitSoftcapRule;

@@ -104,12 +104,31 @@ internal sealed partial class BlockAssembler
         {
             var attentionNorm = NormReading(attnJoin);
             var ffnNorm = NormReading(ffnJoin);
-            return new BlockRole(index, NormPlacement.PostNorm, attentionNorm, attention,
-                attentionNorm is null ? attnJoin.Sum : TensorRef.Of(attentionNorm.Output), ffnNorm, ffn,
-                TensorRef.Of(qkvInput), ffnNorm is null ? ffnJoin.Sum : TensorRef.Of(ffnNorm.Output));
+            return new BlockRole
+            {
+                Index = index,
+                Placement = NormPlacement.PostNorm,
+                AttentionNorm = attentionNorm,
+                Attention = attention,
+                AttentionResidual = attentionNorm is null ? attnJoin.Sum : TensorRef.Of(attentionNorm.Output),
+                FfnNorm = ffnNorm,
+                Ffn = ffn,
+                ResidualIn = TensorRef.Of(qkvInput),
+                ResidualOut = ffnNorm is null ? ffnJoin.Sum : TensorRef.Of(ffnNorm.Output),
+            };
         }
-        return new BlockRole(index, NormPlacement.PreNorm, NormFeeding(qkvInput), attention, attnJoin.Sum,
-            NormFeeding(ffn.Up.Input), ffn, TensorRef.Of(attnJoin.Residual!), ffnJoin.Sum);
+        return new BlockRole
+        {
+            Index = index,
+            Placement = NormPlacement.PreNorm,
+            AttentionNorm = NormFeeding(qkvInput),
+            Attention = attention,
+            AttentionResidual = attnJoin.Sum,
+            FfnNorm = NormFeeding(ffn.Up.Input),
+            Ffn = ffn,
+            ResidualIn = TensorRef.Of(attnJoin.Residual!),
+            ResidualOut = ffnJoin.Sum,
+        };
     }
 
     /// <summary>x + attn(norm(x)) + ffn(norm'(x)): the branches are summed first ((attn + ffn) + x), or one
@@ -125,14 +144,47 @@ internal sealed partial class BlockAssembler
         if (GraphWalk.SameTensor(attnJoin.Residual, ffn.Down.Output) && attnJoin.Sum.Value is { } branches)
         {
             if (ResidualJoin(branches) is not { Residual: { } x } outer) return null;
-            return new BlockRole(index, NormPlacement.PreNorm, attentionNorm, attention, null, ffnNorm, ffn, TensorRef.Of(x), outer.Sum, true);
+            return new BlockRole
+            {
+                Index = index,
+                Placement = NormPlacement.PreNorm,
+                AttentionNorm = attentionNorm,
+                Attention = attention,
+                FfnNorm = ffnNorm,
+                Ffn = ffn,
+                ResidualIn = TensorRef.Of(x),
+                ResidualOut = outer.Sum,
+                ParallelResidual = true,
+            };
         }
         if (attnJoin.Sum.Value is { } afterAttention && GraphWalk.SameTensor(ffnJoin.Residual, afterAttention)
             && ReadsBlockInput(ffn.Up.Input, ffnNorm, attnJoin.Residual))
-            return new BlockRole(index, NormPlacement.PreNorm, attentionNorm, attention, null, ffnNorm, ffn, TensorRef.Of(attnJoin.Residual!), ffnJoin.Sum, true);
+            return new BlockRole
+            {
+                Index = index,
+                Placement = NormPlacement.PreNorm,
+                AttentionNorm = attentionNorm,
+                Attention = attention,
+                FfnNorm = ffnNorm,
+                Ffn = ffn,
+                ResidualIn = TensorRef.Of(attnJoin.Residual!),
+                ResidualOut = ffnJoin.Sum,
+                ParallelResidual = true,
+            };
         if (ffnJoin.Sum.Value is { } afterFfn && GraphWalk.SameTensor(attnJoin.Residual, afterFfn)
             && ReadsBlockInput(qkvInput, attentionNorm, ffnJoin.Residual))
-            return new BlockRole(index, NormPlacement.PreNorm, attentionNorm, attention, null, ffnNorm, ffn, TensorRef.Of(ffnJoin.Residual!), attnJoin.Sum, true);
+            return new BlockRole
+            {
+                Index = index,
+                Placement = NormPlacement.PreNorm,
+                AttentionNorm = attentionNorm,
+                Attention = attention,
+                FfnNorm = ffnNorm,
+                Ffn = ffn,
+                ResidualIn = TensorRef.Of(ffnJoin.Residual!),
+                ResidualOut = attnJoin.Sum,
+                ParallelResidual = true,
+            };
         return null;
     }
 
@@ -176,8 +228,19 @@ internal sealed partial class BlockAssembler
         var embeddingScale = EmbeddingScale(embedding);
         var softcap = LogitSoftcap(lmHead);
         if (GemmaHint(blocks, embeddingScale) is { } gemma) hints.Add(gemma);
-        return new ModelStructure(_graph, nestedIn, architecture, placement, blocks, embedding, finalNorm, lmHead, inputs, hints, shared)
+        return new ModelStructure
         {
+            Graph = _graph,
+            NestedIn = nestedIn,
+            Architecture = architecture,
+            Placement = placement,
+            Blocks = blocks,
+            Embedding = embedding,
+            FinalNorm = finalNorm,
+            LmHead = lmHead,
+            Inputs = inputs,
+            Hints = hints,
+            SharedInitializers = shared,
             EmbeddingScale = embeddingScale,
             LogitSoftcap = softcap,
             ClassifierHead = classifier,

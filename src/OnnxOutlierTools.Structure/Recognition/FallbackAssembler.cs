@@ -103,9 +103,21 @@ internal sealed class FallbackAssembler
         var moe = ffn is null ? Moes.FirstOrDefault(m => GraphWalk.SameTensor(m.Output, ffnJoin.Branch)) : null;
         var opaqueFfn = ffn is null && moe is null ? Opaque(ffnJoin, ffnNorm, isFfn: true) : null;
         // The chain only continues through pre-norm joins (a post-norm block's stream runs through its norm).
-        return new BlockRole(0, NormPlacement.PreNorm, mixerNorm, attention, mixerJoin.StreamOut, ffnNorm, ffn,
-            TensorRef.Of(mixerJoin.StreamIn), ffnJoin.StreamOut)
-        { Mixer = mixer, OpaqueFfn = opaqueFfn, Moe = moe };
+        return new BlockRole
+        {
+            Index = 0,
+            Placement = NormPlacement.PreNorm,
+            AttentionNorm = mixerNorm,
+            Attention = attention,
+            AttentionResidual = mixerJoin.StreamOut,
+            FfnNorm = ffnNorm,
+            Ffn = ffn,
+            ResidualIn = TensorRef.Of(mixerJoin.StreamIn),
+            ResidualOut = ffnJoin.StreamOut,
+            Mixer = mixer,
+            OpaqueFfn = opaqueFfn,
+            Moe = moe,
+        };
     }
 
     /// <summary>The norm a sublayer reads: the previous join's skip norm (it normalizes the stream it emits), or a norm

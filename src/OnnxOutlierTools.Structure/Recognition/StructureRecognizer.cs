@@ -67,7 +67,7 @@ public static class StructureRecognizer
                 var up = Resolve(found.UpOutput)!;
                 var gate = found.GateOutput is null ? null : Resolve(found.GateOutput);
                 if (up == down || gate == down) continue;
-                ffns.Add(new FfnRole(found.Kind, found.Activation, gate, up, down, down.Input, found.Nodes));
+                ffns.Add(new FfnRole { Kind = found.Kind, Activation = found.Activation, Gate = gate, Up = up, Down = down, DownInput = down.Input, ActivationNodes = found.Nodes });
                 break;
             }
         }

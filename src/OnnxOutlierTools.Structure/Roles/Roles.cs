@@ -17,18 +17,22 @@ public enum NormKind { LayerNorm, RmsNorm }
 
 /// <summary>A normalization: where its input comes from, its gain (and bias) initializers, and for
 /// fused skip norms the residual sum it computes.</summary>
-public sealed record NormRole(
-    NormKind Kind,
-    NormForm Form,
-    IReadOnlyList<Node> Nodes,
-    TensorRef Input,
-    Value? Skip,
-    Value Output,
-    Value Gain,
-    Value? Bias,
-    double? Epsilon,
-    TensorRef? ResidualSum)
+public sealed record NormRole
 {
+    public required NormKind Kind { get; init; }
+    public required NormForm Form { get; init; }
+    /// <summary>Every node of the match (the fused op, or the decomposed chain).</summary>
+    public required IReadOnlyList<Node> Nodes { get; init; }
+    public required TensorRef Input { get; init; }
+    /// <summary>The skip input of a fused Skip*LayerNormalization (added to <see cref="Input"/> first).</summary>
+    public Value? Skip { get; init; }
+    public required Value Output { get; init; }
+    public required Value Gain { get; init; }
+    public Value? Bias { get; init; }
+    public double? Epsilon { get; init; }
+    /// <summary>The residual sum a fused skip norm computes (input + skip), emitted or not.</summary>
+    public TensorRef? ResidualSum { get; init; }
+
     /// <summary>The node that produces the normalized output.</summary>
     public Node OutputNode => Output.Producer!;
 
@@ -126,14 +130,18 @@ public sealed record LowRankRole(LinearRole QueryDown, NormRole? QueryDownNorm, 
 /// <summary>The feed-forward network: GLU (gate/up/down) or MLP (fc1 = Up, fc2 = Down).
 /// <see cref="DownInput"/> is the down-projection input, where massive activations are born. A packed
 /// gate_up projection (one MatMul, then Split/Slice) is both <see cref="Gate"/> and <see cref="Up"/>.</summary>
-public sealed record FfnRole(
-    FfnKind Kind,
-    FfnActivation Activation,
-    LinearRole? Gate,
-    LinearRole Up,
-    LinearRole Down,
-    Value DownInput,
-    IReadOnlyList<Node> ActivationNodes);
+public sealed record FfnRole
+{
+    public required FfnKind Kind { get; init; }
+    public required FfnActivation Activation { get; init; }
+    /// <summary>The gate projection of a GLU; null for an MLP.</summary>
+    public LinearRole? Gate { get; init; }
+    public required LinearRole Up { get; init; }
+    public required LinearRole Down { get; init; }
+    public required Value DownInput { get; init; }
+    /// <summary>The nodes of the activation (and the GLU product) the FFN rule matched.</summary>
+    public required IReadOnlyList<Node> ActivationNodes { get; init; }
+}
 
 public enum NormPlacement { PreNorm, PostNorm }
 
@@ -142,18 +150,20 @@ public enum NormPlacement { PreNorm, PostNorm }
 /// (input_layernorm, post_attention_layernorm); in a post-norm block they follow the residual add. In a
 /// parallel block (GPT-J, GPT-NeoX, Phi-2) attention and FFN both read the block input and are added to it
 /// together: <see cref="AttentionResidual"/> is then null (there is no stream point between them).</summary>
-public sealed record BlockRole(
-    int Index,
-    NormPlacement Placement,
-    NormRole? AttentionNorm,
-    AttentionRole? Attention,
-    TensorRef? AttentionResidual,
-    NormRole? FfnNorm,
-    FfnRole? Ffn,
-    TensorRef ResidualIn,
-    TensorRef ResidualOut,
-    bool ParallelResidual = false)
+public sealed record BlockRole
 {
+    public required int Index { get; init; }
+    public required NormPlacement Placement { get; init; }
+    public NormRole? AttentionNorm { get; init; }
+    public AttentionRole? Attention { get; init; }
+    /// <summary>The stream point between the token mixer and the FFN; null in a parallel block.</summary>
+    public TensorRef? AttentionResidual { get; init; }
+    public NormRole? FfnNorm { get; init; }
+    public FfnRole? Ffn { get; init; }
+    public required TensorRef ResidualIn { get; init; }
+    public required TensorRef ResidualOut { get; init; }
+    /// <summary>Attention and FFN both read the block input (GPT-J, GPT-NeoX, Phi-2).</summary>
+    public bool ParallelResidual { get; init; }
     /// <summary>Sandwich norm (Gemma 2/3) on the attention output before its residual add.</summary>
     public NormRole? PostAttentionNorm { get; init; }
     /// <summary>Sandwich norm (Gemma 2/3) on the FFN output before its residual add.</summary>
@@ -194,8 +204,19 @@ public sealed record BlockRole(
 /// <summary>The token embedding: <see cref="Node"/> is the token lookup (a Gather, or the fused
 /// EmbedLayerNormalization), <see cref="Nodes"/> every node of the match (the Adds of position and token-type
 /// lookups included), <see cref="TokenIds"/> the value the ids come from (usually the input_ids graph input).</summary>
-public sealed record EmbeddingRole(Node Node, Value TokenTable, Value? PositionTable, Value Output, EmbeddingForm Form,
-    IReadOnlyList<Node> Nodes, Value? TokenIds, Value? TokenTypeTable);
+public sealed record EmbeddingRole
+{
+    public required EmbeddingForm Form { get; init; }
+    public required Node Node { get; init; }
+    public required IReadOnlyList<Node> Nodes { get; init; }
+    public required Value TokenTable { get; init; }
+    /// <summary>A learned position table added to the token lookup; null when none.</summary>
+    public Value? PositionTable { get; init; }
+    /// <summary>A token-type (segment) table added to the token lookup; null when none.</summary>
+    public Value? TokenTypeTable { get; init; }
+    public Value? TokenIds { get; init; }
+    public required Value Output { get; init; }
+}
 
 /// <summary>One role's use of an initializer: the block (null for model-level roles) and the role's path in the
 /// layers JSON (<c>attentionNorm.gain</c>, <c>attention.packedQkv.bias</c>, <c>lmHead.weight</c>, ...).</summary>
@@ -212,19 +233,20 @@ public sealed record SharedInitializer(Value Initializer, IReadOnlyList<RoleUse>
 public sealed record ModelInputs(Value? InputIds, Value? AttentionMask, Value? PositionIds, Value? TokenTypeIds);
 
 /// <summary>The recognized structure of one graph (the main graph, or a nested decoder).</summary>
-public sealed record ModelStructure(
-    Graph Graph,
-    string? NestedIn,
-    ModelArchitecture Architecture,
-    NormPlacement Placement,
-    IReadOnlyList<BlockRole> Blocks,
-    EmbeddingRole? Embedding,
-    NormRole? FinalNorm,
-    LinearRole? LmHead,
-    ModelInputs Inputs,
-    IReadOnlyList<string> Hints,
-    IReadOnlyList<SharedInitializer> SharedInitializers)
+public sealed record ModelStructure
 {
+    public required Graph Graph { get; init; }
+    /// <summary>The node holding <see cref="Graph"/> when it is nested (a BeamSearch decoder, an If branch); null for the main graph.</summary>
+    public string? NestedIn { get; init; }
+    public required ModelArchitecture Architecture { get; init; }
+    public required NormPlacement Placement { get; init; }
+    public required IReadOnlyList<BlockRole> Blocks { get; init; }
+    public EmbeddingRole? Embedding { get; init; }
+    public NormRole? FinalNorm { get; init; }
+    public LinearRole? LmHead { get; init; }
+    public required ModelInputs Inputs { get; init; }
+    public IReadOnlyList<string> Hints { get; init; } = [];
+    public IReadOnlyList<SharedInitializer> SharedInitializers { get; init; } = [];
     /// <summary>A constant scale on the token embedding (Gemma's sqrt(hidden)); null when none.</summary>
     public EmbeddingScaleRole? EmbeddingScale { get; init; }
     /// <summary>Soft-capping of the logits after the LM head (Gemma 2); null when none.</summary>

@@ -81,7 +81,11 @@ public static class EmbeddingRules
         {
             var node = m.Node("embed");
             Value? TableAt(int i) => node.Input(i) is { } t ? ConstantResolver.Resolve(t)?.Value : null;
-            return new EmbeddingRole(node, m["tokens"], TableAt(3), m.Root, EmbeddingForm.EmbedLayerNormalization, [node], IndexSource(m["ids"]), TableAt(4));
+            return new EmbeddingRole
+            {
+                Form = EmbeddingForm.EmbedLayerNormalization, Node = node, Nodes = [node], TokenTable = m["tokens"], PositionTable = TableAt(3),
+                TokenTypeTable = TableAt(4), TokenIds = IndexSource(m["ids"]), Output = m.Root,
+            };
         },
         allowEscapes: true);
 
@@ -111,7 +115,10 @@ public static class EmbeddingRules
             if (IndexSource(indices) is { IsGraphInput: true } input && NamedLike(input, "token_type", "segment")) tokenTypes ??= table;
             else positions ??= table;
         }
-        return new EmbeddingRole(m.Node("gather"), m["tokens"], positions, m.Root, positions is null ? EmbeddingForm.Gather : EmbeddingForm.GatherWithPositions, m.Nodes,
-            IndexSource(m["ids"]), tokenTypes);
+        return new EmbeddingRole
+        {
+            Form = positions is null ? EmbeddingForm.Gather : EmbeddingForm.GatherWithPositions, Node = m.Node("gather"), Nodes = m.Nodes,
+            TokenTable = m["tokens"], PositionTable = positions, TokenTypeTable = tokenTypes, TokenIds = IndexSource(m["ids"]), Output = m.Root,
+        };
     }
 }

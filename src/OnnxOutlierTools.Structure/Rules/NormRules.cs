@@ -48,8 +48,8 @@ public static class NormRules
         {
             var node = m.Node("norm");
             var bias = hasBias && node.Input(2) is { } b && ConstantResolver.Resolve(b) is { } c ? c.Value : null;
-            return new NormRole(kind, form, [node], TensorRef.Of(m["x"]), null, m.Root, m["gain"], bias,
-                node.GetAttribute("epsilon")?.AsFloat(), null);
+            return new NormRole { Kind = kind, Form = form, Nodes = [node], Input = TensorRef.Of(m["x"]), Output = m.Root, Gain = m["gain"],
+                Bias = bias, Epsilon = node.GetAttribute("epsilon")?.AsFloat() };
         });
 
     /// <summary>Skip(Simplified)LayerNormalization(input, skip, gamma[, beta, bias]): s = input + skip (+ bias)
@@ -64,8 +64,8 @@ public static class NormRules
             Value? beta = null;
             if (kind == NormKind.LayerNorm && node.Input(3) is { } b && ConstantResolver.Resolve(b) is { } c) beta = c.Value;
             var sum = node.Output(3) is { } s ? TensorRef.Of(s) : TensorRef.Unemitted(node, 3);
-            return new NormRole(kind, form, [node], TensorRef.Of(m["input"]), m["skip"], m.Root, m["gain"], beta,
-                node.GetAttribute("epsilon")?.AsFloat(), sum);
+            return new NormRole { Kind = kind, Form = form, Nodes = [node], Input = TensorRef.Of(m["input"]), Skip = m["skip"], Output = m.Root, Gain = m["gain"],
+                Bias = beta, Epsilon = node.GetAttribute("epsilon")?.AsFloat(), ResidualSum = sum };
         });
 
     /// <summary>EmbedLayerNormalization: word + position (+ segment) embeddings, then LayerNorm. Its input is
@@ -78,8 +78,8 @@ public static class NormRules
         {
             var node = m.Node("norm");
             var sum = node.Output(2) is { } s ? TensorRef.Of(s) : TensorRef.Unemitted(node, 2);
-            return new NormRole(NormKind.LayerNorm, NormForm.EmbedLayerNormalization, [node], sum, null, m.Root, m["gain"], m["beta"],
-                node.GetAttribute("epsilon")?.AsFloat(), sum);
+            return new NormRole { Kind = NormKind.LayerNorm, Form = NormForm.EmbedLayerNormalization, Nodes = [node], Input = sum, Output = m.Root, Gain = m["gain"],
+                Bias = m["beta"], Epsilon = node.GetAttribute("epsilon")?.AsFloat(), ResidualSum = sum };
         });
 
     private static Pattern Square(string name) => P.AnyOf(P.Op("Pow", P.Var(name), P.Scalar(2)), P.Op("Mul", P.Var(name), P.Var(name)));
@@ -102,8 +102,8 @@ public static class NormRules
             "DecomposedLayerNorm",
             P.Commuted("Add", scaled, P.Const("beta")),
             m => CheckGain(m),
-            m => new NormRole(NormKind.LayerNorm, NormForm.DecomposedLayerNorm, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], m["beta"],
-                ConstantResolver.ScalarOf(m["eps"]), null));
+            m => new NormRole { Kind = NormKind.LayerNorm, Form = NormForm.DecomposedLayerNorm, Nodes = m.Nodes, Input = TensorRef.Of(m["x"]), Output = m.Root, Gain = m["gain"],
+                Bias = m["beta"], Epsilon = ConstantResolver.ScalarOf(m["eps"]) });
     }
 
     private static Pattern SqrtLike(Pattern inner) => P.AnyOf(P.Op("Sqrt", inner), P.Op("Pow", inner, P.Scalar(0.5)));
@@ -123,8 +123,8 @@ public static class NormRules
             "DecomposedRmsNorm",
             P.Commuted("Mul", P.MaybeCast(normalized), P.Const("gain")),
             m => IsCentered(m["x"]) ? Check.Fail("x is x' - mean(x'): this is the inside of a LayerNorm", m["x"]) : CheckGain(m),
-            m => new NormRole(NormKind.RmsNorm, NormForm.DecomposedRmsNorm, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
-                ConstantResolver.ScalarOf(m["eps"]), null));
+            m => new NormRole { Kind = NormKind.RmsNorm, Form = NormForm.DecomposedRmsNorm, Nodes = m.Nodes, Input = TensorRef.Of(m["x"]), Output = m.Root, Gain = m["gain"],
+                Epsilon = ConstantResolver.ScalarOf(m["eps"]) });
     }
 
     private static bool IsCentered(Value x) =>

@@ -34,8 +34,8 @@ public static class SandwichNormRules
         $"{form.Name()}(1+gain)",
         P.Node([form.Name()], [P.Var("x"), OnePlus], bindAs: "norm"),
         m => Check.Require(m.Node("norm").Output(0) == m.Root, "only the normalized output (0) is a norm output"),
-        m => new NormRole(NormKind.RmsNorm, form, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
-            m.Node("norm").GetAttribute("epsilon")?.AsFloat(), null) { GainForm = NormGainForm.OnePlusGain });
+        m => new NormRole { Kind = NormKind.RmsNorm, Form = form, Nodes = m.Nodes, Input = TensorRef.Of(m["x"]), Output = m.Root, Gain = m["gain"],
+            Epsilon = m.Node("norm").GetAttribute("epsilon")?.AsFloat(), GainForm = NormGainForm.OnePlusGain });
 
     /// <summary>x * rsqrt(mean(x^2) + eps) * (1 + gamma), with the variants torch exports (Div, Reciprocal, Pow -0.5).</summary>
     private static Rule<NormRole> Decomposed()
@@ -53,7 +53,7 @@ public static class SandwichNormRules
             P.Commuted("Mul", P.MaybeCast(normalized), OnePlus),
             m => Check.Require((m["gain"].ConstValue ?? ConstantResolver.Resolve(m["gain"])?.Tensor) is { Dims.Count: >= 1, ElementCount: > 1 },
                 "the gain is not a per-channel vector", m["gain"]),
-            m => new NormRole(NormKind.RmsNorm, NormForm.DecomposedRmsNorm, m.Nodes, TensorRef.Of(m["x"]), null, m.Root, m["gain"], null,
-                ConstantResolver.ScalarOf(m["eps"]), null) { GainForm = NormGainForm.OnePlusGain });
+            m => new NormRole { Kind = NormKind.RmsNorm, Form = NormForm.DecomposedRmsNorm, Nodes = m.Nodes, Input = TensorRef.Of(m["x"]), Output = m.Root, Gain = m["gain"],
+                Epsilon = ConstantResolver.ScalarOf(m["eps"]), GainForm = NormGainForm.OnePlusGain });
     }
 }
