@@ -140,51 +140,31 @@ internal sealed partial class BlockAssembler
         // A skip norm normalizes input + skip, i.e. it is itself a residual join: such blocks are sequential.
         bool ReadsBlockInput(Value sublayerInput, NormRole? norm, Value? x) =>
             norm?.Skip is null && GraphWalk.SameTensor(norm?.Input.Value ?? sublayerInput, x);
+        // The three forms differ only in where the block's residual stream enters and leaves.
+        BlockRole Block(TensorRef residualIn, TensorRef residualOut) => new()
+        {
+            Index = index,
+            Placement = NormPlacement.PreNorm,
+            AttentionNorm = attentionNorm,
+            Attention = attention,
+            FfnNorm = ffnNorm,
+            Ffn = ffn,
+            ResidualIn = residualIn,
+            ResidualOut = residualOut,
+            ParallelResidual = true,
+        };
 
         if (GraphWalk.SameTensor(attnJoin.Residual, ffn.Down.Output) && attnJoin.Sum.Value is { } branches)
         {
             if (ResidualJoin(branches) is not { Residual: { } x } outer) return null;
-            return new BlockRole
-            {
-                Index = index,
-                Placement = NormPlacement.PreNorm,
-                AttentionNorm = attentionNorm,
-                Attention = attention,
-                FfnNorm = ffnNorm,
-                Ffn = ffn,
-                ResidualIn = TensorRef.Of(x),
-                ResidualOut = outer.Sum,
-                ParallelResidual = true,
-            };
+            return Block(TensorRef.Of(x), outer.Sum);
         }
         if (attnJoin.Sum.Value is { } afterAttention && GraphWalk.SameTensor(ffnJoin.Residual, afterAttention)
             && ReadsBlockInput(ffn.Up.Input, ffnNorm, attnJoin.Residual))
-            return new BlockRole
-            {
-                Index = index,
-                Placement = NormPlacement.PreNorm,
-                AttentionNorm = attentionNorm,
-                Attention = attention,
-                FfnNorm = ffnNorm,
-                Ffn = ffn,
-                ResidualIn = TensorRef.Of(attnJoin.Residual!),
-                ResidualOut = ffnJoin.Sum,
-                ParallelResidual = true,
-            };
+            return Block(TensorRef.Of(attnJoin.Residual!), ffnJoin.Sum);
         if (ffnJoin.Sum.Value is { } afterFfn && GraphWalk.SameTensor(attnJoin.Residual, afterFfn)
             && ReadsBlockInput(qkvInput, attentionNorm, ffnJoin.Residual))
-            return new BlockRole
-            {
-                Index = index,
-                Placement = NormPlacement.PreNorm,
-                AttentionNorm = attentionNorm,
-                Attention = attention,
-                FfnNorm = ffnNorm,
-                Ffn = ffn,
-                ResidualIn = TensorRef.Of(ffnJoin.Residual!),
-                ResidualOut = attnJoin.Sum,
-                ParallelResidual = true,
-            };
+            return Block(TensorRef.Of(ffnJoin.Residual!), attnJoin.Sum);
         return null;
     }
 

@@ -13,7 +13,8 @@ public sealed class GeneratorBytesTests : IDisposable
 
     // The GQA flavours were re-pinned when the generator began writing GroupQueryAttention's local_window_size
     // (-1, the spec's default, as onnxruntime-genai's builder writes it; a window per layer for sliding-window
-    // variants): that attribute is the only difference, and the move onto GraphEditor kept those bytes too.
+    // variants): by the generator's diff that attribute is the only change on the default path (checked by
+    // reading the code, not by diffing the two files), and the move onto GraphEditor kept those bytes too.
     public static TheoryData<string, string> Pinned => new()
     {
         { "synthetic-graph", "234992cfc74ee9731f2323a0e38b71c1221b366cae27f46c22c646d9cba01589" },
