@@ -13,8 +13,8 @@ public sealed class GeneratorBytesTests : IDisposable
 
     // The GQA flavours were re-pinned when the generator began writing GroupQueryAttention's local_window_size
     // (-1, the spec's default, as onnxruntime-genai's builder writes it; a window per layer for sliding-window
-    // variants): by the generator's diff that attribute is the only change on the default path (checked by
-    // reading the code, not by diffing the two files), and the move onto GraphEditor kept those bytes too.
+    // variants): that attribute is the only difference (the test below removes it and gets the old bytes), and
+    // the move onto GraphEditor kept those bytes too.
     public static TheoryData<string, string> Pinned => new()
     {
         { "synthetic-graph", "234992cfc74ee9731f2323a0e38b71c1221b366cae27f46c22c646d9cba01589" },
@@ -40,6 +40,20 @@ public sealed class GeneratorBytesTests : IDisposable
         ModelWriter.Save(model, path, new SaveOptions { Layout = TensorLayout.Embed, Durable = false });
         string actual = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)));
         Assert.True(sha256 == actual, $"{generator}: sha256 {actual}, pinned {sha256}");
+    }
+
+    [Theory]
+    [InlineData(GqaRotary.Fused, "452f5a222faee6a5a1c7f387e10ac7d7005028d8cf095dde1340e1cb3262b8b0")]
+    [InlineData(GqaRotary.Separate, "7c3aed907b3c4600bfcaf3285ccf7a8c46b5aa5f2f15c86a0f846b274651c441")]
+    public void GqaWithoutLocalWindowSize_WritesTheBytesPinnedBeforeTheAttribute(GqaRotary rotary, string before)
+    {
+        using var model = Tiny(LlamaOnnxFlavour.GenAiGqa, rotary);
+        var gqa = model.Graph.Nodes.Where(n => n.OpType == "GroupQueryAttention").ToList();
+        Assert.NotEmpty(gqa);
+        foreach (var node in gqa) Assert.True(node.RemoveAttribute("local_window_size"));
+        string path = _temp.Path($"gqa-{rotary}.onnx");
+        ModelWriter.Save(model, path, new SaveOptions { Layout = TensorLayout.Embed, Durable = false });
+        Assert.Equal(before, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path))));
     }
 
     private static Ir.Model Tiny(LlamaOnnxFlavour flavour, GqaRotary rotary = GqaRotary.Auto) =>
