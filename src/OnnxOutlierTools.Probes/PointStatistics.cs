@@ -17,10 +17,13 @@ public sealed record TopEntry(double Value, TokenRef Token, int Channel)
 }
 
 /// <summary>The tokens of one batch as fed: row b of the [B, S] ids is window <see cref="Windows"/>[b] from position 0.</summary>
-public sealed record BatchTokens(IReadOnlyList<int> Windows, int SequenceLength, IReadOnlyList<int> Ids)
+/// <summary>The tokens of one batch as fed: row b of the [B, S] ids is window <see cref="Windows"/>[b] from position
+/// <see cref="StartPosition"/> (0, or the past length when a step model is fed one token at a time).</summary>
+public sealed record BatchTokens(IReadOnlyList<int> Windows, int SequenceLength, IReadOnlyList<int> Ids, int StartPosition = 0)
 {
     public int Batch => Windows.Count;
-    public TokenRef At(int row, int position) => new(Windows[row], position, Ids[row * SequenceLength + position]);
+    /// <summary>The token at <paramref name="index"/> (0 .. S-1) of row <paramref name="row"/>.</summary>
+    public TokenRef At(int row, int index) => new(Windows[row], StartPosition + index, Ids[row * SequenceLength + index]);
 }
 
 /// <summary>Statistics of one probe point merged over every batch: memory is bounded by the channel count and the kept
@@ -81,9 +84,6 @@ public sealed class PointStatistics
     /// <summary>Attention points: probability mass summed over queries (and windows), [heads][positions]; null for activations.</summary>
     public double[][]? AttentionMass { get; private set; }
 
-    /// <summary>Attention points: the queries summed into <see cref="AttentionMass"/> per head (B x S summed over batches).</summary>
-    public long AttentionQueries { get; private set; }
-
     public double ChannelMean(int c) => Tokens == 0 ? double.NaN : ChannelSum[c] / Tokens;
 
     /// <summary>Population variance of channel c (from the fp64 sums; fine for calibration-sized corpora).</summary>
@@ -127,7 +127,9 @@ public sealed class PointStatistics
             var summary = new TokenSummary(tokens.At(b, s), batch.TokenMaxAbs[row], batch.TokenMedianAbs[row], (int)batch.TokenArgMaxChannel[row]);
             TokenMaxAbs.Add(summary.MaxAbs);
             TokenMedianAbs.Add(summary.MedianAbs);
-            if (s < LeadingPositions) PositionMaxAbs[s] = double.IsNaN(PositionMaxAbs[s]) ? summary.MaxAbs : Math.Max(PositionMaxAbs[s], summary.MaxAbs);
+            int position = summary.Token.Position;
+            if (position < LeadingPositions)
+                PositionMaxAbs[position] = double.IsNaN(PositionMaxAbs[position]) ? summary.MaxAbs : Math.Max(PositionMaxAbs[position], summary.MaxAbs);
             Keep(LargestTokens, summary, static t => t.MaxAbs);
             Keep(HighestRatioTokens, summary, static t => t.Ratio);
         }
@@ -142,24 +144,46 @@ public sealed class PointStatistics
         Tokens += rows;
     }
 
-    /// <summary>Merges one batch of an attention point's [B, H, P] mass summed over the batch's S queries.</summary>
+    /// <summary>Merges one batch of an attention point's [B, H, P] mass summed over the batch's <paramref name="queries"/>
+    /// queries per row. P may differ between batches (a one-token step at position t sees min(P, t + 1) keys): the arrays grow.</summary>
     public void AddAttentionBatch(ReadOnlySpan<float> mass, int batch, int heads, int positions, int queries)
     {
         if (mass.Length != batch * heads * positions) throw new ArgumentException($"probe '{Id}': attention mass has {mass.Length} values, {batch}x{heads}x{positions} expected");
-        AttentionMass ??= Enumerable.Range(0, heads).Select(_ => new double[positions]).ToArray();
-        if (AttentionMass.Length != heads || AttentionMass[0].Length < positions)
-            throw new ArgumentException($"probe '{Id}': attention mass is {heads}x{positions}, earlier batches had {AttentionMass.Length}x{AttentionMass[0].Length}");
+        AttentionMass ??= Enumerable.Range(0, heads).Select(_ => Array.Empty<double>()).ToArray();
+        if (AttentionMass.Length != heads)
+            throw new ArgumentException($"probe '{Id}': attention mass has {heads} heads, earlier batches had {AttentionMass.Length}");
+        if (AttentionMass[0].Length < positions)
+        {
+            for (int h = 0; h < heads; h++)
+            {
+                var grown = new double[positions];
+                AttentionMass[h].CopyTo(grown, 0);
+                AttentionMass[h] = grown;
+            }
+            var counts = new long[positions];
+            AttentionQueriesPerPosition.CopyTo(counts, 0);
+            AttentionQueriesPerPosition = counts;
+        }
         for (int b = 0; b < batch; b++)
             for (int h = 0; h < heads; h++)
                 for (int p = 0; p < positions; p++)
                     AttentionMass[h][p] += mass[(b * heads + h) * positions + p];
-        AttentionQueries += (long)batch * queries;
+        for (int p = 0; p < positions; p++) AttentionQueriesPerPosition[p] += (long)batch * queries;
         Tokens += (long)batch * queries;
     }
 
-    /// <summary>Mean probability mass head h puts on key position p (over every query that could see it).</summary>
+    /// <summary>Attention points: queries summed into <see cref="AttentionMass"/> at each key position (every query of a
+    /// batch whose key range included the position; for a causal model fed whole windows that includes queries before the
+    /// position, whose mass there is 0, so only position 0's mean is exact per query).</summary>
+    public long[] AttentionQueriesPerPosition { get; private set; } = [];
+
+    /// <summary>Queries summed at key position 0 (every query sees it).</summary>
+    public long AttentionQueries => AttentionQueriesPerPosition.Length == 0 ? 0 : AttentionQueriesPerPosition[0];
+
+    /// <summary>Mean probability mass head h puts on key position p per query.</summary>
     public double MeanAttentionMass(int head, int position) =>
-        AttentionMass is null || AttentionQueries == 0 ? double.NaN : AttentionMass[head][position] / AttentionQueries;
+        AttentionMass is null || position >= AttentionQueriesPerPosition.Length || AttentionQueriesPerPosition[position] == 0
+            ? double.NaN : AttentionMass[head][position] / AttentionQueriesPerPosition[position];
 
     private static void Keep<T>(List<T> list, T item, Func<T, double> key, int capacity = KeptTokens)
     {

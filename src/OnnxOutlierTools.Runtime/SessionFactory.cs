@@ -31,6 +31,29 @@ public static class SessionFactory
         return Create(fullPath, settings, ExecutionDevice.Cpu, note);
     }
 
+    /// <summary>Opens a session on a model held in memory (a probed or rewritten model that was never written to disk).
+    /// Its external data locations are resolved in <paramref name="externalDataFolder"/> (the original model's folder, so
+    /// the weights are read where they are, never copied); <paramref name="displayPath"/> names the model in messages.</summary>
+    public static ModelSession OpenInMemory(byte[] model, string displayPath, string? externalDataFolder, SessionSettings? settings = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        settings ??= new SessionSettings();
+        string? note = null;
+        if (settings.Device != ExecutionDevice.Cpu)
+        {
+            try
+            {
+                return Create(model, displayPath, externalDataFolder, settings, ExecutionDevice.Cuda, null);
+            }
+            catch (RuntimeSetupException ex) when (settings.Device == ExecutionDevice.Auto)
+            {
+                note = $"{ex.Message}; running on CPU";
+                settings.OnDeviceNote?.Invoke(note);
+            }
+        }
+        return Create(model, displayPath, externalDataFolder, settings, ExecutionDevice.Cpu, note);
+    }
+
     /// <summary>Session options for <paramref name="device"/> (Cpu or Cuda); the caller disposes them.
     /// Throws <see cref="RuntimeSetupException"/> when the CUDA provider cannot be appended.</summary>
     public static SessionOptions CreateOptions(SessionSettings settings, ExecutionDevice device)
@@ -89,6 +112,22 @@ public static class SessionFactory
             }
         }
         return null;
+    }
+
+    private static ModelSession Create(byte[] model, string displayPath, string? externalDataFolder, SessionSettings settings, ExecutionDevice device, string? note)
+    {
+        using var options = CreateOptions(settings, device);
+        // ORT's kOrtSessionOptionsModelExternalInitializersFileFolderPath: where a model loaded from memory finds its data.
+        if (externalDataFolder is not null) options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", externalDataFolder);
+        try
+        {
+            return new ModelSession(new InferenceSession(model, options), displayPath, device, note);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            string where = device == ExecutionDevice.Cuda ? " on CUDA" : "";
+            throw new RuntimeSetupException($"{displayPath}: ONNX Runtime cannot create a session{where}: {Text.Printable.FirstLine(ex.Message)}", ex);
+        }
     }
 
     private static ModelSession Create(string fullPath, SessionSettings settings, ExecutionDevice device, string? note)

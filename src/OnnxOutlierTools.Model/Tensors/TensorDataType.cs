@@ -50,6 +50,9 @@ public static class TensorDataTypeInfo
     public static bool IsFloatingPoint(this TensorDataType type) => type is TensorDataType.Float or TensorDataType.Float16
         or TensorDataType.BFloat16 or TensorDataType.Double;
 
+    public static bool IsInteger(this TensorDataType type) => type is TensorDataType.Int8 or TensorDataType.Int16
+        or TensorDataType.Int32 or TensorDataType.Int64 or TensorDataType.UInt8 or TensorDataType.UInt16 or TensorDataType.UInt32 or TensorDataType.UInt64;
+
     /// <summary>Bytes needed for <paramref name="elementCount"/> elements (sub-byte types are packed, rounded up).</summary>
     public static long ByteLength(this TensorDataType type, long elementCount)
     {
