@@ -6,7 +6,12 @@ namespace OnnxOutlierTools.IO;
 /// <param name="File">The file name (config.json, genai_config.json, ...).</param>
 /// <param name="Problem">Why it could not be read (not JSON, too large, not a regular file); null when it was.</param>
 public sealed record ConfigFileFacts(string File, string? ModelType, int? BosTokenId, IReadOnlyList<int> EosTokenIds,
-    int? HiddenSize, int? LayerCount, int? VocabularySize, string? Problem);
+    int? HiddenSize, int? LayerCount, int? VocabularySize, string? Problem)
+{
+    /// <summary>The longest sequence the model was built for (max_position_embeddings, n_positions, n_ctx, or genai's
+    /// context_length); null when the file does not say.</summary>
+    public int? ContextLength { get; init; }
+}
 
 /// <summary>
 /// What the folder around a model says about it: the Hugging Face <c>config.json</c> (with the
@@ -25,6 +30,9 @@ public sealed record ModelFolderFacts(string Folder, ConfigFileFacts? HfConfig, 
 
     private static readonly string[] TokenizerNames =
         ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer.bin"];
+
+    /// <summary>The context length: genai_config.json first, then config.json; null when neither says.</summary>
+    public int? ContextLength => GenAiConfig?.ContextLength ?? HfConfig?.ContextLength;
 
     /// <summary>The BOS id and the file it came from: genai_config.json first (it describes this ONNX
     /// export), then config.json.</summary>
@@ -73,7 +81,11 @@ public sealed record ModelFolderFacts(string Folder, ConfigFileFacts? HfConfig, 
                 FirstInt(where, "hidden_size"),
                 FirstInt(where, "num_hidden_layers") ?? FirstInt(where, "num_layers"),
                 FirstInt(where, "vocab_size"),
-                null);
+                null)
+            {
+                ContextLength = FirstInt(where, "max_position_embeddings") ?? FirstInt(where, "n_positions") ?? FirstInt(where, "n_ctx")
+                    ?? FirstInt(where, "context_length"),
+            };
         }
         catch (JsonException ex) { return Problem($"is not valid JSON ({Text.Printable.FirstLine(ex.Message)})"); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return Problem($"cannot be read ({Text.Printable.FirstLine(ex.Message)})"); }
