@@ -55,6 +55,7 @@ public static class Program
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(ImportLlama2cCommand.Create(context));
+        root.Subcommands.Add(ProbeCommand.Create(context));
         return root;
     }
 }

@@ -1,0 +1,175 @@
+using System.Globalization;
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Probes;
+
+/// <summary>Attention probabilities of a fused attention op, recomputed by a side subgraph from the op's own q and k
+/// inputs (which are after rotary: a separate RotaryEmbedding feeds the op, or there is no rotary):
+/// q [B, S, H*D] and k [B, T, kvH*D] are split into heads (4-D inputs are taken as [B, heads, S, D]), the past keys
+/// (when the op has a past input) are put in front of k, KV heads are repeated for grouped-query attention,
+/// scores = q k^T * scale (the op's <c>scale</c>, else 1/sqrt(D)), soft-capped when the op caps, the op's additive or
+/// boolean mask added (MultiHeadAttention <c>attention_bias</c>, ai.onnx Attention <c>attn_mask</c>), a causal mask
+/// (query i sees keys j &lt;= i + T - S) for decoders and causal ops, and the sliding window when the layer has one; then
+/// Softmax. Key padding masks (MultiHeadAttention <c>key_padding_mask</c>, GroupQueryAttention's seqlens) are not
+/// applied: calibration feeds unpadded windows. <see cref="WhyNot"/> says which layers cannot be done.</summary>
+internal static class FusedAttentionProbabilities
+{
+    /// <summary>Why the probabilities of <paramref name="attention"/> cannot be recomputed; null when they can.</summary>
+    public static string? WhyNot(AttentionRole attention)
+    {
+        var op = CoreNode(attention);
+        string name = op?.Describe() ?? attention.Form.ToString();
+        switch (attention.Form.Op)
+        {
+            case AttentionOp.Decomposed:
+                return attention.Probabilities is null ? "the decomposed attention has no recognized Softmax output" : null;
+            case AttentionOp.MicrosoftAttention:
+                return $"{name} computes q and k inside the op from its packed QKV weights, so there is no q/k tensor to recompute the probabilities from";
+            case AttentionOp.Custom:
+                return $"{name} is a custom attention op whose q/k semantics are not known";
+        }
+        if (op is null) return $"the {attention.Form} node was not found among the attention's core nodes";
+        if (attention.NumHeads is null) return $"{name}: the number of heads is not known";
+        if (attention.Form.Op == AttentionOp.GroupQueryAttention && op.GetInt("do_rotary", 0) == 1)
+            return $"{name} applies rotary inside the op (do_rotary=1): its q/k inputs are before rotary, the rotated ones are never emitted";
+        if (op.Input(0) is null) return $"{name} has no query input";
+        if (KeyInput(attention, op) is null)
+        {
+            if (attention.Form.Op != AttentionOp.GroupQueryAttention)
+                return $"{name} takes packed QKV in its query input (key input empty)";
+            if (attention.HeadSize is null) return $"{name}: packed QKV with an unknown head size";
+        }
+        else if (KeyInput(attention, op)!.Producer is { } producer && producer.OpType is "TensorScatter" or "ScatterND" or "ScatterElements")
+            return $"{name} reads its keys from a static cache ({producer.Describe()}): the probabilities would cover cache slots, not the window's keys";
+        if (attention.Form.Op == AttentionOp.MultiHeadAttention && op.Input(1) is { } key && key.Shape is { Count: 5 })
+            return $"{name} takes packed KV in its key input";
+        return null;
+    }
+
+    /// <summary>Adds the side subgraph; returns the probabilities [B, H, S, T] and a description for the manifest.</summary>
+    public static (Value Probabilities, string Source) Build(ProbeOps ops, AttentionRole attention, bool decoder)
+    {
+        var op = CoreNode(attention)!;
+        int heads = attention.NumHeads!.Value;
+        int kvHeads = attention.KvHeads ?? heads;
+        bool isGqa = attention.Form.Op == AttentionOp.GroupQueryAttention;
+        var query = op.Input(0)!;
+        var key = KeyInput(attention, op);
+        long headSize = attention.HeadSize ?? (query.Shape is { Count: 3 } qs && qs[2].Value is long width ? width / heads : 0);
+        if (headSize <= 0) throw new InvalidOperationException($"{op.Describe()}: the head size is not known");
+
+        var q = ops.Float(query);
+        Value k;
+        if (key is null)
+        {
+            // GroupQueryAttention with packed QKV (no rotary inside: checked by WhyNot): [q | k | v] on the last axis.
+            k = ops.Slice(q, [heads * headSize], [(heads + kvHeads) * headSize], [2]);
+            q = ops.Slice(q, [0], [heads * headSize], [2]);
+        }
+        else k = ops.Float(key);
+
+        if (attention.Form.Op == AttentionOp.MultiHeadAttention && op.Input(3) is { } bias)
+        {
+            var b = ops.Float(bias);
+            q = ops.Op("Add", q, ops.Slice(b, [0], [heads * headSize], [0]));
+            k = ops.Op("Add", k, ops.Slice(b, [heads * headSize], [2 * heads * headSize], [0]));
+        }
+
+        var q4 = Heads(ops, q, query.Shape?.Count == 4 && key is not null, heads, headSize);
+        var k4 = Heads(ops, k, key?.Shape?.Count == 4, kvHeads, headSize);
+        if (PastKeyInput(attention, op) is { } past) k4 = ops.Op("Concat", [ops.Float(past), k4], Attr.Int("axis", 2));
+        if (kvHeads != heads)
+        {
+            int group = heads / kvHeads;
+            var expanded = ops.Op("Expand", ops.Unsqueeze(k4, 2), ops.Int64s(1, 1, group, 1, 1));
+            k4 = ops.Reshape(expanded, 0, heads, -1, headSize);
+        }
+
+        float scale = op.GetFloat("scale", 0f);
+        if (scale == 0f) scale = (float)(1.0 / Math.Sqrt(headSize));
+        var scores = ops.Op("Mul", ops.Op("MatMul", q4, ops.Transpose(k4, 0, 1, 3, 2)), ops.FloatScalar(scale));
+        float softcap = op.GetFloat("softcap", 0f);
+        if (softcap > 0f)
+            scores = ops.Op("Mul", ops.Op("Tanh", ops.Op("Div", scores, ops.FloatScalar(softcap))), ops.FloatScalar(softcap));
+
+        var lowest = ops.FloatScalar(float.MinValue);
+        var notes = new List<string>();
+        var maskInput = attention.Form.Op switch
+        {
+            AttentionOp.MultiHeadAttention => op.Input(5),
+            AttentionOp.Attention => op.Input(3),
+            _ => null,
+        };
+        if (maskInput is not null)
+        {
+            scores = maskInput.ElementType == TensorDataType.Bool
+                ? ops.Op("Where", maskInput, scores, lowest)
+                : ops.Op("Add", scores, ops.Float(maskInput));
+            notes.Add($"mask '{maskInput.Name}'");
+        }
+
+        bool causal = decoder || isGqa || op.GetInt("unidirectional", 0) == 1 || op.GetInt("is_causal", 0) == 1;
+        long? window = attention.Window.Kind == AttentionWindowKind.Sliding ? attention.Window.Size : null;
+        if (causal || window is not null)
+        {
+            var s = ops.DimScalar(q4, 2);
+            var t = ops.DimScalar(k4, 2);
+            var zero = ops.Int64Scalar(0);
+            var one = ops.Int64Scalar(1);
+            // key j is visible to query i when j <= i + (T - S) (and j > i + (T - S) - window).
+            var visibleTo = ops.Unsqueeze(ops.Op("Add", ops.Op("Range", zero, s, one), ops.Op("Sub", t, s)), 1); // [S, 1]
+            var keys = ops.Unsqueeze(ops.Op("Range", zero, t, one), 0);                                           // [1, T]
+            Value? allowed = null;
+            if (causal)
+            {
+                allowed = ops.Op("Not", ops.Op("Greater", keys, visibleTo));
+                notes.Add("causal");
+            }
+            if (window is long w)
+            {
+                var inWindow = ops.Op("Greater", keys, ops.Op("Sub", visibleTo, ops.Int64Scalar(w)));
+                allowed = allowed is null ? inWindow : ops.Op("And", allowed, inWindow);
+                notes.Add($"window {w}");
+            }
+            scores = ops.Op("Where", allowed!, scores, lowest);
+        }
+        var probabilities = ops.Op("Softmax", [scores], Attr.Int("axis", 3));
+
+        if (PastKeyInput(attention, op) is not null) notes.Add("past keys first");
+        if (kvHeads != heads) notes.Add($"KV heads repeated {heads}/{kvHeads}");
+        if (softcap > 0f) notes.Add($"softcap {F(softcap)}");
+        string source = $"side subgraph from {op.Describe()}'s q/k inputs ({heads} heads x {headSize}, scale {F(scale)}{string.Concat(notes.Select(n => ", " + n))})";
+        return (probabilities, source);
+    }
+
+    /// <summary>[B, S, n*D] -> [B, n, S, D]; a 4-D input is taken as [B, n, S, D] already.</summary>
+    private static Value Heads(ProbeOps ops, Value x, bool alreadyHeads, int n, long headSize) =>
+        alreadyHeads ? x : ops.Transpose(ops.Reshape(x, 0, 0, n, headSize), 0, 2, 1, 3);
+
+    private static Node? CoreNode(AttentionRole attention) => attention.Form.Op switch
+    {
+        AttentionOp.GroupQueryAttention => attention.CoreNodes.FirstOrDefault(n => n.Is("GroupQueryAttention", "com.microsoft")),
+        AttentionOp.MultiHeadAttention => attention.CoreNodes.FirstOrDefault(n => n.Is("MultiHeadAttention", "com.microsoft")),
+        AttentionOp.Attention => attention.CoreNodes.FirstOrDefault(n => n.Is("Attention")),
+        AttentionOp.MicrosoftAttention => attention.CoreNodes.FirstOrDefault(n => n.Is("Attention", "com.microsoft")),
+        _ => null,
+    };
+
+    private static Value? KeyInput(AttentionRole attention, Node op) => op.Input(1);
+
+    private static Value? PastKeyInput(AttentionRole attention, Node op)
+    {
+        int index = attention.Form.Op switch
+        {
+            AttentionOp.GroupQueryAttention => 3,
+            AttentionOp.MultiHeadAttention => 6,
+            AttentionOp.Attention => 4,
+            _ => -1,
+        };
+        return index >= 0 && op.Input(index) is { Shape: { Count: 4 } } past ? past : null;
+    }
+
+    private static string F(float v) => v.ToString("0.####", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,138 @@
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Passes;
+using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Probes;
+
+/// <summary>Rewrites a recognized model so that it computes compact statistics of its own activations as extra graph
+/// outputs, appended after the original outputs (which keep their order): for every point
+/// <see cref="ProbePlacement.Plan"/> places, the reductions of <see cref="StatisticReductions"/> (twelve outputs per
+/// activation point, one <see cref="ProbeStatistic.AttentionMass"/> per attention point), named as
+/// <see cref="ProbeNames"/> documents. Unemitted skip-norm residual sums are materialized as node outputs first. Every
+/// node added carries provenance <c>onnx_outliers.pass = probe</c>, <c>onnx_outliers.rule = KIND</c>. The result counts
+/// the points per kind (rules <see cref="ProbeNames.AllRules"/>) and lists the skipped points; <see cref="Manifest"/>
+/// says where each statistic is.
+/// <para>Only a structure recognized in the main graph can be probed (a decoder nested in BeamSearch or an If branch
+/// cannot add model outputs).</para></summary>
+public sealed class ProbePass : GraphPass
+{
+    private readonly ModelStructure _structure;
+    private readonly string? _modelLabel;
+
+    /// <param name="structure">The structure recognized in the model the pass runs on (<c>StructureRecognizer.Recognize</c>).</param>
+    /// <param name="settings">Kinds, extra tensors, top-k size, attention positions, threshold.</param>
+    /// <param name="modelLabel">The model as the user named it, for the manifest (default: the file it was loaded from).</param>
+    public ProbePass(ModelStructure structure, ProbeSettings? settings = null, string? modelLabel = null)
+        : base(ProbeNames.Pass, GraphScope.MainGraphOnly, ProbeNames.AllRules)
+    {
+        ArgumentNullException.ThrowIfNull(structure);
+        settings ??= new ProbeSettings();
+        if (settings.TopK < 1) throw new ArgumentOutOfRangeException(nameof(settings), settings.TopK, "TopK must be at least 1");
+        if (settings.AttentionPositions < 1) throw new ArgumentOutOfRangeException(nameof(settings), settings.AttentionPositions, "AttentionPositions must be at least 1");
+        if (!float.IsFinite(settings.AboveThreshold) || settings.AboveThreshold < 0) throw new ArgumentOutOfRangeException(nameof(settings), settings.AboveThreshold, "AboveThreshold must be finite and non-negative");
+        _structure = structure;
+        Settings = settings;
+        _modelLabel = modelLabel;
+    }
+
+    public ProbeSettings Settings { get; }
+
+    /// <summary>The manifest of the last run (null before the pass ran).</summary>
+    public ProbeManifest? Manifest { get; private set; }
+
+    protected override void RunOnGraph(Graph graph, PassContext context, PassRecorder recorder)
+    {
+        if (!ReferenceEquals(graph, _structure.Graph))
+            throw new InvalidOperationException(_structure.NestedIn is { } nested
+                ? $"the recognized blocks are in a nested graph ({nested}); probes add model outputs, so they need the blocks in the main graph"
+                : "the structure was recognized on another model (recognize the model the pass runs on)");
+        long opset = context.Model.OpsetVersion("") ?? throw new InvalidOperationException("the model imports no default-domain opset");
+        var (planned, skipped) = ProbePlacement.Plan(_structure, Settings);
+        var originalOutputs = graph.Outputs.Select(o => o.Name).ToArray();
+        var points = new List<ProbePoint>();
+        foreach (var plan in planned)
+        {
+            context.Cancellation.ThrowIfCancellationRequested();
+            var ops = new ProbeOps(context.Model.Edit(graph, new NodeOrigin(ProbeNames.Pass, plan.Kind.Rule())), opset);
+            points.Add(plan.Kind == ProbeKind.AttentionProbabilities
+                ? AddAttention(ops, plan, context.Names)
+                : AddActivation(ops, plan, context.Names));
+            recorder.Count(plan.Kind.Rule());
+        }
+        foreach (var s in skipped) recorder.Skip(s.Kind.Rule(), s.Reason, graph, s.Id);
+        Manifest = new ProbeManifest
+        {
+            Model = _modelLabel ?? context.Model.SourcePath ?? "",
+            Settings = Settings,
+            Points = points,
+            Skipped = skipped,
+            OriginalOutputs = originalOutputs,
+        };
+    }
+
+    private ProbePoint AddActivation(ProbeOps ops, PlannedProbe plan, NameAuthority names)
+    {
+        var x = Materialize(plan.Tensor!, names, plan.Id);
+        var statistics = StatisticReductions.Activation(ops, x, plan.Channels, Settings);
+        var outputs = new Dictionary<ProbeStatistic, string>();
+        var leading = x.Shape is { } shape ? shape.Take(shape.Count - 1).ToArray() : null;
+        foreach (var statistic in ProbeNames.ActivationStatistics)
+        {
+            IReadOnlyList<Dim>? dims = statistic switch
+            {
+                ProbeStatistic.TokenMaxAbs or ProbeStatistic.TokenMedianAbs or ProbeStatistic.TokenArgMaxChannel => leading,
+                ProbeStatistic.TopKAbs or ProbeStatistic.TopKIndex or ProbeStatistic.TopKValue => [Dim.Unknown],
+                _ => [plan.Channels is long c ? new Dim(c) : Dim.Unknown],
+            };
+            var type = statistic is ProbeStatistic.TokenArgMaxChannel or ProbeStatistic.TopKIndex ? TensorDataType.Int64 : TensorDataType.Float;
+            outputs[statistic] = Emit(ops, statistics[statistic], plan.Id, statistic, type, dims);
+        }
+        return Point(plan, x.Name, outputs);
+    }
+
+    private ProbePoint AddAttention(ProbeOps ops, PlannedProbe plan, NameAuthority names)
+    {
+        Value probabilities;
+        string source;
+        if (plan.Tensor is { } tensor)
+        {
+            probabilities = Materialize(tensor, names, plan.Id);
+            source = "softmax";
+        }
+        else (probabilities, source) = FusedAttentionProbabilities.Build(ops, plan.Attention!, _structure.Architecture == ModelArchitecture.Decoder);
+        var mass = StatisticReductions.AttentionMass(ops, probabilities, Settings.AttentionPositions);
+        Dim heads = plan.Heads is int h ? new Dim(h) : Dim.Unknown;
+        string output = Emit(ops, mass, plan.Id, ProbeStatistic.AttentionMass, TensorDataType.Float, [Dim.Unknown, heads, Dim.Unknown]);
+        return Point(plan, probabilities.Name, new Dictionary<ProbeStatistic, string> { [ProbeStatistic.AttentionMass] = output }) with { Source = source };
+    }
+
+    private static ProbePoint Point(PlannedProbe plan, string tensor, Dictionary<ProbeStatistic, string> outputs) => new()
+    {
+        Id = plan.Id,
+        Kind = plan.Kind,
+        Block = plan.Block,
+        Role = plan.Role,
+        Tensor = tensor,
+        Channels = plan.Kind == ProbeKind.AttentionProbabilities ? null : plan.Channels,
+        Heads = plan.Heads,
+        ReadBy = plan.ReadBy,
+        Outputs = outputs,
+        AlsoAs = plan.AlsoAs.ToArray(),
+    };
+
+    /// <summary>The value of <paramref name="tensor"/>; a fused node's unemitted output is created (named after the point).</summary>
+    private static Value Materialize(TensorRef tensor, NameAuthority names, string id) =>
+        tensor.Value ?? tensor.Node!.EnsureOutput(tensor.OutputIndex, names, $"probe.{id}.tensor");
+
+    /// <summary>Renames the reduction's result to its output name (through the name authority) and makes it a graph output.</summary>
+    private static string Emit(ProbeOps ops, Value value, string id, ProbeStatistic statistic, TensorDataType type, IReadOnlyList<Dim>? dims)
+    {
+        // An Identity gives the output its own node (and name), so a reduction value shared by two statistics, or a
+        // value that is also an input, never becomes two outputs of one name.
+        var output = ops.Editor.Add("Identity", [value], null, ProbeNames.Output(id, statistic))[0]!;
+        ops.Editor.Graph.AddOutput(output);
+        output.SetTensorType(type, dims);
+        return output.Name;
+    }
+}

@@ -1,0 +1,72 @@
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Probes;
+
+/// <summary>The in-graph reductions of one probe point (shapes as <see cref="ProbeStatistic"/> documents). Everything
+/// runs in FLOAT: the probed tensor is cast first when it is not FLOAT (x^4 of a massive activation overflows fp16).
+/// <list type="bullet">
+/// <item>Channel statistics reduce over every axis but the last (the token axes): ReduceMax, ReduceMin, ReduceSum of x,
+/// ReduceSumSquare of x (sum of x^2) and of x*x (sum of x^4), ReduceSum of Cast(|x| &gt; threshold).</item>
+/// <item>Token statistics reduce over the last axis: ReduceMax(|x|), ArgMax(|x|) (the first channel on ties), and the
+/// median: TopK(|x|, k = C - floor(C/2), largest) then ReduceMin of those k, i.e. element floor(C/2) of |x| sorted
+/// ascending (the upper median for even C, the median for odd C).</item>
+/// <item>The global top-k: TopK over |x| flattened, k = min(<see cref="ProbeSettings.TopK"/>, numel) (numel from Size when
+/// the shape is not static), with the flat row-major indices and the signed values gathered from x.</item>
+/// <item>Attention mass: probabilities [B, H, S, T] sliced to the first P = min(positions, T) keys and summed over the
+/// S queries: [B, H, P].</item>
+/// </list>
+/// Any rank works: token statistics keep the leading axes, channel statistics reduce an [N, C] view.</summary>
+internal static class StatisticReductions
+{
+    /// <param name="channels">The channel count when the roles know it (then k and the [N, C] view are constants).</param>
+    public static Dictionary<ProbeStatistic, Value> Activation(ProbeOps ops, Value x, long? channels, ProbeSettings settings)
+    {
+        var xf = ops.Float(x);
+        channels ??= x.Shape is { Count: > 0 } s ? s[^1].Value : null;
+        var c = channels is long known ? ops.Int64s(known) : ops.Dim(xf, -1);
+        // Token statistics reduce the last axis (any rank: the leading axes stay, [B, S] for [B, S, C]); channel
+        // statistics reduce axis 0 of the [N, C] view, which needs no rank.
+        var rows = ops.Op("Concat", [ops.Int64s(-1), c], Attr.Int("axis", 0));
+        Value Rows(Value v) => ops.Op("Reshape", v, rows);
+        var abs = ops.Op("Abs", xf);
+        var square = ops.Op("Mul", xf, xf);
+        var above = ops.Cast(ops.Op("Greater", abs, ops.FloatScalar(settings.AboveThreshold)), TensorDataType.Float);
+        var flat = Rows(xf);
+
+        var medianK = channels is long cs ? ops.Int64s(cs - cs / 2) : ops.Op("Sub", c, ops.Op("Div", c, ops.Int64s(2)));
+        var (topHalf, _) = ops.TopK(abs, medianK, -1);
+
+        long? numel = x.Shape is { } shape && shape.All(d => d.Value is not null) ? shape.Aggregate(1L, (a, d) => a * d.Value!.Value) : null;
+        var k = numel is long n
+            ? ops.Int64s(Math.Min(settings.TopK, n))
+            : ops.Reduce("ReduceMin", ops.Op("Concat", [ops.Reshape(ops.Op("Size", xf), 1), ops.Int64s(settings.TopK)], Attr.Int("axis", 0)), [0], keepDims: true);
+        var (topValues, topIndices) = ops.TopK(ops.Reshape(abs, -1), k, 0);
+
+        return new Dictionary<ProbeStatistic, Value>
+        {
+            [ProbeStatistic.ChannelMax] = ops.Reduce("ReduceMax", flat, [0]),
+            [ProbeStatistic.ChannelMin] = ops.Reduce("ReduceMin", flat, [0]),
+            [ProbeStatistic.ChannelSum] = ops.Reduce("ReduceSum", flat, [0]),
+            [ProbeStatistic.ChannelSumSquares] = ops.Reduce("ReduceSumSquare", flat, [0]),
+            [ProbeStatistic.ChannelSumFourth] = ops.Reduce("ReduceSumSquare", Rows(square), [0]),
+            [ProbeStatistic.ChannelAboveCount] = ops.Reduce("ReduceSum", Rows(above), [0]),
+            [ProbeStatistic.TokenMaxAbs] = ops.Reduce("ReduceMax", abs, [-1]),
+            [ProbeStatistic.TokenMedianAbs] = ops.Reduce("ReduceMin", topHalf, [-1]),
+            [ProbeStatistic.TokenArgMaxChannel] = ops.Op("ArgMax", [abs], Attr.Int("axis", -1), Attr.Int("keepdims", 0)),
+            [ProbeStatistic.TopKAbs] = topValues,
+            [ProbeStatistic.TopKIndex] = topIndices,
+            [ProbeStatistic.TopKValue] = ops.Op("Gather", [ops.Reshape(xf, -1), topIndices], Attr.Int("axis", 0)),
+        };
+    }
+
+    /// <summary>[B, H, S, T] (or [B, G1, G2, S, T] with <paramref name="queryAxis"/> 3) -> sum over queries of the first
+    /// <paramref name="positions"/> keys.</summary>
+    public static Value AttentionMass(ProbeOps ops, Value probabilities, int positions, long queryAxis = 2)
+    {
+        var p = ops.Float(probabilities);
+        long keyAxis = queryAxis + 1;
+        var first = ops.Slice(p, [0], [positions], [keyAxis]);
+        return ops.Reduce("ReduceSum", first, [queryAxis]);
+    }
+}
