@@ -46,5 +46,23 @@ internal sealed class AnalysisContext
 
     public BlockRole? Block(int index) => Structure?.Blocks.FirstOrDefault(b => b.Index == index);
 
+    private readonly Dictionary<string, WeightMatrix?> _downWeights = new(StringComparer.Ordinal);
+
+    /// <summary>A down projection's weight, read once however many massive channels it writes (null: unreadable, with a
+    /// note the first time).</summary>
+    public WeightMatrix? DownWeight(int block, LinearRole down, out string? problem)
+    {
+        problem = null;
+        if (_downWeights.TryGetValue(down.Weight.Name, out var cached))
+        {
+            if (cached is null) WeightMatrix.TryRead(down, out problem);
+            return cached;
+        }
+        var weight = WeightMatrix.TryRead(down, out problem);
+        if (weight is null) Note(down.Quantized ? NoteKind.QuantizedWeight : NoteKind.UnreadableWeight, $"block {block} ffn.down", problem!);
+        _downWeights[down.Weight.Name] = weight;
+        return weight;
+    }
+
     public void Note(NoteKind kind, string subject, string message) => Notes.Add(new(kind, subject, message));
 }

@@ -37,14 +37,15 @@ internal static class BirthTracer
         if (place is BirthPlace.Attention)
             return birth with { TermsSkipped = $"already present at {point.Id}, before block {block}'s FFN: the FFN does not write it" };
         if (role?.Ffn is not { } writer)
-            return birth with { TermsSkipped = context.Structure is null ? "no model structure given: weights not read" : $"block {block} has no recognized FFN down projection" };
+            return birth with
+            {
+                TermsSkipped = context.Structure is null ? "no model structure given: weights not read"
+                    : role?.Moe is not null ? $"block {block}'s FFN is a mixture of experts: per-expert down projections are not traced"
+                    : $"block {block} has no recognized FFN down projection",
+            };
 
-        var weight = WeightMatrix.TryRead(writer.Down, out var problem);
-        if (weight is null)
-        {
-            context.Note(writer.Down.Quantized ? NoteKind.QuantizedWeight : NoteKind.UnreadableWeight, $"block {block} ffn.down", problem!);
-            return birth with { TermsSkipped = problem };
-        }
+        var weight = context.DownWeight(block, writer.Down, out var problem);
+        if (weight is null) return birth with { TermsSkipped = problem };
         if (weight.Rows != downStats.Channels || channel >= weight.Columns)
             return birth with { TermsSkipped = $"{weight.Name} is [{weight.Rows}, {weight.Columns}] in [in, out] terms; the down input has {downStats.Channels} channels and the massive channel is {channel}" };
 

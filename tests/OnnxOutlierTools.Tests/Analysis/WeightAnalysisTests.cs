@@ -3,6 +3,7 @@ using OnnxOutlierTools.Analysis;
 using OnnxOutlierTools.Inspection;
 using OnnxOutlierTools.Probes;
 using OnnxOutlierTools.Structure.Roles;
+using OnnxOutlierTools.Tensors;
 
 namespace OnnxOutlierTools.Tests.Analysis;
 
@@ -96,6 +97,29 @@ public class WeightAnalysisTests
         Assert.Equal(Neuron, birthJson.GetProperty("superWeight").GetProperty("row").GetInt32());
         Assert.Equal(1000, doc.RootElement.GetProperty("settings").GetProperty("massiveAbsoluteRatio").GetDouble());
         Assert.Equal("absolute", doc.RootElement.GetProperty("massiveActivations")[0].GetProperty("rule").GetString());
+    }
+
+    [Theory]
+    [InlineData(TensorDataType.Float16)]
+    [InlineData(TensorDataType.BFloat16)]
+    public void Analyze_HalfPrecisionDownWeight_SuperWeightReadAsFloat(TensorDataType dtype)
+    {
+        var (stats, tiny) = PlantedMassive();
+        using var _ = tiny;
+        var down = tiny.Structure.Blocks[1].Ffn!.Down;
+        var w = TinyLlama.Read(down.Weight);
+        w[Index(down, Neuron, Channel)] = 3.140625f; // exact in fp16 and bf16
+        long[] dims = down.Weight.ConstValue!.Dims.ToArray();
+        Tensor tensor = dtype == TensorDataType.Float16
+            ? ArrayTensor.Create<Half>(w.Select(v => (Half)v).ToArray(), dims)
+            : ArrayTensor.Create<BFloat16>(w.Select(v => (BFloat16)v).ToArray(), dims);
+        down.Weight.Graph.SetInitializerData(down.Weight, tensor);
+        var expected = tensor.ToSingleArray();
+
+        var sw = Assert.Single(OutlierAnalyzer.Analyze(stats, tiny.Structure).MassiveActivations).Birth.SuperWeight!;
+        Assert.Equal((1, Neuron, Channel, 3.140625), (sw.Block, sw.Row, sw.Column, sw.Weight));
+        var sorted = expected.Select(v => Math.Abs((double)v)).Order().ToArray();
+        Assert.Equal(sorted[sorted.Length / 2], sw.MedianAbsWeight, 12);
     }
 
     [Fact]
