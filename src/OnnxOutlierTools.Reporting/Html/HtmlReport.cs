@@ -105,7 +105,7 @@ public static class HtmlReport
         foreach (var kind in new[] { ProbeKind.Residual, ProbeKind.ResidualSum })
             if (MassiveActivationPlot.Build(statistics, kind, threshold) is { } plot)
             {
-                Figure(html, SvgPlot.Render(plot, MassiveActivationPlot.Width, MassiveActivationPlot.Height), $"massive-{Kind(kind)}");
+                Figure(html, SvgPlot.Render(plot, MassiveActivationPlot.Width, MassiveActivationPlot.Height, $"massive-{Kind(kind)}"), $"massive-{Kind(kind)}");
                 drawn++;
             }
         if (drawn == 0) html.Append("<p class=\"none\">No residual-stream point was probed (add <code>--probe residual</code>).</p>\n");
@@ -117,8 +117,11 @@ public static class HtmlReport
         html.Append("<section id=\"channels\">\n<h2>Per-channel max at the worst points</h2>\n")
             .Append("<p class=\"lead\">max |x| of every channel over all tokens (log scale); channels at 10x or more of the median channel are labelled.</p>\n");
         var picks = PointSelection.WorstPoints(statistics);
-        foreach (var (point, why) in picks)
-            Figure(html, SvgPlot.Render(ChannelMaxPlot.Build(point, statistics[point.Id]!, why), ChannelMaxPlot.Width, ChannelMaxPlot.Height), "channels-" + point.Id);
+        for (int i = 0; i < picks.Count; i++)
+        {
+            var (point, why) = picks[i];
+            Figure(html, SvgPlot.Render(ChannelMaxPlot.Build(point, statistics[point.Id]!, why), ChannelMaxPlot.Width, ChannelMaxPlot.Height, $"channels{i}"), $"channels-{point.Id}");
+        }
         if (picks.Count == 0) html.Append("<p class=\"none\">No activation point has statistics.</p>\n");
         html.Append("</section>\n");
     }
@@ -137,7 +140,7 @@ public static class HtmlReport
         else
         {
             int height = AttentionSinkPlot.Height(AttentionSinkPlot.Cells(statistics));
-            Figure(html, SvgPlot.Render(plot, AttentionSinkPlot.Width, height), "sinks");
+            Figure(html, SvgPlot.Render(plot, AttentionSinkPlot.Width, height, "sinks"), "sinks-heat-map");
         }
         html.Append("</section>\n");
     }
@@ -161,7 +164,7 @@ public static class HtmlReport
         html.Append("<table class=\"findings\">\n<thead><tr><th>finding</th><th>where</th><th>token</th><th>channel</th><th class=\"num\">value</th><th class=\"num\">x median</th><th>detail</th></tr></thead>\n<tbody>\n");
         foreach (var r in shown)
         {
-            html.Append("<tr class=\"rank").Append(r.Rank).Append("\"><td>").Append(HtmlText.Escape(r.Finding)).Append("</td><td>").Append(HtmlText.Escape(r.Where)).Append("</td><td>")
+            html.Append("<tr class=\"rank").Append(r.Rank).Append("\"><td>").Append(HtmlText.Escape(r.Finding)).Append("</td><td>").Append(HtmlText.Escape(r.Where)).Append("</td><td class=\"tok\">")
                 .Append(r.Token is null ? "" : HtmlText.Token(r.Token.TokenId, r.Token.Text) + $" <span class=\"pos\">@{r.Token.Position}</span>")
                 .Append("</td><td class=\"num\">").Append(r.Channel?.ToString(CultureInfo.InvariantCulture) ?? "")
                 .Append("</td><td class=\"num\">").Append(HtmlText.Num(r.Value))
@@ -261,6 +264,7 @@ public static class HtmlReport
         table.findings td.num, table.findings th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
         table.findings tr.rank0 td:first-child, table.findings tr.rank1 td:first-child { color: var(--accent); font-weight: bold; }
         .pos { color: var(--grey); font-size: 12px; }
+        td.tok { white-space: nowrap; }
         ul.notes { font-size: 14px; color: #444; }
         p.more { color: var(--grey); font-size: 13px; }
         footer { margin-top: 24px; font-size: 14px; color: #444; }

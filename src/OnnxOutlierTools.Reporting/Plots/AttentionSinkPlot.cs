@@ -56,7 +56,7 @@ internal static class AttentionSinkPlot
         });
         model.Axes.Add(new LinearAxis
         {
-            Position = AxisPosition.Left, Title = "block", Minimum = blocks0 - 0.5, Maximum = blocks1 + 0.5,
+            Position = AxisPosition.Left, Title = "block", Minimum = blocks0 - 0.5, Maximum = blocks1 + 0.5, AxisTitleDistance = 10,
             StartPosition = 1, EndPosition = 0, // block 0 at the top, as a table reads
             MajorStep = blocks1 - blocks0 > 32 ? 4 : blocks1 - blocks0 > 16 ? 2 : 1, MinorStep = 1, TickStyle = TickStyle.Outside,
         });

@@ -50,21 +50,20 @@ internal static class ChannelMaxPlot
         }
         model.Series.Add(stems);
         if (median > 0)
-            model.Annotations.Add(new LineAnnotation
+            model.Series.Add(new LineSeries
             {
-                Type = LineAnnotationType.Horizontal,
-                Y = median,
+                Title = $"median channel: {Num(median)}",
                 Color = PlotStyle.Grey,
                 LineStyle = LineStyle.Dash,
                 StrokeThickness = 1.5,
-                Text = $"median channel {Num(median)}",
-                TextColor = PlotStyle.Grey,
-                TextHorizontalAlignment = HorizontalAlignment.Right,
-                TextLinePosition = 1,
+                Points = { new DataPoint(x.Minimum, median), new DataPoint(x.Maximum, median) },
             });
+        if (outliers.Count > 0)
+            model.Series.Add(new ScatterSeries { Title = $"labelled: >= {labelRatio:0.#}x the median", MarkerType = MarkerType.Circle, MarkerFill = PlotStyle.Vermillion, MarkerSize = 4.5 });
+        model.Legends.Add(PlotStyle.Legend());
         foreach (int c in outliers.Take(maxLabels))
         {
-            model.Annotations.Add(new PointAnnotation { X = c, Y = max[c], Shape = MarkerType.Circle, Size = 4.5, Fill = PlotStyle.Vermillion });
+            ((ScatterSeries)model.Series[^1]).Points.Add(new ScatterPoint(c, max[c]));
             model.Annotations.Add(new TextAnnotation
             {
                 Text = $"ch {c}: {Num(max[c])} ({Num(max[c] / median)}x)",

@@ -19,8 +19,10 @@ internal static class MassiveActivationPlot
         var samples = StreamProfile.Of(statistics, kind);
         if (samples.Count == 0) return null;
         string what = kind == ProbeKind.ResidualSum ? "residual sums (before each norm)" : "residual stream (block outputs)";
-        var model = PlotStyle.Model($"Largest |x| per block: {what}", "top-1, top-2, top-3 |x| over all tokens and channels, and the median |x|");
-        model.Legends.Add(PlotStyle.Legend());
+        var model = PlotStyle.Model($"Largest |x| per block: {what}", "top-1, top-2, top-3 |x| (distinct position/channel sites over all windows) and the median |x|");
+        var legend = PlotStyle.Legend();
+        legend.LegendItemOrder = OxyPlot.Legends.LegendItemOrder.Reverse; // drawn top-3 first so top-1 lies on top; listed top-1 first
+        model.Legends.Add(legend);
 
         double maxX = samples.Max(s => s.X);
         var x = PlotStyle.LinearX("block (emb = embedding output)");
@@ -41,19 +43,20 @@ internal static class MassiveActivationPlot
         y.Maximum = max;
         model.Axes.Add(y);
 
+        var median = Line("median |x|", PlotStyle.Blue, MarkerType.Diamond, LineStyle.Dash);
+        foreach (var s in samples)
+            if (s.Median > 0) median.Points.Add(new DataPoint(s.X, s.Median));
+        model.Series.Add(median);
         OxyColor[] colours = [PlotStyle.Vermillion, PlotStyle.Orange, PlotStyle.Yellow];
         MarkerType[] markers = [MarkerType.Circle, MarkerType.Square, MarkerType.Triangle];
-        for (int k = 0; k < 3; k++)
+        for (int k = 2; k >= 0; k--)
         {
             var series = Line($"top-{k + 1}", colours[k], markers[k], LineStyle.Solid);
+            series.StrokeThickness = 3 - 0.5 * k;
             foreach (var s in samples)
                 if (s.Top.Count > k && s.Top[k] > 0) series.Points.Add(new DataPoint(s.X, s.Top[k]));
             model.Series.Add(series);
         }
-        var median = Line("median", PlotStyle.Blue, MarkerType.Diamond, LineStyle.Dash);
-        foreach (var s in samples)
-            if (s.Median > 0) median.Points.Add(new DataPoint(s.X, s.Median));
-        model.Series.Add(median);
 
         if (showThreshold) model.Annotations.Add(Threshold(absoluteThreshold, $"|x| = {absoluteThreshold:0.###} (Sun et al. threshold)", PlotStyle.Grey));
         if (showFp16) model.Annotations.Add(Threshold(65504, "fp16 max 65504", PlotStyle.Purple));

@@ -41,11 +41,13 @@ internal static class PlotStyle
         Padding = new OxyThickness(8, 8, 16, 8),
     };
 
-    public static Legend Legend(LegendPosition position = LegendPosition.RightTop) => new()
+    /// <summary>Below the plot, one row: never clipped at the right edge, never over the data.</summary>
+    public static Legend Legend() => new()
     {
-        LegendPosition = position,
+        LegendPosition = LegendPosition.BottomCenter,
         LegendPlacement = LegendPlacement.Outside,
-        LegendOrientation = LegendOrientation.Vertical,
+        LegendOrientation = LegendOrientation.Horizontal,
+        LegendItemSpacing = 24,
         LegendBorder = OxyColors.Transparent,
         LegendBackground = OxyColors.White,
         LegendFontSize = FontSize,

@@ -124,7 +124,7 @@ internal static class DecoderLikeStatistics
                 if (carries && s == 0) { x[at + MassiveChannel] = -300 * (1 + 0.04 * b); x[at + SecondMassiveChannel] = 95 * (1 + 0.03 * b); }
                 if (carries && id == PeriodId && s == 10) x[at + MassiveChannel] = -150;
                 if (point.Kind == ProbeKind.DownInput && b == 1 && s == 0) x[at + BirthNeuron] = 38;
-                if (point.Kind is ProbeKind.AttentionInput or ProbeKind.FfnInput) x[at + GainChannel] = 9 + 0.5 * Gaussian(random);
+                if (point.Kind is ProbeKind.AttentionInput or ProbeKind.FfnInput) x[at + GainChannel] = 25 + 1.5 * Gaussian(random);
             }
         return x;
     }
