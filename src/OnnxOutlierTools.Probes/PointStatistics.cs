@@ -185,6 +185,18 @@ public sealed class PointStatistics
         AttentionMass is null || position >= AttentionQueriesPerPosition.Length || AttentionQueriesPerPosition[position] == 0
             ? double.NaN : AttentionMass[head][position] / AttentionQueriesPerPosition[position];
 
+    /// <summary>Restores the counters of a point read back from a stats file (Reporting's StatsFile). The channel arrays,
+    /// kept lists and histograms are filled in place; these three have no public setter because merging owns them.</summary>
+    public void RestoreCounters(long tokens, double[][]? attentionMass, long attentionQueries)
+    {
+        if (tokens < 0 || attentionQueries < 0) throw new ArgumentException($"probe '{Id}': negative token or query count");
+        if (attentionMass is not null && (attentionMass.Length == 0 || attentionMass.Any(row => row.Length != attentionMass[0].Length)))
+            throw new ArgumentException($"probe '{Id}': attention mass must be a non-empty [heads][positions] rectangle");
+        Tokens = tokens;
+        AttentionMass = attentionMass;
+        AttentionQueries = attentionQueries;
+    }
+
     private static void Keep<T>(List<T> list, T item, Func<T, double> key, int capacity = KeptTokens)
     {
         double k = key(item);

@@ -1,0 +1,6 @@
+namespace OnnxOutlierTools.Reporting;
+
+public static class ReportJson
+{
+    public const int CurrentSchemaVersion = 1;
+}
