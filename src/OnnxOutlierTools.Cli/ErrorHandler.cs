@@ -28,8 +28,13 @@ public static class ErrorHandler
                 message = ex.Message + "; add --force to replace it";
                 break;
             // Already "<path>: <problem>", one line, fit to show as is.
-            case ModelLoadException or ModelSaveException or UsageException or Import.Llama2cFormatException:
+            case ModelLoadException or ModelSaveException or UsageException or Import.Llama2cFormatException
+                or Calibration.CalibrationException or Calibration.Text.CalibrationInputException or Runtime.RuntimeSetupException or Runtime.ModelRunException:
                 code = BadInput;
+                message = ex.Message;
+                break;
+            case Analyze.StructureNotRecognizedException:
+                code = NotRecognized;
                 message = ex.Message;
                 break;
             default:

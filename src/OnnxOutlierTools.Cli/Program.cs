@@ -54,6 +54,7 @@ public static class Program
         root.Options.Add(context.Verbose);
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
+        root.Subcommands.Add(AnalyzeCommand.Create(context));
         root.Subcommands.Add(ImportLlama2cCommand.Create(context));
         root.Subcommands.Add(ProbeCommand.Create(context));
         return root;

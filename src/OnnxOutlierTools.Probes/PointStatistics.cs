@@ -187,14 +187,17 @@ public sealed class PointStatistics
 
     /// <summary>Restores the counters of a point read back from a stats file (Reporting's StatsFile). The channel arrays,
     /// kept lists and histograms are filled in place; these three have no public setter because merging owns them.</summary>
-    public void RestoreCounters(long tokens, double[][]? attentionMass, long attentionQueries)
+    public void RestoreCounters(long tokens, double[][]? attentionMass, long[] attentionQueriesPerPosition)
     {
-        if (tokens < 0 || attentionQueries < 0) throw new ArgumentException($"probe '{Id}': negative token or query count");
+        ArgumentNullException.ThrowIfNull(attentionQueriesPerPosition);
+        if (tokens < 0 || attentionQueriesPerPosition.Any(q => q < 0)) throw new ArgumentException($"probe '{Id}': negative token or query count");
         if (attentionMass is not null && (attentionMass.Length == 0 || attentionMass.Any(row => row.Length != attentionMass[0].Length)))
             throw new ArgumentException($"probe '{Id}': attention mass must be a non-empty [heads][positions] rectangle");
+        if (attentionMass is not null && attentionMass[0].Length != attentionQueriesPerPosition.Length)
+            throw new ArgumentException($"probe '{Id}': {attentionQueriesPerPosition.Length} query counts for {attentionMass[0].Length} attention positions");
         Tokens = tokens;
         AttentionMass = attentionMass;
-        AttentionQueries = attentionQueries;
+        AttentionQueriesPerPosition = attentionQueriesPerPosition;
     }
 
     private static void Keep<T>(List<T> list, T item, Func<T, double> key, int capacity = KeptTokens)

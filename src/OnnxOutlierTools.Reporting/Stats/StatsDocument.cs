@@ -47,7 +47,7 @@ internal sealed record PointRecord
     public required HistogramRecord TokenMedianAbs { get; init; }
     public required double[] PositionMaxAbs { get; init; }
     public required double[][]? AttentionMass { get; init; }
-    public required long AttentionQueries { get; init; }
+    public required long[] AttentionQueriesPerPosition { get; init; }
 }
 
 internal sealed record TopRecord(double Value, TokenRef Token, int Channel);

@@ -68,7 +68,7 @@ internal static class StatsMapping
         TokenMedianAbs = ToRecord(p.TokenMedianAbs),
         PositionMaxAbs = p.PositionMaxAbs,
         AttentionMass = p.AttentionMass,
-        AttentionQueries = p.AttentionQueries,
+        AttentionQueriesPerPosition = p.AttentionQueriesPerPosition,
     };
 
     private static TokenRecord ToRecord(TokenSummary t) => new(t.Token, t.MaxAbs, t.MedianAbs, t.ArgMaxChannel);
@@ -111,7 +111,7 @@ internal static class StatsMapping
         p.HighestRatioTokens.AddRange(r.HighestRatioTokens.Select(t => FromRecord(t, r.Channels, at, "highestRatioTokens")));
         p.TokenMaxAbs.Merge(FromRecord(r.TokenMaxAbs, at, "tokenMaxAbs"));
         p.TokenMedianAbs.Merge(FromRecord(r.TokenMedianAbs, at, "tokenMedianAbs"));
-        try { p.RestoreCounters(r.Tokens, r.AttentionMass, r.AttentionQueries); }
+        try { p.RestoreCounters(r.Tokens, r.AttentionMass, r.AttentionQueriesPerPosition); }
         catch (ArgumentException ex) { throw new FormatException(ex.Message, ex); }
         return p;
     }

@@ -178,7 +178,7 @@ public class StatsFileTests
                 Assert.Equal(e.AttentionMass.Length, a.AttentionMass!.Length);
                 for (int h = 0; h < e.AttentionMass.Length; h++) Bits(e.AttentionMass[h], a.AttentionMass[h]);
             }
-            Assert.Equal(e.AttentionQueries, a.AttentionQueries);
+            Assert.Equal(e.AttentionQueriesPerPosition, a.AttentionQueriesPerPosition);
         }
     }
 
