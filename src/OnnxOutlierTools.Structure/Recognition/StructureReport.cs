@@ -66,8 +66,14 @@ public static partial class StructureReport
     public sealed record NormJson(string Kind, string Form, NodeJson Node, TensorJson Input, string? Skip, string Output, string Gain, bool GainShared,
         string? Bias, double? Epsilon, TensorJson? ResidualSum, string GainForm = "plain");
 
+    /// <summary>A linear. <see cref="WeightSelection"/> is set when <see cref="Weight"/> is a stack of weights one of which a
+    /// Gather picks at run time; <see cref="Layout"/>, <see cref="InFeatures"/> and <see cref="OutFeatures"/> then describe one slice.</summary>
     public sealed record LinearJson(string Form, NodeJson Node, string Input, string Output, string Weight, string Layout, string? Bias,
-        bool Quantized, long InFeatures, long OutFeatures, string? WeightType);
+        bool Quantized, long InFeatures, long OutFeatures, string? WeightType, WeightSelectionJson? WeightSelection = null);
+
+    /// <summary>The stacked initializer, the Gather, its index (a graph input, or a constant with <see cref="IndexValue"/>),
+    /// the axis picked along and how many weights the stack holds.</summary>
+    public sealed record WeightSelectionJson(string Stacked, NodeJson Gather, string Index, long? IndexValue, int Axis, long Count);
 
     public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
         int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output,
@@ -172,7 +178,8 @@ public static partial class StructureReport
 
     private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form.Name(), NodeOf(l.Node), l.Input.Name, l.Output.Name,
         l.Weight.Name, l.Layout == WeightLayout.InOut ? "in,out" : "out,in", l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
-        l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null);
+        l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null,
+        l.Selection is { } sel ? new WeightSelectionJson(sel.Stacked.Name, NodeOf(sel.Gather), sel.Index.Name, sel.IndexValue, sel.Axis, sel.Count) : null);
 
     private static AttentionJson Attention(AttentionRole a) => new(a.Form.ToString(), NodeOf(a.CoreNodes[^1]), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
         Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary.ToString(), a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name,
@@ -325,5 +332,8 @@ public static partial class StructureReport
         $"{n.Form.Name()}{(n.GainForm == NormGainForm.OnePlusGain ? " (1 + gain)" : "")} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";
 
     private static string LinearText(LinearRole? l) => l is null ? "-" :
-        $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == LinearForm.MatMul ? "" : $" {l.Form.Name()}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}";
+        $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == LinearForm.MatMul ? "" : $" {l.Form.Name()}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}{SelectionText(l.Selection)}";
+
+    private static string SelectionText(WeightSelection? s) => s is null ? "" :
+        $", slice {(s.IndexValue is long i ? i.ToString(System.Globalization.CultureInfo.InvariantCulture) : s.Index.Name)} of {s.Count} (Gather axis {s.Axis})";
 }

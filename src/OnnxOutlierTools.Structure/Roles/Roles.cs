@@ -68,10 +68,33 @@ public sealed record LinearRole
     public bool Quantized { get; init; }
     public required long InFeatures { get; init; }
     public required long OutFeatures { get; init; }
-    /// <summary>The Transpose/Cast nodes between <see cref="Weight"/> and <see cref="Node"/>.</summary>
+    /// <summary>The Transpose/Cast nodes between <see cref="Weight"/> and <see cref="Node"/> (after the selecting Gather when
+    /// <see cref="Selection"/> is set).</summary>
     public IReadOnlyList<Node> WeightPath { get; init; } = [];
+    /// <summary>Set when the weight is one slice of a stack chosen at run time (<see cref="Weight"/> is then the stacked
+    /// initializer, not a matrix; <see cref="InFeatures"/>, <see cref="OutFeatures"/> and <see cref="Layout"/> describe one
+    /// slice); null for an ordinary 2-D weight.</summary>
+    public WeightSelection? Selection { get; init; }
 
     public override string ToString() => $"{Form.Name()} {Weight.Name} [{InFeatures}->{OutFeatures}]";
+}
+
+/// <summary>A linear's weight chosen from a stack of weights by an index (Qwen3-TTS's code predictor keeps one LM head per
+/// code group in a [groups, out, in] initializer and picks it with <c>Gather(stacked, step_index)</c>). An edit of "the
+/// weight" must apply to every slice (or to the slice <see cref="IndexValue"/> names when the index is a constant).</summary>
+public sealed record WeightSelection
+{
+    /// <summary>The stacked initializer (rank 3): <see cref="Count"/> weights along <see cref="Axis"/>.</summary>
+    public required Value Stacked { get; init; }
+    /// <summary>The Gather picking one slice.</summary>
+    public required Node Gather { get; init; }
+    /// <summary>The index the Gather reads: a graph input (chosen per run) or a constant.</summary>
+    public required Value Index { get; init; }
+    public required int Axis { get; init; }
+    /// <summary>The index when it is a constant; null when it is chosen at run time.</summary>
+    public long? IndexValue { get; init; }
+    /// <summary>How many weights the stack holds.</summary>
+    public required long Count { get; init; }
 }
 
 /// <summary>KV cache tensors of one attention layer. GPT-2 style caches stack key and value in one
