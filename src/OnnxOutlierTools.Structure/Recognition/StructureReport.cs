@@ -105,8 +105,7 @@ public static partial class StructureReport
             s.Embedding is { } e ? new EmbeddingJson(e.Form.Name(), NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
             Norm(s.FinalNorm), Linear(s.LmHead), Linear(s.ClassifierHead),
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
-            s.Blocks.Where(b => b.Attention?.Cache is not null).Select(b => b.Attention?.Cache is { } c
-                ? new KvJson(b.Index, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked) : null!).ToList(),
+            s.Blocks.Where(b => b.Attention?.Cache is not null).Select(b => Kv(b.Index, b.Attention!.Cache)!).ToList(),
             s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
             s.Hints, result.GraphsSearched, trace,
             s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
@@ -115,6 +114,12 @@ public static partial class StructureReport
     }
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
+
+    private static KvJson? Kv(int layer, KvCacheRole? c) => c is null ? null :
+        new KvJson(layer, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked);
+
+    private static string KvText(KvCacheRole c) =>
+        $"past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}";
 
     private static NodeJson NodeOf(Node n) => new(n.Name.Length > 0 ? n.Name : null, n.OpType, n.IsDefaultDomain ? null : n.Domain,
         n.Outputs.FirstOrDefault(o => o is not null)?.Name);
@@ -126,7 +131,7 @@ public static partial class StructureReport
         Norm(b.AttentionNorm), b.Attention is null ? null : Attention(b.Attention), Sublayer(b.Mixer), Norm(b.FfnNorm), b.Ffn is null ? null : Ffn(b.Ffn),
         Sublayer(b.OpaqueFfn), Moe(b.Moe), Missing(b),
         Norm(b.PostAttentionNorm), Norm(b.PostFfnNorm), b.Norms.Select(n => new BlockNormJson(Camel(n.Slot), Norm(n.Norm)!)).ToList(),
-        Cross(b.CrossAttention));
+        Cross(b.CrossAttention, b.Index));
 
     private static ExpertWeightsJson? Experts(ExpertWeights? w) => w is null ? null : new(w.Weight.Name, w.Scales?.Name, w.Bias?.Name,
         w.Layout == WeightLayout.InOut ? "in,out" : "out,in", w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
@@ -169,6 +174,15 @@ public static partial class StructureReport
         if (a.NumHeads is null or 0) missing.Add("numHeads");
         if (a.HeadSize is null or 0) missing.Add("headSize");
         if (b.Ffn is { Kind: FfnKind.Glu, Gate: null }) missing.Add("gate");
+        if (b.CrossAttention is { } c)
+        {
+            if (c.Norm is null) missing.Add("crossAttention.norm");
+            var ca = c.Attention;
+            if (ca.Key is null && ca.ValueProjection is null && !ca.KeysAndValuesFromCache || (ca.Key is null) != (ca.ValueProjection is null)) missing.Add("crossAttention.kv");
+            if (ca.NumHeads is null or 0) missing.Add("crossAttention.numHeads");
+            if (ca.HeadSize is null or 0) missing.Add("crossAttention.headSize");
+            if (c.Residual is null) missing.Add("crossAttention.residual");
+        }
         return missing;
     }
 
@@ -235,7 +249,7 @@ public static partial class StructureReport
             if (a.QueryNorm is not null || a.KeyNorm is not null) lines.Add($"  qk norm       q {QkNormText(a.QueryNorm)} | k {QkNormText(a.KeyNorm)}");
             if (a.OutputGate is { } gate) lines.Add($"  output gate   {Camel(gate.Activation)}({gate.GateInput.Name}) from {(gate.Source == GateSource.PackedWithQuery ? "the q projection (packed)" : LinearText(gate.Linear))} -> {gate.Output.Name}");
             lines.Add($"  o proj        {LinearText(a.Output)}");
-            if (a.Cache is { } c) lines.Add($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
+            if (a.Cache is { } c) lines.Add($"  kv cache      {KvText(c)}");
             }
             if (b.PostAttentionNorm is not null) lines.Add($"  attn out norm {NormText(b.PostAttentionNorm)}");
             lines.Add($"  {(b.Attention is null ? "mixer residual" : "attn residual")} {b.AttentionResidual?.ToString() ?? "-"}");

@@ -99,7 +99,24 @@ public sealed record WeightSelection
 
 /// <summary>KV cache tensors of one attention layer. GPT-2 style caches stack key and value in one
 /// tensor [2, B, H, P, D] (<see cref="Stacked"/>).</summary>
-public sealed record KvCacheRole(Value? PastKey, Value? PastValue, Value? PresentKey, Value? PresentValue, bool Stacked);
+public sealed record KvCacheRole
+{
+    public Value? PastKey { get; init; }
+    public Value? PastValue { get; init; }
+    public Value? PresentKey { get; init; }
+    public Value? PresentValue { get; init; }
+    /// <summary>Key and value share one tensor (GPT-2's [2, B, H, P, D] past/present).</summary>
+    public bool Stacked { get; init; }
+
+    /// <summary>Separate or stacked tensors (stacked when key and value are the same past or present tensor); null when
+    /// the layer has no cache tensor at all.</summary>
+    public static KvCacheRole? Of(Value? pastKey, Value? pastValue, Value? presentKey, Value? presentValue) =>
+        pastKey is null && pastValue is null && presentKey is null && presentValue is null ? null : new KvCacheRole
+        {
+            PastKey = pastKey, PastValue = pastValue, PresentKey = presentKey, PresentValue = presentValue,
+            Stacked = pastKey is not null && pastKey == pastValue || presentKey is not null && presentKey == presentValue,
+        };
+}
 
 /// <summary>One attention layer: its form and core nodes, the q/k/v (or packed QKV) and output projections, head
 /// geometry, rotary, mask, KV cache, and the variants (QK-norm, output gate, window, soft-cap, low rank, position bias).</summary>
@@ -126,6 +143,9 @@ public sealed record AttentionRole
     /// <summary>The attention output before o_proj (and before the output gate).</summary>
     public required Value AttentionOutput { get; init; }
     public KvCacheRole? Cache { get; init; }
+    /// <summary>Keys and values come only from the cache: no key/value projection in this graph (a decoder-with-past's
+    /// cross-attention reads the encoder keys and values cached at the first step).</summary>
+    public bool KeysAndValuesFromCache => PackedQkv is null && Key is null && ValueProjection is null && Cache is { PastKey: not null, PastValue: not null };
     /// <summary>QK-norm on the query path (Qwen3, Gemma 3, OLMo 2, Qwen3.5); null when there is none.</summary>
     public QkNormRole? QueryNorm { get; init; }
     public QkNormRole? KeyNorm { get; init; }
