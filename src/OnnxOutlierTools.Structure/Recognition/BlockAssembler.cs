@@ -200,8 +200,8 @@ internal sealed partial class BlockAssembler
 
         var inputs = FindInputs(embedding);
         bool hasCache = blocks.Any(b => b.Attention?.Cache is not null || b.Mixer?.States.Count > 0);
-        // A post-norm stack with cross-attention (BART's decoder) is a decoder even without a cache.
-        var architecture = placement == NormPlacement.PostNorm && !hasCache && !blocks.Any(b => b.CrossAttention is not null) ? ModelArchitecture.Encoder : ModelArchitecture.Decoder;
+        var encoderStack = EncoderStack(blocks, blockNorms);
+        var architecture = encoderStack is not null ? ModelArchitecture.EncoderDecoder : Architecture(blocks, placement, hasCache, lmHead);
         var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
         if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
@@ -224,7 +224,30 @@ internal sealed partial class BlockAssembler
             EmbeddingScale = embeddingScale,
             LogitSoftcap = softcap,
             ClassifierHead = classifier,
+            EncoderStack = encoderStack,
         };
+    }
+
+    /// <summary>The leading blocks the cross-attentions' encoder output is computed from, when the encoder is in this graph.</summary>
+    private EncoderStackRole? EncoderStack(List<BlockRole> blocks, HashSet<NormRole> blockNorms)
+    {
+        if (blocks.Select(b => b.CrossAttention?.EncoderOutput).FirstOrDefault(v => v is not null) is not { } output) return null;
+        int count = blocks.TakeWhile(b => b.CrossAttention is null && b.ResidualOut.Value is { } r && DependsOn(output, r)).Count();
+        if (count == 0) return null;
+        var norm = _norms.FirstOrDefault(n => !blockNorms.Contains(n) && GraphWalk.SameTensor(n.Output, output));
+        return new EncoderStackRole { BlockCount = count, Output = output, FinalNorm = norm };
+    }
+
+    /// <summary>A post-norm stack is an encoder (BERT) unless it has a cache or cross-attention (BART's decoder is a decoder
+    /// even without a cache). A pre-norm stack is a decoder unless nothing says so: no cache, no cross-attention, no LM head
+    /// and no attention shown causal (T5's and Whisper's encoders; GPT-2's base model has no LM head but its causal buffer).</summary>
+    private static ModelArchitecture Architecture(List<BlockRole> blocks, NormPlacement placement, bool hasCache, LinearRole? lmHead)
+    {
+        bool cross = blocks.Any(b => b.CrossAttention is not null);
+        if (hasCache || cross) return ModelArchitecture.Decoder;
+        if (placement == NormPlacement.PostNorm) return ModelArchitecture.Encoder;
+        bool causal = blocks.Any(b => b.Attention is { } a && CausalEvidence.IsCausal(a));
+        return lmHead is not null || causal || blocks.All(b => b.Attention is null) ? ModelArchitecture.Decoder : ModelArchitecture.Encoder;
     }
 
     private static IEnumerable<LinearRole> MoeLinears(MoeRole? moe) => moe is null ? [] :
@@ -254,7 +277,7 @@ internal sealed partial class BlockAssembler
     private static List<string> Hints(List<BlockRole> blocks, ModelArchitecture architecture, ModelInputs inputs, EmbeddingRole? embedding, LinearRole? lmHead, ModelFolderFacts? folder)
     {
         var hints = new List<string>();
-        if (architecture == ModelArchitecture.Decoder)
+        if (architecture != ModelArchitecture.Encoder)
         {
             var bos = folder?.BosTokenId;
             hints.Add(bos is { } b

@@ -13,6 +13,17 @@ public static partial class StructureReport
     /// <summary>T5's relative position bias: the [buckets, heads] table, the Gather that reads it, the bias added to the scores.</summary>
     public sealed record RelativePositionBiasJson(string Table, long Buckets, long Heads, NodeJson Gather, string Bias);
 
+    /// <summary>Encoder and decoder in one graph: blocks 0 to <c>blockCount</c> - 1 are the encoder's; its output and final norm.</summary>
+    public sealed record EncoderStackJson(int BlockCount, string Output, NormJson? FinalNorm);
+
+    private static EncoderStackJson? EncoderStackOf(EncoderStackRole? e) => e is null ? null : new(e.BlockCount, e.Output.Name, Norm(e.FinalNorm));
+
+    private static void AppendEncoderEnd(EscapedLines lines, EncoderStackRole e)
+    {
+        lines.Add($"encoder norm    {NormText(e.FinalNorm)}");
+        lines.Add($"encoder output  {e.Output.Name} (blocks 0-{e.BlockCount - 1} are the encoder's; the cross-attentions read it)");
+    }
+
     private static CrossAttentionJson? Cross(CrossAttentionRole? c, int block) => c is null ? null :
         new(Norm(c.Norm), c.EncoderOutput?.Name, Attention(c.Attention), c.Residual is null ? null : Tensor(c.Residual), Kv(block, c.Cache));
 

@@ -29,7 +29,7 @@ public static partial class StructureReport
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
         IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace,
         EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null, ExternalEmbeddingJson? ExternalEmbedding = null,
-        BranchesJson? Branches = null);
+        BranchesJson? Branches = null, EncoderStackJson? EncoderStack = null);
 
     /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
     /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
@@ -110,7 +110,7 @@ public static partial class StructureReport
             s.Hints, result.GraphsSearched, trace,
             s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
             s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null, External(s.ExternalEmbedding),
-            BranchesOf(s.Branches));
+            BranchesOf(s.Branches), EncoderStackOf(s.EncoderStack));
     }
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
@@ -265,6 +265,7 @@ public static partial class StructureReport
             else lines.Add("  ffn           -");
             if (b.PostFfnNorm is not null) lines.Add($"  ffn out norm  {NormText(b.PostFfnNorm)}");
             lines.Add($"  residual out  {b.ResidualOut}");
+            if (s.EncoderStack is { } enc && b.Index == enc.BlockCount - 1) AppendEncoderEnd(lines, enc);
         }
         lines.Add($"final norm      {NormText(s.FinalNorm)}");
         lines.Add($"lm head         {LinearText(s.LmHead)}");

@@ -24,3 +24,13 @@ public sealed record CrossAttentionRole
 /// and added to the attention scores (no positional embedding elsewhere). T5 computes it in the first layer and every layer
 /// reuses it, so the same <see cref="Table"/> appears in each block.</summary>
 public sealed record RelativePositionBiasRole(Value Table, Node Gather, Value Bias, long Buckets, long Heads);
+
+/// <summary>The encoder's stack in a graph that holds encoder and decoder: blocks 0 to <see cref="BlockCount"/> - 1 are the
+/// encoder's, the rest the decoder's; <see cref="Output"/> is the encoder's last hidden state the cross-attentions read,
+/// after <see cref="FinalNorm"/> (T5's and Whisper's encoder final norm; null for a post-norm encoder such as BART's).</summary>
+public sealed record EncoderStackRole
+{
+    public required int BlockCount { get; init; }
+    public required Value Output { get; init; }
+    public NormRole? FinalNorm { get; init; }
+}

@@ -149,7 +149,9 @@ public sealed record AttentionForm
 
 /// <summary>Whether the recognized stack is an encoder (post-norm, no KV cache, no cross-attention: BERT-like) or a
 /// decoder.</summary>
-public enum ModelArchitecture { Encoder, Decoder }
+/// <summary>What the graph is: an encoder stack, a decoder stack, or both in one graph (a seq2seq model exported as one file:
+/// the encoder's blocks come first, <see cref="ModelStructure.EncoderStack"/> says how many).</summary>
+public enum ModelArchitecture { Encoder, Decoder, EncoderDecoder }
 
 /// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
 /// strings: layers schema 2).</summary>
@@ -193,6 +195,7 @@ public static class RoleNames
     {
         ModelArchitecture.Encoder => "encoder",
         ModelArchitecture.Decoder => "decoder",
+        ModelArchitecture.EncoderDecoder => "encoder-decoder",
         _ => throw new ArgumentOutOfRangeException(nameof(architecture), architecture, null),
     };
 

@@ -302,4 +302,7 @@ public sealed record ModelStructure
     /// <summary>An Optimum merged decoder: this structure is one branch of an If (use_cache_branch); every branch
     /// recognized and how their roles correspond. Null otherwise.</summary>
     public MergedBranchesRole? Branches { get; init; }
+    /// <summary>Encoder and decoder in one graph: which leading blocks are the encoder's, its output and final norm. Null
+    /// for a graph with one stack.</summary>
+    public EncoderStackRole? EncoderStack { get; init; }
 }

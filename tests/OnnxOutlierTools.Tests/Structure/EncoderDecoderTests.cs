@@ -27,12 +27,15 @@ public class EncoderDecoderTests
     /// <c>past_key_values.i.encoder.*</c> (no encoder_hidden_states input, no k/v projection in the cross-attention).</summary>
     public enum Cache { None, FirstStep, WithPast }
 
-    private static Model Build(bool cross = true, int layers = 2, Form form = Form.T5, Cache cache = Cache.None)
+    /// <param name="combined">Encoder and decoder in one graph (<see cref="EncoderGraphs"/>): the cross-attention reads the
+    /// encoder's last hidden state instead of an <c>encoder_hidden_states</c> input.</param>
+    internal static Model Build(bool cross = true, int layers = 2, Form form = Form.T5, Cache cache = Cache.None, bool combined = false)
     {
         bool t5 = form == Form.T5, post = form == Form.Bart;
         var b = new GraphBuilder();
+        var enc = combined ? EncoderGraphs.Add(b, form, layers, "encoder_input_ids")
+            : cache == Cache.WithPast ? null : b.Input("encoder_hidden_states", TensorDataType.Float, 1, T, D);
         var ids = b.Input("input_ids", TensorDataType.Int64, 1, S);
-        var enc = cache == Cache.WithPast ? null : b.Input("encoder_hidden_states", TensorDataType.Float, 1, T, D);
         var rng = new Random(5);
         float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => ((float)rng.NextDouble() - 0.5f) * 0.5f).ToArray();
         Value W(string name, int rows, int cols) => b.Initializer(name, Rand(rows * cols), rows, cols);
@@ -82,7 +85,8 @@ public class EncoderDecoderTests
             return heads;
         }
 
-        var x = b.Node("Gather", [b.Initializer("shared.weight", Rand(Vocab * D), Vocab, D), ids])[0];
+        // T5 ties the encoder's and the decoder's token tables (one initializer in a combined graph).
+        var x = b.Node("Gather", [b.Graph.FindInitializer("shared.weight") ?? b.Initializer("shared.weight", Rand(Vocab * D), Vocab, D), ids])[0];
         if (!t5) x = b.Op("Add", x, b.Initializer("decoder.embed_positions.weight", Rand(S * D), S, D));
         // Relative position bias (decoder: unidirectional buckets min(max(q - k, 0), buckets - 1)) plus the causal mask, once.
         var qPos = b.Op("Unsqueeze", b.Initializer("pos.q", Enumerable.Range(0, S).Select(i => (long)i).ToArray(), S), I64("pos.axis1", 1));
