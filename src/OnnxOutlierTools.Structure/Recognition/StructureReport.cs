@@ -107,7 +107,7 @@ public static partial class StructureReport
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
             s.Blocks.Where(b => b.Attention?.Cache is not null).Select(b => Kv(b.Index, b.Attention!.Cache)!).ToList(),
             s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
-            s.Hints, result.GraphsSearched, trace,
+            s.Hints.Select(HintText).ToList(), result.GraphsSearched, trace,
             s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
             s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null, External(s.ExternalEmbedding),
             BranchesOf(s.Branches), EncoderStackOf(s.EncoderStack));
@@ -273,7 +273,7 @@ public static partial class StructureReport
         if (s.ClassifierHead is { } classifier) lines.Add($"classifier head {LinearText(classifier)} ({classifier.OutFeatures} classes)");
         AppendShared(lines, s.SharedInitializers);
         if (s.Branches is { } branches) AppendBranches(lines, branches);
-        foreach (var h in s.Hints) lines.Add($"hint: {h}");
+        foreach (var h in s.Hints) lines.Add($"hint: {HintText(h)}");
         if (explain)
         {
             lines.Add("Rule trace (matches, best near miss):");

@@ -288,7 +288,8 @@ public sealed record ModelStructure
     public NormRole? FinalNorm { get; init; }
     public LinearRole? LmHead { get; init; }
     public required ModelInputs Inputs { get; init; }
-    public IReadOnlyList<string> Hints { get; init; } = [];
+    /// <summary>Facts worth acting on (BOS id, KV cache, shared initializers, ...); <c>StructureReport.HintText</c> words them.</summary>
+    public IReadOnlyList<StructureHint> Hints { get; init; } = [];
     public IReadOnlyList<SharedInitializer> SharedInitializers { get; init; } = [];
     /// <summary>A constant scale on the token embedding (Gemma's sqrt(hidden)); null when none.</summary>
     public EmbeddingScaleRole? EmbeddingScale { get; init; }
