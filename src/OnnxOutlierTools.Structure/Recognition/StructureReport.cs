@@ -100,7 +100,7 @@ public static partial class StructureReport
         var trace = includeTrace ? TraceItems(result).ToList() : null;
         if (s is null)
             return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, null, [], [], [], result.GraphsSearched, trace);
-        return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture.Name(), s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
+        return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture.Name(), s.Placement.Name(),
             s.Blocks.Count, s.Blocks.Select(Block).ToList(),
             s.Embedding is { } e ? new EmbeddingJson(e.Form.Name(), NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
             Norm(s.FinalNorm), Linear(s.LmHead), Linear(s.ClassifierHead),
@@ -126,7 +126,7 @@ public static partial class StructureReport
 
     private static TensorJson Tensor(TensorRef t) => new(t.Value?.Name, t.IsEmitted, t.Node is null ? null : NodeOf(t.Node), t.OutputIndex);
 
-    private static BlockJson Block(BlockRole b) => new(b.Index, KindName(b.Kind), b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm", b.ParallelResidual,
+    private static BlockJson Block(BlockRole b) => new(b.Index, KindName(b.Kind), b.Placement.Name(), b.ParallelResidual,
         Tensor(b.ResidualIn), b.AttentionResidual is null ? null : Tensor(b.AttentionResidual), Tensor(b.ResidualOut),
         Norm(b.AttentionNorm), b.Attention is null ? null : Attention(b.Attention), Sublayer(b.Mixer), Norm(b.FfnNorm), b.Ffn is null ? null : Ffn(b.Ffn),
         Sublayer(b.OpaqueFfn), Moe(b.Moe), Missing(b),
@@ -134,26 +134,19 @@ public static partial class StructureReport
         Cross(b.CrossAttention, b.Index));
 
     private static ExpertWeightsJson? Experts(ExpertWeights? w) => w is null ? null : new(w.Weight.Name, w.Scales?.Name, w.Bias?.Name,
-        w.Layout == WeightLayout.InOut ? "in,out" : "out,in", w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
+        w.Layout.Name(), w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
 
-    private static MoeJson? Moe(MoeRole? m) => m is null ? null : new(m.Form == MoeForm.Fused ? "fused" : "decomposed", m.Op, NodeOf(m.Node),
+    private static MoeJson? Moe(MoeRole? m) => m is null ? null : new(m.Form.Name(), m.Op, NodeOf(m.Node),
         m.Input.Name, m.Output.Name, Linear(m.Router), m.TopK, m.NumExperts, m.Activation.ToString(), Experts(m.Gate), Experts(m.Up), Experts(m.Down), m.FusedGateUp,
         m.Experts.Select(Ffn).ToList(), m.SharedExpert is null ? null : Ffn(m.SharedExpert), Linear(m.SharedExpertGate));
 
-    /// <summary>The block kind as the JSON and the table spell it.</summary>
-    public static string KindName(BlockKind kind) => kind switch
-    {
-        BlockKind.Attention => "attention",
-        BlockKind.LinearAttention => "linear-attention",
-        BlockKind.Ssm => "ssm",
-        BlockKind.Conv => "conv",
-        _ => "unknown",
-    };
+    /// <summary>The block kind as the JSON and the table spell it (<see cref="RoleNames"/>).</summary>
+    public static string KindName(BlockKind kind) => kind.Name();
 
     private static SublayerJson? Sublayer(OpaqueSublayer? o) => o is null ? null : new(KindName(o.Kind), o.Form.ToString(), o.Input.Name, o.Output.Name,
         o.InputProjections.Select(g => new LinearGroupJson(g.Reads.Name, g.Norm?.Gain.Name, g.Linears.Select(l => Linear(l)!).ToList())).ToList(),
         Linear(o.OutputProjection), o.InnerNorms.Select(n => Norm(n)!).ToList(),
-        o.States.Select(st => new StateJson(st.Kind.ToString().ToLowerInvariant(), st.Past?.Name, st.Present?.Name)).ToList(),
+        o.States.Select(st => new StateJson(st.Kind.Name(), st.Past?.Name, st.Present?.Name)).ToList(),
         o.CoreNodes.Select(NodeOf).ToList(), o.NotUnderstood);
 
     /// <summary>Roles a complete block has but this one lacks (empty when complete).</summary>
@@ -186,12 +179,12 @@ public static partial class StructureReport
         return missing;
     }
 
-    private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind == NormKind.RmsNorm ? "rms" : "layer", n.Form.Name(),
+    private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind.Name(), n.Form.Name(),
         NodeOf(n.OutputNode), Tensor(n.Input), n.Skip?.Name, n.Output.Name, n.Gain.Name, n.Gain.Uses.Count > 1, n.Bias?.Name,
         n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum is null ? null : Tensor(n.ResidualSum), Camel(n.GainForm));
 
     private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form.Name(), NodeOf(l.Node), l.Input.Name, l.Output.Name,
-        l.Weight.Name, l.Layout == WeightLayout.InOut ? "in,out" : "out,in", l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
+        l.Weight.Name, l.Layout.Name(), l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
         l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null,
         l.Selection is { } sel ? new WeightSelectionJson(sel.Stacked.Name, NodeOf(sel.Gather), sel.Index.Name, sel.IndexValue, sel.Axis, sel.Count) : null);
 
@@ -304,7 +297,7 @@ public static partial class StructureReport
         lines.Add($"    out proj    {LinearText(o.OutputProjection)}");
         if (o.InnerNorms.Count > 0) lines.Add($"    inner norms {string.Join(" | ", o.InnerNorms.Select(NormText))}");
         if (o.States.Count > 0)
-            lines.Add($"    states      {string.Join(", ", o.States.Select(st => $"{st.Kind.ToString().ToLowerInvariant()} {st.Past?.Name ?? "-"} -> {st.Present?.Name ?? "-"}"))}");
+            lines.Add($"    states      {string.Join(", ", o.States.Select(st => $"{st.Kind.Name()} {st.Past?.Name ?? "-"} -> {st.Present?.Name ?? "-"}"))}");
     }
 
     /// <summary>One line per shared initializer: the roles that read it, blocks collapsed into ranges.</summary>

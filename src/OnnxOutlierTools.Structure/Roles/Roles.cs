@@ -5,10 +5,16 @@ namespace OnnxOutlierTools.Structure.Roles;
 /// <summary>A tensor: an existing value, or an output a fused node can emit but the model does not
 /// request yet (SkipSimplifiedLayerNormalization's residual sum, output 3). Probes materialize the
 /// latter with <see cref="Node.EnsureOutput"/>.</summary>
-public sealed record TensorRef(Value? Value, Node? Node = null, int OutputIndex = 0)
+public sealed record TensorRef
 {
-    public static TensorRef Of(Value value) => new(value, value.Producer, value.OutputIndex);
-    public static TensorRef Unemitted(Node node, int outputIndex) => new(null, node, outputIndex);
+    /// <summary>The tensor; null when <see cref="Node"/> computes it without emitting it.</summary>
+    public Value? Value { get; init; }
+    /// <summary>The node computing the tensor (null for a graph input or initializer).</summary>
+    public Node? Node { get; init; }
+    public int OutputIndex { get; init; }
+
+    public static TensorRef Of(Value value) => new() { Value = value, Node = value.Producer, OutputIndex = value.OutputIndex };
+    public static TensorRef Unemitted(Node node, int outputIndex) => new() { Node = node, OutputIndex = outputIndex };
     public bool IsEmitted => Value is not null;
     public override string ToString() => Value?.Name ?? $"{Node?.Describe()} output {OutputIndex} (not emitted)";
 }

@@ -161,6 +161,7 @@ public class MoeDispatchTests
         var moe = blk.Moe!;
         const string p = "model.layers.0.mlp";
         Assert.Equal((MoeForm.Decomposed, K, E), (moe.Form, moe.TopK, moe.NumExperts));
+        Assert.Equal((null, "TopK"), (moe.FusedOp, moe.Op));
         Assert.Equal($"{p}.gate.weight", moe.Router!.Weight.Name);
         Assert.Equal(Enumerable.Range(0, E).Select(e => $"{p}.experts.{e}.gate_proj.weight"), moe.Experts.Select(f => f.Gate!.Weight.Name));
         Assert.Equal(Enumerable.Range(0, E).Select(e => $"{p}.experts.{e}.up_proj.weight"), moe.Experts.Select(f => f.Up.Weight.Name));
