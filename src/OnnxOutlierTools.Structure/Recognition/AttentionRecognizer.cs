@@ -60,7 +60,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         if (kl is not null && kvHeads > 0 && kl.OutFeatures % kvHeads == 0) headSize = (int)(kl.OutFeatures / kvHeads);
         var rotary = node.GetInt("do_rotary", 0) != 0 ? new RotaryRole(RotaryStyle.InAttentionOp, node.GetInt("rotary_interleaved", 0)) : RotaryOf(q);
         return WithGqaAttributes(node, Finish(AttentionForm.GroupQueryAttention, node, ql, kl, vl, packedQkv, heads, kvHeads, headSize, rotary, node.Input(5), null,
-            new KvCacheRole(node.Input(3), node.Input(4), node.Output(1), node.Output(2), false), qPath: packed ? null : q, kPath: k));
+            KvCacheRole.Of(node.Input(3), node.Input(4), node.Output(1), node.Output(2)), qPath: packed ? null : q, kPath: k));
     }
 
     private AttentionRole? MultiHead(Node node)
@@ -73,7 +73,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         else { kl = Single(k = TraceLinears(node.Input(1)), node, "key"); vl = Single(TraceLinears(node.Input(2)), node, "value"); }
         int? headSize = heads > 0 && ql is not null ? (int)(ql.OutFeatures / heads) : packedQkv is not null && heads > 0 ? (int)(packedQkv.OutFeatures / 3 / heads) : null;
         return Finish(AttentionForm.MultiHeadAttention, node, ql, kl, vl, packedQkv, heads, heads, headSize, RotaryOf(q), node.Input(5) ?? node.Input(4), null,
-            new KvCacheRole(node.Input(6), node.Input(7), node.Output(1), node.Output(2), false), qPath: packedQkv is null ? q : null, kPath: k);
+            KvCacheRole.Of(node.Input(6), node.Input(7), node.Output(1), node.Output(2)), qPath: packedQkv is null ? q : null, kPath: k);
     }
 
     /// <summary>com.microsoft Attention holds the packed QKV weight as its input 1: a linear inside the op.</summary>
@@ -95,7 +95,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         int? headSize = heads > 0 ? (int)(weight.Tensor.Dims[1] / 3 / heads) : null;
         var past = node.Input(4);
         var present = node.Output(1);
-        var cache = past is not null || present is not null ? new KvCacheRole(past, past, present, present, true) : null;
+        var cache = KvCacheRole.Of(past, past, present, present);
         return Finish(AttentionForm.MicrosoftAttention, node, null, null, null, packed, heads, heads, headSize, RotaryRole.None, node.Input(3), null, cache);
     }
 
@@ -111,10 +111,10 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         var vl = Single(v, node, "value");
         int? headSize = heads > 0 && ql is not null ? (int)(ql.OutFeatures / heads) : null;
         // A static cache (TensorScatter) is updated before the op: its graph outputs are the present tensors.
-        var cache = new KvCacheRole(node.Input(4) ?? k.Inputs.FirstOrDefault(), node.Input(5) ?? v.Inputs.FirstOrDefault(),
-            k.Outputs.FirstOrDefault() ?? node.Output(1), v.Outputs.FirstOrDefault() ?? node.Output(2), false);
+        var cache = KvCacheRole.Of(node.Input(4) ?? k.Inputs.FirstOrDefault(), node.Input(5) ?? v.Inputs.FirstOrDefault(),
+            k.Outputs.FirstOrDefault() ?? node.Output(1), v.Outputs.FirstOrDefault() ?? node.Output(2));
         return WithSoftcapAttribute(node, Finish(AttentionForm.Attention, node, ql, kl, vl, null, heads, kvHeads == 0 ? heads : kvHeads, headSize, RotaryOf(q), node.Input(3), null,
-            cache.PastKey is null && cache.PresentKey is null ? null : cache, qPath: q, kPath: k));
+            cache is { PastKey: null, PresentKey: null } ? null : cache, qPath: q, kPath: k));
     }
 
     /// <summary>A custom-domain attention core (<see cref="CustomAttentionOps"/>). Head counts come from the op's attributes
@@ -158,8 +158,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         var pastV = v.Inputs.FirstOrDefault();
         var presentK = k.Outputs.FirstOrDefault();
         var presentV = v.Outputs.FirstOrDefault();
-        if (pastK is null && presentK is null && pastV is null && presentV is null) return null;
-        return new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
+        return KvCacheRole.Of(pastK, pastV, presentK, presentV);
     }
 
     /// <summary>The head size a Reshape on the query path splits into: the last entry of its target shape (a constant,
@@ -237,8 +236,10 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         if (scale is null && (q.Scale is not null || k.Scale is not null)) scale = (q.Scale ?? 1) * (k.Scale ?? 1);
 
         LinearRole? ql = null, kl = null, vl = null, packed = null;
+        bool cachedKv = IsCachedKeysAndValues(q, k, v);
         if (q.Linears.Count == 1 && k.Linears.Count == 1 && v.Linears.Count == 1 && q.Linears[0] == k.Linears[0] && k.Linears[0] == v.Linears[0])
             packed = q.Linears[0];
+        else if (cachedKv) ql = q.Linears[0];
         else
         {
             ql = Single(q, softmax, "query");
@@ -250,20 +251,23 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         // An exporter that drops the scale (or folds it into the weights) still splits heads with a Reshape.
         headSize ??= HeadSizeFromReshape(q) ?? HeadSizeOnLayoutPath(qk.Input(0));
         long qWidth = ql?.OutFeatures ?? PackedWidth(q, packed!, 0);
-        long kWidth = kl?.OutFeatures ?? PackedWidth(k, packed!, 1);
         int? heads = headSize > 0 ? (int)(qWidth / headSize) : null;
-        int? kvHeads = headSize > 0 ? (int)(kWidth / headSize) : null;
+        int? kvHeads = cachedKv ? CachedHeads(k.Inputs[0]) ?? heads
+            : headSize > 0 ? (int)((kl?.OutFeatures ?? PackedWidth(k, packed!, 1)) / headSize) : null;
 
-        KvCacheRole? cache = null;
-        var pastK = k.Inputs.FirstOrDefault();
-        var pastV = v.Inputs.FirstOrDefault();
-        var presentK = k.Outputs.FirstOrDefault();
-        var presentV = v.Outputs.FirstOrDefault();
-        if (pastK is not null || presentK is not null || pastV is not null || presentV is not null)
-            cache = new KvCacheRole(pastK, pastV, presentK, presentV, pastK is not null && pastK == pastV || presentK is not null && presentK == presentV);
+        var cache = CacheOf(k, v);
         return WithDecomposedFacts(Finish(AttentionForm.Decomposed, softmax, ql, kl, vl, packed, heads, kvHeads, headSize, RotaryOf(q), mask, probs, cache,
             attentionOutput: pv.Output(0), core: [.. path, qk, softmax, pv], qPath: q, kPath: k), path, mask);
     }
+
+    /// <summary>Keys and values that are only read from the cache (a decoder-with-past's cross-attention: the encoder's keys
+    /// and values were projected once, at the first step, and come back as <c>past_key_values.i.encoder.*</c>), next to a
+    /// query projected from the stream.</summary>
+    private static bool IsCachedKeysAndValues(PathTrace q, PathTrace k, PathTrace v) =>
+        q.Linears.Count == 1 && k.Linears.Count == 0 && v.Linears.Count == 0 && k.Inputs.Count == 1 && v.Inputs.Count == 1 && k.Inputs[0] != v.Inputs[0];
+
+    /// <summary>The heads of a cached [batch, heads, length, head size] key, when its shape says.</summary>
+    private static int? CachedHeads(Value past) => past.Shape is { Count: 4 } shape && shape[1].Value is long h and > 0 ? (int)h : null;
 
     private static double? ScaleAfter(Node qk)
     {
@@ -289,7 +293,9 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
         int? heads, int? kvHeads, int? headSize, RotaryRole rotary, Value? mask, Value? probs, KvCacheRole? cache,
         Value? attentionOutput = null, IReadOnlyList<Node>? core = null, PathTrace? qPath = null, PathTrace? kPath = null)
     {
-        if (packed is null && (q is null || k is null || v is null)) return null;
+        // Keys and values from the cache alone (no projection in this graph) only with a past key and value to read.
+        bool cachedKv = k is null && v is null && cache is { PastKey: not null, PastValue: not null };
+        if (packed is null && (q is null || (k is null || v is null) && !cachedKv)) return null;
         var output = attentionOutput ?? node.Output(0)!;
         var gate = OutputGate(output, q ?? packed);
         var o = OutputProjection(gate?.Output ?? output);
@@ -401,11 +407,21 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
                 if (p.Input(i) is { } input && !IsConst(input)) queue.Enqueue((input, depth + 1));
         }
         // Present KV that is built next to the path (GPT-2 stacks Unsqueeze(k), Unsqueeze(v) into present).
+        // A linear found through layout ops (K^T = Transpose(heads)) leaves the values in between unvisited: the present
+        // output may hang off one of them (HF's present key is the heads tensor before the transpose).
         if (result.Outputs.Count == 0)
-            foreach (var v in seen)
+            foreach (var v in seen.SelectMany(LayoutChain).Distinct())
                 foreach (var o in ReachableOutputs(v))
                     if (!result.Outputs.Contains(o)) result.Outputs.Add(o);
         return result with { Scale = scale }; // the copy shares the QkNorms list
+    }
+
+    /// <summary>The value and the values it is a re-layout of (what <see cref="GraphWalk.Upstream"/> passes through).</summary>
+    private static IEnumerable<Value> LayoutChain(Value value)
+    {
+        var v = value;
+        yield return v;
+        for (int i = 0; i < 8 && v.Producer is { } p && GraphWalk.IsLayoutOp(p) && p.Input(0) is { } input; i++) yield return v = input;
     }
 
     // Values every layer's path meets (rotary cos/sin, the mask) have a use per layer: walking them again for
@@ -415,7 +431,7 @@ internal sealed partial class AttentionRecognizer(Graph graph, LinearIndex linea
     private List<Value> ReachableOutputs(Value value)
     {
         if (!_reachableOutputs.TryGetValue(value, out var outputs))
-            _reachableOutputs[value] = outputs = GraphWalk.ReachableOutputs(value, 3).ToList();
+            _reachableOutputs[value] = outputs = GraphWalk.ReachableOutputs(value).ToList();
         return outputs;
     }
 

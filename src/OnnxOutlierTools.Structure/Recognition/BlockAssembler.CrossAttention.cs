@@ -9,8 +9,9 @@ namespace OnnxOutlierTools.Structure.Recognition;
 /// self-attention and FFN it lies between, with its norm and residual add.</summary>
 internal sealed partial class BlockAssembler
 {
-    /// <summary>Keys (and values) read another tensor than the queries, and not one computed from the queries' input.</summary>
-    private static bool IsCrossAttention(AttentionRole a) => EncoderOutputOf(a) is not null;
+    /// <summary>Keys (and values) read another tensor than the queries, and not one computed from the queries' input; or they
+    /// come from the cache alone (a decoder-with-past's cross-attention: no projection of them in this graph).</summary>
+    private static bool IsCrossAttention(AttentionRole a) => EncoderOutputOf(a) is not null || a.KeysAndValuesFromCache && a.Query is not null;
 
     private static Value? EncoderOutputOf(AttentionRole a)
     {
@@ -53,7 +54,7 @@ internal sealed partial class BlockAssembler
             // Pre-norm (Whisper, T5): the norm feeds the queries. Post-norm (BART): the norm reads the residual sum, the stream goes on from it.
             NormRole? norm = b.Placement == NormPlacement.PostNorm ? (join is null ? null : NormReading(join)) : NormFeeding(c.Query!.Input);
             var residual = b.Placement == NormPlacement.PostNorm && norm is not null ? TensorRef.Of(norm.Output) : join?.Sum;
-            result.Add(b with { CrossAttention = new CrossAttentionRole(c, norm, EncoderOutputOf(c)!, residual) });
+            result.Add(b with { CrossAttention = new CrossAttentionRole { Attention = c, Norm = norm, EncoderOutput = EncoderOutputOf(c), Residual = residual } });
         }
         foreach (var a in cross) _trace.Note("Blocks", $"cross-attention {a.CoreNodes[^1].Describe()} lies in no block (between no self-attention and its FFN)");
         return result;

@@ -82,14 +82,12 @@ internal sealed partial class BlockAssembler
 
     /// <summary>Gemma's signature (sandwich norms and a sqrt(hidden) embedding scale) without explicit (1 + gamma) Adds:
     /// the builder pre-added the 1, so the initializers are the effective gains.</summary>
-    private static string? GemmaHint(List<BlockRole> blocks, EmbeddingScaleRole? scale)
+    private static SandwichNormGainsHint? GemmaHint(List<BlockRole> blocks, EmbeddingScaleRole? scale)
     {
         bool sandwich = blocks.Any(b => b.PostAttentionNorm is not null && b.PostFfnNorm is not null);
         if (!sandwich) return null;
         bool explicitOffset = blocks.SelectMany(b => b.Norms).Any(n => n.Norm.GainForm == NormGainForm.OnePlusGain);
-        return explicitOffset
-            ? "sandwich norms with explicit (1 + gamma) gains (Gemma): a fold must write (1 + gamma) / s - 1 into the initializer"
-            : $"sandwich norms{(scale?.IsSqrtHidden == true ? " and a sqrt(hidden) embedding scale" : "")} (Gemma-style) with plain gains: if this is Gemma, the exporter pre-added 1 to gamma, so the initializers are the effective gains";
+        return new SandwichNormGainsHint(explicitOffset, scale?.IsSqrtHidden == true);
     }
 
     /// <summary>A step of logit soft-capping (Div/Mul by a scalar, Tanh), which the LM head's output may pass to reach the logits.</summary>

@@ -200,11 +200,11 @@ internal sealed partial class BlockAssembler
 
         var inputs = FindInputs(embedding);
         bool hasCache = blocks.Any(b => b.Attention?.Cache is not null || b.Mixer?.States.Count > 0);
-        // A post-norm stack with cross-attention (BART's decoder) is a decoder even without a cache.
-        var architecture = placement == NormPlacement.PostNorm && !hasCache && !blocks.Any(b => b.CrossAttention is not null) ? ModelArchitecture.Encoder : ModelArchitecture.Decoder;
+        var encoderStack = EncoderStack(blocks, blockNorms);
+        var architecture = encoderStack is not null ? ModelArchitecture.EncoderDecoder : Architecture(blocks, placement, hasCache, lmHead);
         var shared = SharedInitializerFinder.Find(blocks, embedding, finalNorm, lmHead);
         var hints = Hints(blocks, architecture, inputs, embedding, lmHead, folder);
-        if (SharedHint(shared) is { } sharedHint) hints.Add(sharedHint);
+        if (shared.Count > 0) hints.Add(new SharedInitializersHint(shared));
         var embeddingScale = EmbeddingScale(embedding);
         var softcap = LogitSoftcap(lmHead);
         if (GemmaHint(blocks, embeddingScale) is { } gemma) hints.Add(gemma);
@@ -224,7 +224,30 @@ internal sealed partial class BlockAssembler
             EmbeddingScale = embeddingScale,
             LogitSoftcap = softcap,
             ClassifierHead = classifier,
+            EncoderStack = encoderStack,
         };
+    }
+
+    /// <summary>The leading blocks the cross-attentions' encoder output is computed from, when the encoder is in this graph.</summary>
+    private EncoderStackRole? EncoderStack(List<BlockRole> blocks, HashSet<NormRole> blockNorms)
+    {
+        if (blocks.Select(b => b.CrossAttention?.EncoderOutput).FirstOrDefault(v => v is not null) is not { } output) return null;
+        int count = blocks.TakeWhile(b => b.CrossAttention is null && b.ResidualOut.Value is { } r && DependsOn(output, r)).Count();
+        if (count == 0) return null;
+        var norm = _norms.FirstOrDefault(n => !blockNorms.Contains(n) && GraphWalk.SameTensor(n.Output, output));
+        return new EncoderStackRole { BlockCount = count, Output = output, FinalNorm = norm };
+    }
+
+    /// <summary>A post-norm stack is an encoder (BERT) unless it has a cache or cross-attention (BART's decoder is a decoder
+    /// even without a cache). A pre-norm stack is a decoder unless nothing says so: no cache, no cross-attention, no LM head
+    /// and no attention shown causal (T5's and Whisper's encoders; GPT-2's base model has no LM head but its causal buffer).</summary>
+    private static ModelArchitecture Architecture(List<BlockRole> blocks, NormPlacement placement, bool hasCache, LinearRole? lmHead)
+    {
+        bool cross = blocks.Any(b => b.CrossAttention is not null);
+        if (hasCache || cross) return ModelArchitecture.Decoder;
+        if (placement == NormPlacement.PostNorm) return ModelArchitecture.Encoder;
+        bool causal = blocks.Any(b => b.Attention is { } a && CausalEvidence.IsCausal(a));
+        return lmHead is not null || causal || blocks.All(b => b.Attention is null) ? ModelArchitecture.Decoder : ModelArchitecture.Encoder;
     }
 
     private static IEnumerable<LinearRole> MoeLinears(MoeRole? moe) => moe is null ? [] :
@@ -251,38 +274,21 @@ internal sealed partial class BlockAssembler
         return new ModelInputs(ids, Named("attention_mask", "input_mask", "mask"), Named("position_ids", "position"), Named("token_type", "segment"));
     }
 
-    private static List<string> Hints(List<BlockRole> blocks, ModelArchitecture architecture, ModelInputs inputs, EmbeddingRole? embedding, LinearRole? lmHead, ModelFolderFacts? folder)
+    private static List<StructureHint> Hints(List<BlockRole> blocks, ModelArchitecture architecture, ModelInputs inputs, EmbeddingRole? embedding, LinearRole? lmHead, ModelFolderFacts? folder)
     {
-        var hints = new List<string>();
-        if (architecture == ModelArchitecture.Decoder)
+        var hints = new List<StructureHint>();
+        if (architecture != ModelArchitecture.Encoder)
         {
-            var bos = folder?.BosTokenId;
-            hints.Add(bos is { } b
-                ? $"bos_token_id {b.Id} (from {b.File}): start calibration windows with BOS; the first token is where massive activations and the attention sink live"
-                : "no bos_token_id found next to the model (config.json / genai_config.json): pass the BOS id to probes; the first token is where massive activations and the attention sink live");
+            hints.Add(folder?.BosTokenId is { } b ? new BosTokenHint(b.Id, b.File) : new NoBosTokenHint());
             int cached = blocks.Count(b => b.Attention?.Cache is not null);
-            if (cached > 0)
-                hints.Add($"KV cache on {cached} of {blocks.Count} layers{(blocks.Any(b => b.Attention?.Cache?.Stacked == true) ? " (stacked key/value per layer)" : "")}: calibrate with an empty past and the whole window as one prompt");
-            if (inputs.PositionIds is not null)
-                hints.Add($"position ids are the input '{inputs.PositionIds.Name}': a prepended constant sink shifts them by +1");
+            if (cached > 0) hints.Add(new KvCacheHint(cached, blocks.Count, blocks.Any(b => b.Attention?.Cache?.Stacked == true)));
+            if (inputs.PositionIds is not null) hints.Add(new PositionIdsHint(inputs.PositionIds));
         }
-        else
-        {
-            hints.Add("encoder: massive activations sit at the first token ([CLS]) and at separators; calibrate with the tokenizer's special tokens");
-        }
-        foreach (var bad in folder?.Problems ?? [])
-            hints.Add($"{bad.File} beside the model {bad.Problem}: its facts (BOS id, sizes) were not used");
-        if (lmHead is not null && embedding is not null && lmHead.Weight == embedding.TokenTable)
-            hints.Add("the LM head shares the token-embedding initializer: copy it before scaling one of them");
+        else hints.Add(new EncoderSpecialTokensHint());
+        // Problems lists only the files that have one.
+        foreach (var bad in folder?.Problems ?? []) hints.Add(new UnusableFolderFileHint(bad.File, bad.Problem!));
+        if (lmHead is not null && embedding is not null && lmHead.Weight == embedding.TokenTable) hints.Add(new TiedLmHeadHint(embedding.TokenTable));
         return hints;
     }
 
-    /// <summary>Why sharing matters to the passes that edit these tensors (the tied-embedding case has its own hint).</summary>
-    private static string? SharedHint(List<SharedInitializer> shared)
-    {
-        if (shared.Count == 0) return null;
-        string which = string.Join(", ", shared.Take(3).Select(s => $"'{s.Initializer.Name}' by {s.Uses.Count} roles")) + (shared.Count > 3 ? ", ..." : "");
-        return $"{shared.Count} initializer(s) shared by several roles ({which}): folding a scale into one role's tensor changes every role " +
-            "that shares it; give the role its own copy first (see 'shared initializers')";
-    }
 }

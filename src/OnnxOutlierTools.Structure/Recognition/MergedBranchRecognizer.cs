@@ -23,8 +23,7 @@ public static class MergedBranchRecognizer
             }
         if (branches.Count < 2)
         {
-            string hint = $"{ifNode.Describe()}: only {string.Join(", ", branches.Select(b => b.Attribute))} was recognized ({string.Join(", ", missed)} not): " +
-                "an edit of this branch's roles may not reach the other";
+            var hint = new MergedBranchesIncompleteHint(ifNode, branches.Select(b => b.Attribute).ToList(), missed);
             return result with { Structure = s with { Hints = [.. s.Hints, hint] } };
         }
         // Every role's initializer per branch, keyed by (block, role path).
@@ -37,11 +36,6 @@ public static class MergedBranchRecognizer
             branches.Select(b => i < b.Structure.Blocks.Count ? b.Structure.Blocks[i].Kind : (BlockKind?)null).ToList(),
             weights.Count(w => w.Role.Block == i && w.Shared), weights.Count(w => w.Role.Block == i && !w.Shared))).ToList();
         var merged = new MergedBranchesRole(ifNode, ifNode.Input(0), branches, blocks, weights);
-        int shared = weights.Count(w => w.Shared);
-        string summary = $"merged decoder: {ifNode.Describe()} on '{ifNode.Input(0)?.Name}' runs {string.Join(" and ", branches.Select(b => $"{b.Attribute} ({b.Structure.Blocks.Count} blocks{(b.HasCache ? ", with past" : ", no past")})"))}; " +
-            $"{shared} of {weights.Count} role weights are one initializer both read (an edit applies to both)" +
-            (shared < weights.Count ? $", {weights.Count - shared} are per-branch copies (edit each branch)" : "") +
-            (merged.SameLayout ? "" : "; the branches' blocks differ");
-        return result with { Structure = s with { Branches = merged, Hints = [.. s.Hints, summary] } };
+        return result with { Structure = s with { Branches = merged, Hints = [.. s.Hints, new MergedDecoderHint(merged)] } };
     }
 }

@@ -51,8 +51,11 @@ internal sealed class MoeRecognizer(Graph graph, LinearIndex linears, List<FfnRo
             bool outIn = readsHidden ? hidden is null || b * pack == hidden : hidden is null || a == hidden;
             var (inF, outF) = outIn ? (b * pack, a) : (a, b * pack);
             Value? Opt(int? i) => i is int k && node.Input(k) is { } v && ConstantResolver.Resolve(v) is { } c ? c.Value : null;
-            return new ExpertWeights(ConstantResolver.Resolve(w)!.Value, Opt(scales), Opt(bias), outIn ? WeightLayout.OutIn : WeightLayout.InOut, e, inF, outF,
-                op.Quantized ? bits : null);
+            return new ExpertWeights
+            {
+                Weight = ConstantResolver.Resolve(w)!.Value, Scales = Opt(scales), Bias = Opt(bias), Layout = outIn ? WeightLayout.OutIn : WeightLayout.InOut,
+                Experts = e, InFeatures = inF, OutFeatures = outF, Bits = op.Quantized ? bits : null,
+            };
         }
         var fc1 = Weights(op.Fc1, op.Fc1Scales, op.Fc1Bias, readsHidden: true);
         var fc2 = Weights(op.Fc2, op.Fc2Scales, op.Fc2Bias, readsHidden: false);
@@ -69,7 +72,7 @@ internal sealed class MoeRecognizer(Graph graph, LinearIndex linears, List<FfnRo
         return new MoeRole
         {
             Form = MoeForm.Fused,
-            Op = op.Name,
+            FusedOp = op,
             Node = node,
             Input = GraphWalk.Upstream(x),
             Output = output,
@@ -174,7 +177,6 @@ internal sealed class MoeRecognizer(Graph graph, LinearIndex linears, List<FfnRo
         return new MoeRole
         {
             Form = MoeForm.Decomposed,
-            Op = "TopK",
             Node = topk,
             Input = tokens,
             Output = v,

@@ -21,9 +21,7 @@ public static class SplitEmbeddingRecognizer
         long? hidden = input.Shape is { Count: 3 } shape && shape[2].Value is long d ? d : null;
         hidden ??= s.Blocks.Select(b => b.Norms.FirstOrDefault()?.Norm.Gain.Shape).FirstOrDefault(g => g is { Count: 1 })?[0].Value;
         var role = new ExternalEmbeddingRole(input, hidden);
-        string hint = $"no token embedding in this graph: it takes '{input.Name}'{(hidden is long h ? $" (hidden size {h})" : "")}, the embedding lives in another model; " +
-            "pass it with --embedding-model to report it (probes of the embedding output and edits of the token table happen there)";
-        return s with { ExternalEmbedding = role, Hints = [.. s.Hints, hint] };
+        return s with { ExternalEmbedding = role, Hints = [.. s.Hints, new ExternalEmbeddingHint(role)] };
     }
 
     /// <summary>Recognizes the token embedding of <paramref name="embeddingModel"/> (main graph or a nested one) and links it to
@@ -32,7 +30,7 @@ public static class SplitEmbeddingRecognizer
     {
         if (decoder.Structure is not { } s) return decoder;
         if (s.ExternalEmbedding is not { } external)
-            return decoder with { Structure = s with { Hints = [.. s.Hints, $"--embedding-model '{embeddingPath}' was given but this decoder has its own token embedding or no inputs_embeds input; it was not used"] } };
+            return decoder with { Structure = s with { Hints = [.. s.Hints, new EmbeddingModelUnusedHint(embeddingPath)] } };
         EmbeddingRole? found = null;
         foreach (var graph in embeddingModel.Graph.SelfAndSubgraphs())
         {
@@ -42,21 +40,18 @@ public static class SplitEmbeddingRecognizer
         }
         LinkedEmbedding linked;
         if (found is null)
-            linked = new(embeddingPath, null, null, null, false, "no token embedding (Gather of a token table by integer ids) found in the embedding model");
+            linked = new(embeddingPath, null, null, null, false, EmbeddingLinkProblem.NoTokenEmbedding);
         else
         {
             var output = OutputOf(found.Output);
             long? width = found.TokenTable.Shape is { Count: 2 } t ? t[1].Value : null;
             bool matches = width is long w && external.HiddenSize is long h && w == h;
-            string? problem = width is null || external.HiddenSize is null ? "the hidden size of one side is unknown"
-                : !matches ? $"the token table is {width} wide, the decoder's '{external.InputsEmbeds.Name}' is {external.HiddenSize}"
-                : output is null ? $"the embedding output '{found.Output.Name}' does not reach a graph output of the embedding model" : null;
+            EmbeddingLinkProblem? problem = width is null || external.HiddenSize is null ? EmbeddingLinkProblem.HiddenSizeUnknown
+                : !matches ? EmbeddingLinkProblem.WidthMismatch
+                : output is null ? EmbeddingLinkProblem.NotAGraphOutput : null;
             linked = new(embeddingPath, found, output, width, matches, problem);
         }
-        string hint = linked.Problem is null
-            ? $"token embedding from '{embeddingPath}': {found!.Form.Name()} of '{found.TokenTable.Name}' -> '{linked.Output!.Name}' feeds '{external.InputsEmbeds.Name}' (hidden size {linked.HiddenSize} matches)"
-            : $"embedding model '{embeddingPath}': {linked.Problem}";
-        return decoder with { Structure = s with { ExternalEmbedding = external with { Linked = linked }, Hints = [.. s.Hints, hint] } };
+        return decoder with { Structure = s with { ExternalEmbedding = external with { Linked = linked }, Hints = [.. s.Hints, new EmbeddingLinkHint(external, linked)] } };
     }
 
     /// <summary>The graph output the embedding reaches (through a scale or layout ops), or null.</summary>

@@ -98,6 +98,6 @@ public static class StructureRecognizer
         }
         var structure = SplitEmbeddingRecognizer.Attach(assembly.ModelLevel(blocks, embedding, nestedIn, folder));
         trace.Absorb("model", matcher, assembly.ModelRules);
-        return new RecognitionResult(structure, $"{blocks.Count} {structure.Placement switch { NormPlacement.PreNorm => "pre-norm", _ => "post-norm" }} {structure.Architecture.Name()} block(s) in graph '{graph.Name}' ({counts})", trace, []);
+        return new RecognitionResult(structure, $"{blocks.Count} {structure.Placement.Name()} {structure.Architecture.Name()} block(s) in graph '{graph.Name}' ({counts})", trace, []);
     }
 }

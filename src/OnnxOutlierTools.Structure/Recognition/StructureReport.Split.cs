@@ -16,14 +16,25 @@ public static partial class StructureReport
     private static ExternalEmbeddingJson? External(ExternalEmbeddingRole? x) => x is null ? null : new(x.InputsEmbeds.Name, x.HiddenSize,
         x.Linked is not { } l ? null : new LinkedEmbeddingJson(l.ModelPath,
             l.Embedding is { } e ? new EmbeddingJson(e.Form.Name(), NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
-            l.Output?.Name, l.HiddenSize, l.HiddenSizeMatches, l.Problem));
+            l.Output?.Name, l.HiddenSize, l.HiddenSizeMatches, ProblemText(x, l)));
 
     private static void AppendExternal(EscapedLines lines, ExternalEmbeddingRole x)
     {
         string hidden = x.HiddenSize is long h ? $" [{h}]" : "";
         if (x.Linked is not { } l) lines.Add($"  embedding     in another model: this graph takes {x.InputsEmbeds.Name}{hidden} (--embedding-model PATH reports it)");
         else if (l.Embedding is { } e)
-            lines.Add($"  embedding     from {l.ModelPath}: {e.Form.Name()}: {e.TokenTable.Name} [{l.HiddenSize?.ToString() ?? "?"}] -> {l.Output?.Name ?? e.Output.Name} -> {x.InputsEmbeds.Name}{hidden}{(l.Problem is null ? "" : $"  MISMATCH: {l.Problem}")}");
-        else lines.Add($"  embedding     {l.ModelPath}: {l.Problem}");
+            lines.Add($"  embedding     from {l.ModelPath}: {e.Form.Name()}: {e.TokenTable.Name} [{l.HiddenSize?.ToString() ?? "?"}] -> {l.Output?.Name ?? e.Output.Name} -> {x.InputsEmbeds.Name}{hidden}{(l.Problem is null ? "" : $"  MISMATCH: {ProblemText(x, l)}")}");
+        else lines.Add($"  embedding     {l.ModelPath}: {ProblemText(x, l)}");
     }
+
+    /// <summary>What did not fit between the decoder and the embedding model; null when all did.</summary>
+    private static string? ProblemText(ExternalEmbeddingRole x, LinkedEmbedding l) => l.Problem switch
+    {
+        null => null,
+        EmbeddingLinkProblem.NoTokenEmbedding => "no token embedding (Gather of a token table by integer ids) found in the embedding model",
+        EmbeddingLinkProblem.HiddenSizeUnknown => "the hidden size of one side is unknown",
+        EmbeddingLinkProblem.WidthMismatch => $"the token table is {l.HiddenSize} wide, the decoder's '{x.InputsEmbeds.Name}' is {x.HiddenSize}",
+        EmbeddingLinkProblem.NotAGraphOutput => $"the embedding output '{l.Embedding?.Output.Name}' does not reach a graph output of the embedding model",
+        _ => throw new ArgumentOutOfRangeException(nameof(l), l.Problem, null),
+    };
 }

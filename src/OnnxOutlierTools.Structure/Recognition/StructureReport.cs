@@ -29,7 +29,7 @@ public static partial class StructureReport
         InputsJson? Inputs, IReadOnlyList<KvJson> KvCache, IReadOnlyList<SharedInitializerJson> SharedInitializers, IReadOnlyList<string> Hints,
         IReadOnlyList<string> GraphsSearched, IReadOnlyList<TraceJson>? Trace,
         EmbeddingScaleJson? EmbeddingScale = null, SoftCapJson? LogitSoftcap = null, ExternalEmbeddingJson? ExternalEmbedding = null,
-        BranchesJson? Branches = null);
+        BranchesJson? Branches = null, EncoderStackJson? EncoderStack = null);
 
     /// <summary>An initializer several roles read; <see cref="RoleUseJson.Role"/> is the role's path in a block
     /// (or at model level when <see cref="RoleUseJson.Block"/> is null), e.g. <c>attentionNorm.gain</c>.</summary>
@@ -66,8 +66,14 @@ public static partial class StructureReport
     public sealed record NormJson(string Kind, string Form, NodeJson Node, TensorJson Input, string? Skip, string Output, string Gain, bool GainShared,
         string? Bias, double? Epsilon, TensorJson? ResidualSum, string GainForm = "plain");
 
+    /// <summary>A linear. <see cref="WeightSelection"/> is set when <see cref="Weight"/> is a stack of weights one of which a
+    /// Gather picks at run time; <see cref="Layout"/>, <see cref="InFeatures"/> and <see cref="OutFeatures"/> then describe one slice.</summary>
     public sealed record LinearJson(string Form, NodeJson Node, string Input, string Output, string Weight, string Layout, string? Bias,
-        bool Quantized, long InFeatures, long OutFeatures, string? WeightType);
+        bool Quantized, long InFeatures, long OutFeatures, string? WeightType, WeightSelectionJson? WeightSelection = null);
+
+    /// <summary>The stacked initializer, the Gather, its index (a graph input, or a constant with <see cref="IndexValue"/>),
+    /// the axis picked along and how many weights the stack holds.</summary>
+    public sealed record WeightSelectionJson(string Stacked, NodeJson Gather, string Index, long? IndexValue, int Axis, long Count);
 
     public sealed record AttentionJson(string Form, NodeJson Node, LinearJson? Q, LinearJson? K, LinearJson? V, LinearJson? PackedQkv, LinearJson? O,
         int? NumHeads, int? KvHeads, int? HeadSize, string Rotary, string? Mask, string? Probabilities, string Output,
@@ -94,55 +100,53 @@ public static partial class StructureReport
         var trace = includeTrace ? TraceItems(result).ToList() : null;
         if (s is null)
             return new LayersJson(SchemaVersion, false, result.Message, null, null, null, null, 0, [], null, null, null, null, null, [], [], [], result.GraphsSearched, trace);
-        return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture.Name(), s.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm",
+        return new LayersJson(SchemaVersion, true, result.Message, s.Graph.Name, s.NestedIn, s.Architecture.Name(), s.Placement.Name(),
             s.Blocks.Count, s.Blocks.Select(Block).ToList(),
             s.Embedding is { } e ? new EmbeddingJson(e.Form.Name(), NodeOf(e.Node), e.TokenTable.Name, e.PositionTable?.Name, e.Output.Name, e.TokenTypeTable?.Name, e.TokenIds?.Name) : null,
             Norm(s.FinalNorm), Linear(s.LmHead), Linear(s.ClassifierHead),
             new InputsJson(s.Inputs.InputIds?.Name, s.Inputs.AttentionMask?.Name, s.Inputs.PositionIds?.Name, s.Inputs.TokenTypeIds?.Name),
-            s.Blocks.Where(b => b.Attention?.Cache is not null).Select(b => b.Attention?.Cache is { } c
-                ? new KvJson(b.Index, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked) : null!).ToList(),
+            s.Blocks.Where(b => b.Attention?.Cache is not null).Select(b => Kv(b.Index, b.Attention!.Cache)!).ToList(),
             s.SharedInitializers.Select(x => new SharedInitializerJson(x.Initializer.Name, x.Uses.Select(u => new RoleUseJson(u.Block, u.Role)).ToList())).ToList(),
-            s.Hints, result.GraphsSearched, trace,
+            s.Hints.Select(HintText).ToList(), result.GraphsSearched, trace,
             s.EmbeddingScale is { } es ? new EmbeddingScaleJson(es.Scale, es.IsSqrtHidden, NodeOf(es.Node), es.Output.Name) : null,
             s.LogitSoftcap is { } sc ? new SoftCapJson(sc.Cap, sc.Input.Name, sc.Output.Name) : null, External(s.ExternalEmbedding),
-            BranchesOf(s.Branches));
+            BranchesOf(s.Branches), EncoderStackOf(s.EncoderStack));
     }
 
     public static string Serialize(LayersJson json) => JsonSerializer.Serialize(json, Json);
+
+    private static KvJson? Kv(int layer, KvCacheRole? c) => c is null ? null :
+        new KvJson(layer, c.PastKey?.Name, c.PastValue?.Name, c.PresentKey?.Name, c.PresentValue?.Name, c.Stacked);
+
+    private static string KvText(KvCacheRole c) =>
+        $"past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}";
 
     private static NodeJson NodeOf(Node n) => new(n.Name.Length > 0 ? n.Name : null, n.OpType, n.IsDefaultDomain ? null : n.Domain,
         n.Outputs.FirstOrDefault(o => o is not null)?.Name);
 
     private static TensorJson Tensor(TensorRef t) => new(t.Value?.Name, t.IsEmitted, t.Node is null ? null : NodeOf(t.Node), t.OutputIndex);
 
-    private static BlockJson Block(BlockRole b) => new(b.Index, KindName(b.Kind), b.Placement == NormPlacement.PreNorm ? "pre-norm" : "post-norm", b.ParallelResidual,
+    private static BlockJson Block(BlockRole b) => new(b.Index, KindName(b.Kind), b.Placement.Name(), b.ParallelResidual,
         Tensor(b.ResidualIn), b.AttentionResidual is null ? null : Tensor(b.AttentionResidual), Tensor(b.ResidualOut),
         Norm(b.AttentionNorm), b.Attention is null ? null : Attention(b.Attention), Sublayer(b.Mixer), Norm(b.FfnNorm), b.Ffn is null ? null : Ffn(b.Ffn),
         Sublayer(b.OpaqueFfn), Moe(b.Moe), Missing(b),
         Norm(b.PostAttentionNorm), Norm(b.PostFfnNorm), b.Norms.Select(n => new BlockNormJson(Camel(n.Slot), Norm(n.Norm)!)).ToList(),
-        Cross(b.CrossAttention));
+        Cross(b.CrossAttention, b.Index));
 
     private static ExpertWeightsJson? Experts(ExpertWeights? w) => w is null ? null : new(w.Weight.Name, w.Scales?.Name, w.Bias?.Name,
-        w.Layout == WeightLayout.InOut ? "in,out" : "out,in", w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
+        w.Layout.Name(), w.Experts, w.InFeatures, w.OutFeatures, w.Bits);
 
-    private static MoeJson? Moe(MoeRole? m) => m is null ? null : new(m.Form == MoeForm.Fused ? "fused" : "decomposed", m.Op, NodeOf(m.Node),
+    private static MoeJson? Moe(MoeRole? m) => m is null ? null : new(m.Form.Name(), m.Op, NodeOf(m.Node),
         m.Input.Name, m.Output.Name, Linear(m.Router), m.TopK, m.NumExperts, m.Activation.ToString(), Experts(m.Gate), Experts(m.Up), Experts(m.Down), m.FusedGateUp,
         m.Experts.Select(Ffn).ToList(), m.SharedExpert is null ? null : Ffn(m.SharedExpert), Linear(m.SharedExpertGate));
 
-    /// <summary>The block kind as the JSON and the table spell it.</summary>
-    public static string KindName(BlockKind kind) => kind switch
-    {
-        BlockKind.Attention => "attention",
-        BlockKind.LinearAttention => "linear-attention",
-        BlockKind.Ssm => "ssm",
-        BlockKind.Conv => "conv",
-        _ => "unknown",
-    };
+    /// <summary>The block kind as the JSON and the table spell it (<see cref="RoleNames"/>).</summary>
+    public static string KindName(BlockKind kind) => kind.Name();
 
     private static SublayerJson? Sublayer(OpaqueSublayer? o) => o is null ? null : new(KindName(o.Kind), o.Form.ToString(), o.Input.Name, o.Output.Name,
         o.InputProjections.Select(g => new LinearGroupJson(g.Reads.Name, g.Norm?.Gain.Name, g.Linears.Select(l => Linear(l)!).ToList())).ToList(),
         Linear(o.OutputProjection), o.InnerNorms.Select(n => Norm(n)!).ToList(),
-        o.States.Select(st => new StateJson(st.Kind.ToString().ToLowerInvariant(), st.Past?.Name, st.Present?.Name)).ToList(),
+        o.States.Select(st => new StateJson(st.Kind.Name(), st.Past?.Name, st.Present?.Name)).ToList(),
         o.CoreNodes.Select(NodeOf).ToList(), o.NotUnderstood);
 
     /// <summary>Roles a complete block has but this one lacks (empty when complete).</summary>
@@ -163,16 +167,26 @@ public static partial class StructureReport
         if (a.NumHeads is null or 0) missing.Add("numHeads");
         if (a.HeadSize is null or 0) missing.Add("headSize");
         if (b.Ffn is { Kind: FfnKind.Glu, Gate: null }) missing.Add("gate");
+        if (b.CrossAttention is { } c)
+        {
+            if (c.Norm is null) missing.Add("crossAttention.norm");
+            var ca = c.Attention;
+            if (ca.Key is null && ca.ValueProjection is null && !ca.KeysAndValuesFromCache || (ca.Key is null) != (ca.ValueProjection is null)) missing.Add("crossAttention.kv");
+            if (ca.NumHeads is null or 0) missing.Add("crossAttention.numHeads");
+            if (ca.HeadSize is null or 0) missing.Add("crossAttention.headSize");
+            if (c.Residual is null) missing.Add("crossAttention.residual");
+        }
         return missing;
     }
 
-    private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind == NormKind.RmsNorm ? "rms" : "layer", n.Form.Name(),
+    private static NormJson? Norm(NormRole? n) => n is null ? null : new NormJson(n.Kind.Name(), n.Form.Name(),
         NodeOf(n.OutputNode), Tensor(n.Input), n.Skip?.Name, n.Output.Name, n.Gain.Name, n.Gain.Uses.Count > 1, n.Bias?.Name,
         n.Epsilon is double e ? Math.Round(e, 10) : null, n.ResidualSum is null ? null : Tensor(n.ResidualSum), Camel(n.GainForm));
 
     private static LinearJson? Linear(LinearRole? l) => l is null ? null : new LinearJson(l.Form.Name(), NodeOf(l.Node), l.Input.Name, l.Output.Name,
-        l.Weight.Name, l.Layout == WeightLayout.InOut ? "in,out" : "out,in", l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
-        l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null);
+        l.Weight.Name, l.Layout.Name(), l.Bias?.Name, l.Quantized, l.InFeatures, l.OutFeatures,
+        l.Weight.ElementType is { } t ? Tensors.TensorDataTypeInfo.OnnxName(t) : null,
+        l.Selection is { } sel ? new WeightSelectionJson(sel.Stacked.Name, NodeOf(sel.Gather), sel.Index.Name, sel.IndexValue, sel.Axis, sel.Count) : null);
 
     private static AttentionJson Attention(AttentionRole a) => new(a.Form.ToString(), NodeOf(a.CoreNodes[^1]), Linear(a.Query), Linear(a.Key), Linear(a.ValueProjection),
         Linear(a.PackedQkv), Linear(a.Output), a.NumHeads, a.KvHeads, a.HeadSize, a.Rotary.ToString(), a.Mask?.Name, a.Probabilities?.Name, a.AttentionOutput.Name,
@@ -228,7 +242,7 @@ public static partial class StructureReport
             if (a.QueryNorm is not null || a.KeyNorm is not null) lines.Add($"  qk norm       q {QkNormText(a.QueryNorm)} | k {QkNormText(a.KeyNorm)}");
             if (a.OutputGate is { } gate) lines.Add($"  output gate   {Camel(gate.Activation)}({gate.GateInput.Name}) from {(gate.Source == GateSource.PackedWithQuery ? "the q projection (packed)" : LinearText(gate.Linear))} -> {gate.Output.Name}");
             lines.Add($"  o proj        {LinearText(a.Output)}");
-            if (a.Cache is { } c) lines.Add($"  kv cache      past {c.PastKey?.Name ?? "-"}/{c.PastValue?.Name ?? "-"} -> present {c.PresentKey?.Name ?? "-"}/{c.PresentValue?.Name ?? "-"}{(c.Stacked ? " (stacked)" : "")}");
+            if (a.Cache is { } c) lines.Add($"  kv cache      {KvText(c)}");
             }
             if (b.PostAttentionNorm is not null) lines.Add($"  attn out norm {NormText(b.PostAttentionNorm)}");
             lines.Add($"  {(b.Attention is null ? "mixer residual" : "attn residual")} {b.AttentionResidual?.ToString() ?? "-"}");
@@ -244,6 +258,7 @@ public static partial class StructureReport
             else lines.Add("  ffn           -");
             if (b.PostFfnNorm is not null) lines.Add($"  ffn out norm  {NormText(b.PostFfnNorm)}");
             lines.Add($"  residual out  {b.ResidualOut}");
+            if (s.EncoderStack is { } enc && b.Index == enc.BlockCount - 1) AppendEncoderEnd(lines, enc);
         }
         lines.Add($"final norm      {NormText(s.FinalNorm)}");
         lines.Add($"lm head         {LinearText(s.LmHead)}");
@@ -251,7 +266,7 @@ public static partial class StructureReport
         if (s.ClassifierHead is { } classifier) lines.Add($"classifier head {LinearText(classifier)} ({classifier.OutFeatures} classes)");
         AppendShared(lines, s.SharedInitializers);
         if (s.Branches is { } branches) AppendBranches(lines, branches);
-        foreach (var h in s.Hints) lines.Add($"hint: {h}");
+        foreach (var h in s.Hints) lines.Add($"hint: {HintText(h)}");
         if (explain)
         {
             lines.Add("Rule trace (matches, best near miss):");
@@ -282,7 +297,7 @@ public static partial class StructureReport
         lines.Add($"    out proj    {LinearText(o.OutputProjection)}");
         if (o.InnerNorms.Count > 0) lines.Add($"    inner norms {string.Join(" | ", o.InnerNorms.Select(NormText))}");
         if (o.States.Count > 0)
-            lines.Add($"    states      {string.Join(", ", o.States.Select(st => $"{st.Kind.ToString().ToLowerInvariant()} {st.Past?.Name ?? "-"} -> {st.Present?.Name ?? "-"}"))}");
+            lines.Add($"    states      {string.Join(", ", o.States.Select(st => $"{st.Kind.Name()} {st.Past?.Name ?? "-"} -> {st.Present?.Name ?? "-"}"))}");
     }
 
     /// <summary>One line per shared initializer: the roles that read it, blocks collapsed into ranges.</summary>
@@ -325,5 +340,8 @@ public static partial class StructureReport
         $"{n.Form.Name()}{(n.GainForm == NormGainForm.OnePlusGain ? " (1 + gain)" : "")} gain {n.Gain.Name}{(n.Bias is null ? "" : $" bias {n.Bias.Name}")}{(n.Epsilon is double e ? $" eps {e:G3}" : "")} -> {n.Output.Name}";
 
     private static string LinearText(LinearRole? l) => l is null ? "-" :
-        $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == LinearForm.MatMul ? "" : $" {l.Form.Name()}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}";
+        $"{l.Weight.Name} [{l.InFeatures}->{l.OutFeatures}]{(l.Form == LinearForm.MatMul ? "" : $" {l.Form.Name()}")}{(l.Layout == WeightLayout.OutIn ? " (out,in)" : "")}{(l.Bias is null ? "" : " +bias")}{(l.Quantized ? " quantized" : "")}{SelectionText(l.Selection)}";
+
+    private static string SelectionText(WeightSelection? s) => s is null ? "" :
+        $", slice {(s.IndexValue is long i ? i.ToString(System.Globalization.CultureInfo.InvariantCulture) : s.Index.Name)} of {s.Count} (Gather axis {s.Axis})";
 }

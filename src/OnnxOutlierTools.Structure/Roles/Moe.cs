@@ -1,4 +1,5 @@
 using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Structure.Rules;
 
 namespace OnnxOutlierTools.Structure.Roles;
 
@@ -34,8 +35,18 @@ public sealed record MoeActivation
 /// <summary>One projection of all experts of a fused MoE, stacked in one initializer [experts, ...]:
 /// <see cref="Layout"/> says whether each expert's matrix is [in, out] or [out, in]; quantized (QMoE) weights have
 /// <see cref="Scales"/> and are packed (<see cref="Bits"/> per element).</summary>
-public sealed record ExpertWeights(Value Weight, Value? Scales, Value? Bias, WeightLayout Layout, long Experts, long InFeatures, long OutFeatures, int? Bits)
+public sealed record ExpertWeights
 {
+    public required Value Weight { get; init; }
+    public Value? Scales { get; init; }
+    public Value? Bias { get; init; }
+    public required WeightLayout Layout { get; init; }
+    public required long Experts { get; init; }
+    public required long InFeatures { get; init; }
+    public required long OutFeatures { get; init; }
+    /// <summary>Bits per packed element of a quantized (QMoE) weight; null when not quantized.</summary>
+    public int? Bits { get; init; }
+
     public bool Quantized => Bits is not null;
     public override string ToString() => $"{Weight.Name} [{Experts} x {InFeatures}->{OutFeatures}]{(Bits is int b ? $" int{b}" : "")}";
 }
@@ -47,8 +58,10 @@ public sealed record ExpertWeights(Value Weight, Value? Scales, Value? Bias, Wei
 public sealed record MoeRole
 {
     public required MoeForm Form { get; init; }
-    /// <summary>The op ("com.microsoft::QMoE") or "TopK" for the decomposed form.</summary>
-    public required string Op { get; init; }
+    /// <summary>The fused op (com.microsoft MoE / QMoE, with where its expert weights are); null for the decomposed form.</summary>
+    public FusedMoeOp? FusedOp { get; init; }
+    /// <summary>The op's name as reports print it: "com.microsoft::QMoE", or "TopK" for the decomposed form.</summary>
+    public string Op => FusedOp?.Name ?? Node.OpType;
     /// <summary>The MoE node, or the TopK node of the decomposed form.</summary>
     public required Node Node { get; init; }
     /// <summary>The tokens the experts read (the FFN norm output, up to layout ops).</summary>

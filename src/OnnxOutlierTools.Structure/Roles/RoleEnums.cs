@@ -147,9 +147,9 @@ public sealed record AttentionForm
     };
 }
 
-/// <summary>Whether the recognized stack is an encoder (post-norm, no KV cache, no cross-attention: BERT-like) or a
-/// decoder.</summary>
-public enum ModelArchitecture { Encoder, Decoder }
+/// <summary>What the graph is: an encoder stack, a decoder stack, or both in one graph (a seq2seq model exported as one file:
+/// the encoder's blocks come first, <see cref="ModelStructure.EncoderStack"/> says how many).</summary>
+public enum ModelArchitecture { Encoder, Decoder, EncoderDecoder }
 
 /// <summary>The names reports and the layers JSON print for the role enums (unchanged from when the roles held
 /// strings: layers schema 2).</summary>
@@ -193,6 +193,7 @@ public static class RoleNames
     {
         ModelArchitecture.Encoder => "encoder",
         ModelArchitecture.Decoder => "decoder",
+        ModelArchitecture.EncoderDecoder => "encoder-decoder",
         _ => throw new ArgumentOutOfRangeException(nameof(architecture), architecture, null),
     };
 
@@ -214,5 +215,54 @@ public static class RoleNames
         FfnActivation.BiasGelu => "BiasGelu",
         FfnActivation.Relu => "relu",
         _ => throw new ArgumentOutOfRangeException(nameof(activation), activation, null),
+    };
+
+    public static string Name(this NormPlacement placement) => placement switch
+    {
+        NormPlacement.PreNorm => "pre-norm",
+        NormPlacement.PostNorm => "post-norm",
+        _ => throw new ArgumentOutOfRangeException(nameof(placement), placement, null),
+    };
+
+    /// <summary>Per weight matrix: "in,out" ([in, out]) or "out,in".</summary>
+    public static string Name(this WeightLayout layout) => layout switch
+    {
+        WeightLayout.InOut => "in,out",
+        WeightLayout.OutIn => "out,in",
+        _ => throw new ArgumentOutOfRangeException(nameof(layout), layout, null),
+    };
+
+    public static string Name(this MoeForm form) => form switch
+    {
+        MoeForm.Fused => "fused",
+        MoeForm.Decomposed => "decomposed",
+        _ => throw new ArgumentOutOfRangeException(nameof(form), form, null),
+    };
+
+    public static string Name(this NormKind kind) => kind switch
+    {
+        NormKind.RmsNorm => "rms",
+        NormKind.LayerNorm => "layer",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
+    };
+
+    /// <summary>The block kind as the JSON and the table spell it.</summary>
+    public static string Name(this BlockKind kind) => kind switch
+    {
+        BlockKind.Attention => "attention",
+        BlockKind.LinearAttention => "linear-attention",
+        BlockKind.Ssm => "ssm",
+        BlockKind.Conv => "conv",
+        BlockKind.Unknown => "unknown",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
+    };
+
+    public static string Name(this StateKind kind) => kind switch
+    {
+        StateKind.Conv => "conv",
+        StateKind.Recurrent => "recurrent",
+        StateKind.Key => "key",
+        StateKind.Value => "value",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
     };
 }

@@ -5,10 +5,16 @@ namespace OnnxOutlierTools.Structure.Roles;
 /// <summary>A tensor: an existing value, or an output a fused node can emit but the model does not
 /// request yet (SkipSimplifiedLayerNormalization's residual sum, output 3). Probes materialize the
 /// latter with <see cref="Node.EnsureOutput"/>.</summary>
-public sealed record TensorRef(Value? Value, Node? Node = null, int OutputIndex = 0)
+public sealed record TensorRef
 {
-    public static TensorRef Of(Value value) => new(value, value.Producer, value.OutputIndex);
-    public static TensorRef Unemitted(Node node, int outputIndex) => new(null, node, outputIndex);
+    /// <summary>The tensor; null when <see cref="Node"/> computes it without emitting it.</summary>
+    public Value? Value { get; init; }
+    /// <summary>The node computing the tensor (null for a graph input or initializer).</summary>
+    public Node? Node { get; init; }
+    public int OutputIndex { get; init; }
+
+    public static TensorRef Of(Value value) => new() { Value = value, Node = value.Producer, OutputIndex = value.OutputIndex };
+    public static TensorRef Unemitted(Node node, int outputIndex) => new() { Node = node, OutputIndex = outputIndex };
     public bool IsEmitted => Value is not null;
     public override string ToString() => Value?.Name ?? $"{Node?.Describe()} output {OutputIndex} (not emitted)";
 }
@@ -68,15 +74,55 @@ public sealed record LinearRole
     public bool Quantized { get; init; }
     public required long InFeatures { get; init; }
     public required long OutFeatures { get; init; }
-    /// <summary>The Transpose/Cast nodes between <see cref="Weight"/> and <see cref="Node"/>.</summary>
+    /// <summary>The Transpose/Cast nodes between <see cref="Weight"/> and <see cref="Node"/> (after the selecting Gather when
+    /// <see cref="Selection"/> is set).</summary>
     public IReadOnlyList<Node> WeightPath { get; init; } = [];
+    /// <summary>Set when the weight is one slice of a stack chosen at run time (<see cref="Weight"/> is then the stacked
+    /// initializer, not a matrix; <see cref="InFeatures"/>, <see cref="OutFeatures"/> and <see cref="Layout"/> describe one
+    /// slice); null for an ordinary 2-D weight.</summary>
+    public WeightSelection? Selection { get; init; }
 
     public override string ToString() => $"{Form.Name()} {Weight.Name} [{InFeatures}->{OutFeatures}]";
 }
 
+/// <summary>A linear's weight chosen from a stack of weights by an index (Qwen3-TTS's code predictor keeps one LM head per
+/// code group in a [groups, out, in] initializer and picks it with <c>Gather(stacked, step_index)</c>). An edit of "the
+/// weight" must apply to every slice (or to the slice <see cref="IndexValue"/> names when the index is a constant).</summary>
+public sealed record WeightSelection
+{
+    /// <summary>The stacked initializer (rank 3): <see cref="Count"/> weights along <see cref="Axis"/>.</summary>
+    public required Value Stacked { get; init; }
+    /// <summary>The Gather picking one slice.</summary>
+    public required Node Gather { get; init; }
+    /// <summary>The index the Gather reads: a graph input (chosen per run) or a constant.</summary>
+    public required Value Index { get; init; }
+    public required int Axis { get; init; }
+    /// <summary>The index when it is a constant; null when it is chosen at run time.</summary>
+    public long? IndexValue { get; init; }
+    /// <summary>How many weights the stack holds.</summary>
+    public required long Count { get; init; }
+}
+
 /// <summary>KV cache tensors of one attention layer. GPT-2 style caches stack key and value in one
 /// tensor [2, B, H, P, D] (<see cref="Stacked"/>).</summary>
-public sealed record KvCacheRole(Value? PastKey, Value? PastValue, Value? PresentKey, Value? PresentValue, bool Stacked);
+public sealed record KvCacheRole
+{
+    public Value? PastKey { get; init; }
+    public Value? PastValue { get; init; }
+    public Value? PresentKey { get; init; }
+    public Value? PresentValue { get; init; }
+    /// <summary>Key and value share one tensor (GPT-2's [2, B, H, P, D] past/present).</summary>
+    public bool Stacked { get; init; }
+
+    /// <summary>Separate or stacked tensors (stacked when key and value are the same past or present tensor); null when
+    /// the layer has no cache tensor at all.</summary>
+    public static KvCacheRole? Of(Value? pastKey, Value? pastValue, Value? presentKey, Value? presentValue) =>
+        pastKey is null && pastValue is null && presentKey is null && presentValue is null ? null : new KvCacheRole
+        {
+            PastKey = pastKey, PastValue = pastValue, PresentKey = presentKey, PresentValue = presentValue,
+            Stacked = pastKey is not null && pastKey == pastValue || presentKey is not null && presentKey == presentValue,
+        };
+}
 
 /// <summary>One attention layer: its form and core nodes, the q/k/v (or packed QKV) and output projections, head
 /// geometry, rotary, mask, KV cache, and the variants (QK-norm, output gate, window, soft-cap, low rank, position bias).</summary>
@@ -103,6 +149,9 @@ public sealed record AttentionRole
     /// <summary>The attention output before o_proj (and before the output gate).</summary>
     public required Value AttentionOutput { get; init; }
     public KvCacheRole? Cache { get; init; }
+    /// <summary>Keys and values come only from the cache: no key/value projection in this graph (a decoder-with-past's
+    /// cross-attention reads the encoder keys and values cached at the first step).</summary>
+    public bool KeysAndValuesFromCache => PackedQkv is null && Key is null && ValueProjection is null && Cache is { PastKey: not null, PastValue: not null };
     /// <summary>QK-norm on the query path (Qwen3, Gemma 3, OLMo 2, Qwen3.5); null when there is none.</summary>
     public QkNormRole? QueryNorm { get; init; }
     public QkNormRole? KeyNorm { get; init; }
@@ -245,7 +294,8 @@ public sealed record ModelStructure
     public NormRole? FinalNorm { get; init; }
     public LinearRole? LmHead { get; init; }
     public required ModelInputs Inputs { get; init; }
-    public IReadOnlyList<string> Hints { get; init; } = [];
+    /// <summary>Facts worth acting on (BOS id, KV cache, shared initializers, ...); <c>StructureReport.HintText</c> words them.</summary>
+    public IReadOnlyList<StructureHint> Hints { get; init; } = [];
     public IReadOnlyList<SharedInitializer> SharedInitializers { get; init; } = [];
     /// <summary>A constant scale on the token embedding (Gemma's sqrt(hidden)); null when none.</summary>
     public EmbeddingScaleRole? EmbeddingScale { get; init; }
@@ -259,4 +309,7 @@ public sealed record ModelStructure
     /// <summary>An Optimum merged decoder: this structure is one branch of an If (use_cache_branch); every branch
     /// recognized and how their roles correspond. Null otherwise.</summary>
     public MergedBranchesRole? Branches { get; init; }
+    /// <summary>Encoder and decoder in one graph: which leading blocks are the encoder's, its output and final norm. Null
+    /// for a graph with one stack.</summary>
+    public EncoderStackRole? EncoderStack { get; init; }
 }

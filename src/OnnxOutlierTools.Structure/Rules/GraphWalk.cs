@@ -40,18 +40,32 @@ public static class GraphWalk
     /// <summary>True when two values are the same tensor up to layout ops.</summary>
     public static bool SameTensor(Value? a, Value? b) => a is not null && b is not null && ReferenceEquals(Upstream(a), Upstream(b));
 
-    /// <summary>Graph outputs reachable from <paramref name="value"/> through layout ops, Concat and Unsqueeze.</summary>
-    public static IEnumerable<Value> ReachableOutputs(Value value, int depth = 4)
+    // Ops a cache tensor passes on its way to a present output: re-layouts, the Concat with the past, the static-cache
+    // scatter writes, and Slice/Expand (a sliding window's cut, a repeat-kv). None of them mixes in another layer's data.
+    private static readonly HashSet<string> CacheOps = ["Concat", "TensorScatter", "ScatterND", "ScatterElements", "Slice", "Expand"];
+
+    /// <summary>Graph outputs reachable from <paramref name="value"/> through layout ops and the ops a KV cache is written
+    /// with (Concat, TensorScatter, ScatterND, ...), nearest first (breadth-first), at most <paramref name="depth"/> ops away.
+    /// Exporters put a few re-layouts between the attention's keys and the present output (GLM's MLA export: Transpose,
+    /// Reshape, Concat with the indexer key, Unsqueeze), so the bound is a safety net against walking a whole graph, not a
+    /// pattern length.</summary>
+    public static IEnumerable<Value> ReachableOutputs(Value value, int depth = 8)
     {
-        if (value.IsGraphOutput) yield return value;
-        if (depth == 0) yield break;
-        foreach (var use in value.Uses)
+        var seen = new HashSet<Value> { value };
+        var frontier = new List<Value> { value };
+        for (int level = 0; frontier.Count > 0; level++)
         {
-            if (use.Node is not { } node) continue;
-            if (!(IsLayoutOp(node) || node.Is("Concat") || node.Is("TensorScatter") || node.Is("ScatterND"))) continue;
-            foreach (var o in node.Outputs)
-                if (o is not null)
-                    foreach (var r in ReachableOutputs(o, depth - 1)) yield return r;
+            foreach (var v in frontier) if (v.IsGraphOutput) yield return v;
+            if (level == depth) yield break;
+            var next = new List<Value>();
+            foreach (var v in frontier)
+                foreach (var use in v.Uses)
+                {
+                    if (use.Node is not { } node || !(IsLayoutOp(node) || node.IsDefaultDomain && CacheOps.Contains(node.OpType))) continue;
+                    foreach (var o in node.Outputs)
+                        if (o is not null && seen.Add(o)) next.Add(o);
+                }
+            frontier = next;
         }
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Runtime;
 using OnnxOutlierTools.Structure.Recognition;
 using OnnxOutlierTools.Structure.Roles;
 using OnnxOutlierTools.Tensors;
@@ -20,12 +21,21 @@ public class EncoderDecoderTests
     /// positions, scaled scores, biases on q/v/o, GELU) or BART (post-norm LayerNorm, biases on every projection, GELU).</summary>
     public enum Form { T5, Whisper, Bart }
 
-    private static Model Build(bool cross = true, int layers = 2, Form form = Form.T5)
+    /// <summary>The cache as Optimum exports it: none; a first-step decoder (<c>decoder_model.onnx</c>) that emits
+    /// <c>present.i.decoder.*</c> and the cross-attention's projected encoder keys/values as <c>present.i.encoder.*</c>; a
+    /// decoder-with-past that appends to <c>past_key_values.i.decoder.*</c> and reads the encoder keys/values from
+    /// <c>past_key_values.i.encoder.*</c> (no encoder_hidden_states input, no k/v projection in the cross-attention).</summary>
+    public enum Cache { None, FirstStep, WithPast }
+
+    /// <param name="combined">Encoder and decoder in one graph (<see cref="EncoderGraphs"/>): the cross-attention reads the
+    /// encoder's last hidden state instead of an <c>encoder_hidden_states</c> input.</param>
+    internal static Model Build(bool cross = true, int layers = 2, Form form = Form.T5, Cache cache = Cache.None, bool combined = false)
     {
         bool t5 = form == Form.T5, post = form == Form.Bart;
         var b = new GraphBuilder();
+        var enc = combined ? EncoderGraphs.Add(b, form, layers, "encoder_input_ids")
+            : cache == Cache.WithPast ? null : b.Input("encoder_hidden_states", TensorDataType.Float, 1, T, D);
         var ids = b.Input("input_ids", TensorDataType.Int64, 1, S);
-        var enc = b.Input("encoder_hidden_states", TensorDataType.Float, 1, T, D);
         var rng = new Random(5);
         float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => ((float)rng.NextDouble() - 0.5f) * 0.5f).ToArray();
         Value W(string name, int rows, int cols) => b.Initializer(name, Rand(rows * cols), rows, cols);
@@ -45,18 +55,38 @@ public class EncoderDecoderTests
             return b.Op("Mul", b.Initializer(name, Enumerable.Range(0, D).Select(i => 1f + 0.01f * i).ToArray(), D), normed);
         }
         Value Heads(Value x, string p, long len) => b.Node("Transpose", [b.Op("Reshape", x, I64(p + ".shape", 1, len, H, Hd))], [Attr.Ints("perm", [0, 2, 1, 3])])[0];
-        Value Attention(string p, Value q, Value k, Value v, long kvLen, Value? bias)
+        // Keys and values in heads [1, H, len, Hd]; with a cache they are appended to the past (self-attention) or read from it
+        // (cross-attention with past), and the result is also a present output.
+        Value Cached(Value heads, string past, string present)
         {
-            var kt = b.Node("Transpose", [Heads(k, p + ".k", kvLen)], [Attr.Ints("perm", [0, 1, 3, 2])])[0];
+            var all = cache == Cache.WithPast ? b.Node("Concat", [b.Input(past, TensorDataType.Float, 1, H, "past_sequence_length", Hd), heads], [Attr.Int("axis", 2)])[0] : heads;
+            if (cache != Cache.None) b.Output(b.Node("Identity", [all], outputNames: [present])[0], TensorDataType.Float, 1, H, "total_sequence_length", Hd);
+            return all;
+        }
+        Value Attention(string p, Value q, Value kHeads, Value vHeads, Value? bias)
+        {
+            var kt = b.Node("Transpose", [kHeads], [Attr.Ints("perm", [0, 1, 3, 2])])[0];
             var scores = b.Op("MatMul", Heads(q, p + ".q", S), kt); // T5: no 1/sqrt(d) scale
             if (!t5) scores = b.Op("Mul", scores, b.Scalar(p + ".scale", 1f / MathF.Sqrt(Hd)));
             if (bias is not null) scores = b.Op("Add", scores, bias);
             var probs = b.Node("Softmax", [scores], [Attr.Int("axis", -1)])[0];
-            var ctx = b.Node("Transpose", [b.Op("MatMul", probs, Heads(v, p + ".v", kvLen))], [Attr.Ints("perm", [0, 2, 1, 3])])[0];
+            var ctx = b.Node("Transpose", [b.Op("MatMul", probs, vHeads)], [Attr.Ints("perm", [0, 2, 1, 3])])[0];
             return b.Op("Reshape", ctx, I64(p + ".merge", 1, S, D));
         }
+        Value SelfAttention(string p, int l, Value h, bool qb, bool kb, bool vb, Value? bias) => Attention($"{p}.0.sa",
+            Linear($"{p}.0.SelfAttention.q.weight", h, D, D, qb),
+            Cached(Heads(Linear($"{p}.0.SelfAttention.k.weight", h, D, D, kb), $"{p}.0.sa.k", S), $"past_key_values.{l}.decoder.key", $"present.{l}.decoder.key"),
+            Cached(Heads(Linear($"{p}.0.SelfAttention.v.weight", h, D, D, vb), $"{p}.0.sa.v", S), $"past_key_values.{l}.decoder.value", $"present.{l}.decoder.value"), bias);
+        Value CrossKv(string p, int l, string kind, bool bias)
+        {
+            if (cache == Cache.WithPast) return b.Input($"past_key_values.{l}.encoder.{kind}", TensorDataType.Float, 1, H, "encoder_sequence_length", Hd);
+            var heads = Heads(Linear($"{p}.1.EncDecAttention.{kind[0]}.weight", enc!, D, D, bias), $"{p}.1.ca.{kind[0]}", T);
+            if (cache == Cache.FirstStep) b.Output(b.Node("Identity", [heads], outputNames: [$"present.{l}.encoder.{kind}"])[0], TensorDataType.Float, 1, H, T, Hd);
+            return heads;
+        }
 
-        var x = b.Node("Gather", [b.Initializer("shared.weight", Rand(Vocab * D), Vocab, D), ids])[0];
+        // T5 ties the encoder's and the decoder's token tables (one initializer in a combined graph).
+        var x = b.Node("Gather", [b.Graph.FindInitializer("shared.weight") ?? b.Initializer("shared.weight", Rand(Vocab * D), Vocab, D), ids])[0];
         if (!t5) x = b.Op("Add", x, b.Initializer("decoder.embed_positions.weight", Rand(S * D), S, D));
         // Relative position bias (decoder: unidirectional buckets min(max(q - k, 0), buckets - 1)) plus the causal mask, once.
         var qPos = b.Op("Unsqueeze", b.Initializer("pos.q", Enumerable.Range(0, S).Select(i => (long)i).ToArray(), S), I64("pos.axis1", 1));
@@ -75,11 +105,11 @@ public class EncoderDecoderTests
             bool qb = !t5, kb = post, vb = !t5; // Whisper's k_proj has no bias; BART's has
             // Pre-norm: x + f(norm(x)); post-norm (BART): norm(x + f(x)).
             Value Sublayer(string normName, Func<Value, Value> f) => post ? Norm(normName, b.Op("Add", x, f(x))) : b.Op("Add", x, f(Norm(normName, x)));
-            x = Sublayer($"{p}.0.layer_norm.weight", h => b.Op("MatMul", Attention($"{p}.0.sa", Linear($"{p}.0.SelfAttention.q.weight", h, D, D, qb),
-                Linear($"{p}.0.SelfAttention.k.weight", h, D, D, kb), Linear($"{p}.0.SelfAttention.v.weight", h, D, D, vb), S, positionBias), W($"{p}.0.SelfAttention.o.weight", D, D)));
+            int layer = l;
+            x = Sublayer($"{p}.0.layer_norm.weight", h => b.Op("MatMul", SelfAttention(p, layer, h, qb, kb, vb, positionBias), W($"{p}.0.SelfAttention.o.weight", D, D)));
             if (cross)
                 x = Sublayer($"{p}.1.layer_norm.weight", h => b.Op("MatMul", Attention($"{p}.1.ca", Linear($"{p}.1.EncDecAttention.q.weight", h, D, D, qb),
-                    Linear($"{p}.1.EncDecAttention.k.weight", enc, D, D, kb), Linear($"{p}.1.EncDecAttention.v.weight", enc, D, D, vb), T, null), W($"{p}.1.EncDecAttention.o.weight", D, D)));
+                    CrossKv(p, layer, "key", kb), CrossKv(p, layer, "value", vb), null), W($"{p}.1.EncDecAttention.o.weight", D, D)));
             x = Sublayer($"{p}.2.layer_norm.weight", h => b.Op("MatMul", Act(b.Op("MatMul", h, W($"{p}.2.DenseReluDense.wi.weight", D, F))), W($"{p}.2.DenseReluDense.wo.weight", F, D)));
         }
         if (!post) x = Norm("decoder.final_layer_norm.weight", x);
@@ -132,7 +162,7 @@ public class EncoderDecoderTests
             Assert.Equal("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", a.PositionBias!.Table.Name);
             Assert.Equal(Buckets, a.PositionBias.Buckets);
             var c = blk.CrossAttention!;
-            Assert.Equal("encoder_hidden_states", c.EncoderOutput.Name);
+            Assert.Equal("encoder_hidden_states", c.EncoderOutput!.Name);
             Assert.Equal($"{p}.1.EncDecAttention.q.weight", c.Attention.Query!.Weight.Name);
             Assert.Equal($"{p}.1.EncDecAttention.k.weight", c.Attention.Key!.Weight.Name);
             Assert.Equal($"{p}.1.EncDecAttention.v.weight", c.Attention.ValueProjection!.Weight.Name);
@@ -177,7 +207,7 @@ public class EncoderDecoderTests
             Assert.Equal(Hd, blk.Attention.HeadSize);
             Assert.Null(blk.Attention.PositionBias);
             var c = blk.CrossAttention!;
-            Assert.Equal("encoder_hidden_states", c.EncoderOutput.Name);
+            Assert.Equal("encoder_hidden_states", c.EncoderOutput!.Name);
             Assert.Equal($"{p}.1.EncDecAttention.k.weight", c.Attention.Key!.Weight.Name);
             Assert.Equal($"{p}.1.EncDecAttention.o.weight", c.Attention.Output!.Weight.Name);
             Assert.Equal(H, c.Attention.NumHeads);
@@ -185,6 +215,85 @@ public class EncoderDecoderTests
             Assert.Equal(placement == NormPlacement.PostNorm, c.Residual!.Value == c.Norm.Output);
             Assert.Equal(FfnActivation.GeluErf, blk.Ffn!.Activation); // the exact (Erf) GELU of HF's "gelu"
         }
+    }
+
+    [Theory]
+    [InlineData(Form.T5, Cache.FirstStep)]
+    [InlineData(Form.T5, Cache.WithPast)]
+    [InlineData(Form.Whisper, Cache.FirstStep)]
+    [InlineData(Form.Whisper, Cache.WithPast)]
+    [InlineData(Form.Bart, Cache.WithPast)]
+    public void DecoderWithCache_RunsInOrt_SelfAndCrossCachesAreRoles(Form form, Cache cache)
+    {
+        using var model = Build(form: form, cache: cache);
+        using var dir = new TempFolder("t5cache");
+        string path = dir.Path("decoder_model.onnx");
+        ModelWriter.Save(model, path);
+        using (var session = SessionFactory.Open(path, SessionSettings.CpuUnoptimized))
+        {
+            // An empty self-attention past (the bias and causal mask are S x S); the cross cache holds T encoder positions.
+            var inputs = new List<TensorData> { TensorData.Create("input_ids", new long[] { 3, 1, 4, 1, 5 }, 1, S) };
+            foreach (var spec in session.Inputs.Where(i => i.Name != "input_ids"))
+            {
+                bool encoderLength = spec.Name.Contains("encoder", StringComparison.Ordinal);
+                long[] dims = spec.Name == "encoder_hidden_states" ? [1, T, D] : [1, H, encoderLength ? T : 0, Hd];
+                inputs.Add(TensorData.Create(spec.Name, Enumerable.Range(0, (int)dims.Aggregate(1L, (a, d) => a * d)).Select(i => MathF.Sin(0.7f * i)).ToArray(), dims));
+            }
+            var outputs = session.Run(inputs);
+            Assert.All(outputs, o => Assert.All(o.ToSingleArray(), v => Assert.True(float.IsFinite(v))));
+            Assert.Equal(cache == Cache.FirstStep ? 9 : 5, outputs.Count); // logits + 4 or 2 present tensors per layer
+        }
+        var result = StructureRecognizer.Recognize(model);
+        Assert.True(result.Recognized, StructureReport.ToText(result, explain: true));
+        var s = result.Structure!;
+        Assert.Equal(2, s.Blocks.Count);
+        foreach (var blk in s.Blocks)
+        {
+            int l = blk.Index;
+            Assert.Empty(StructureReport.Missing(blk));
+            var self = blk.Attention!.Cache!;
+            Assert.Equal(($"present.{l}.decoder.key", $"present.{l}.decoder.value"), (self.PresentKey?.Name, self.PresentValue?.Name));
+            Assert.Equal(cache == Cache.WithPast ? $"past_key_values.{l}.decoder.key" : null, self.PastKey?.Name);
+            var c = blk.CrossAttention!;
+            Assert.Equal($"decoder.block.{l}.layer.1.EncDecAttention.q.weight", c.Attention.Query!.Weight.Name);
+            Assert.Equal($"decoder.block.{l}.layer.1.EncDecAttention.o.weight", c.Attention.Output!.Weight.Name);
+            Assert.Equal(H, c.Attention.NumHeads);
+            Assert.Equal(Hd, c.Attention.HeadSize);
+            var cross = c.Cache!;
+            if (cache == Cache.WithPast)
+            {
+                Assert.Null(c.EncoderOutput);
+                Assert.True(c.Attention.KeysAndValuesFromCache);
+                Assert.Null(c.Attention.Key);
+                Assert.Equal(($"past_key_values.{l}.encoder.key", $"past_key_values.{l}.encoder.value"), (cross.PastKey?.Name, cross.PastValue?.Name));
+                Assert.Null(cross.PresentKey);
+            }
+            else
+            {
+                Assert.Equal("encoder_hidden_states", c.EncoderOutput!.Name);
+                Assert.Equal($"decoder.block.{l}.layer.1.EncDecAttention.k.weight", c.Attention.Key!.Weight.Name);
+                Assert.Equal(($"present.{l}.encoder.key", $"present.{l}.encoder.value"), (cross.PresentKey?.Name, cross.PresentValue?.Name));
+                Assert.Null(cross.PastKey);
+            }
+        }
+        var lines = StructureReport.ToText(result, explain: false).Split('\n');
+        Assert.Contains(lines, line => line.StartsWith("  cross kv      ", StringComparison.Ordinal) && line.Contains(cache == Cache.WithPast ? "past past_key_values.0.encoder.key/past_key_values.0.encoder.value -> present -/-" : "past -/- -> present present.0.encoder.key/present.0.encoder.value", StringComparison.Ordinal));
+        if (cache == Cache.WithPast) Assert.Contains(lines, line => line.Contains("keys/values from the cache", StringComparison.Ordinal));
+        var json = StructureReport.ToJson(result, includeTrace: false).Blocks[1].CrossAttention!;
+        Assert.Equal(cache == Cache.WithPast ? null : "encoder_hidden_states", json.EncoderOutput);
+        Assert.Equal(1, json.KvCache!.Layer);
+        Assert.Equal(cache == Cache.WithPast ? "past_key_values.1.encoder.value" : "present.1.encoder.value", json.KvCache.PastValue ?? json.KvCache.PresentValue);
+    }
+
+    [Fact]
+    public void CrossAttentionWithoutItsNorm_IsReportedMissing()
+    {
+        // Missing() checks the cross-attention too: a block whose cross-attention lost its norm is incomplete.
+        using var model = Build();
+        var blk = StructureRecognizer.Recognize(model).Structure!.Blocks[0];
+        Assert.Empty(StructureReport.Missing(blk));
+        var broken = blk with { CrossAttention = blk.CrossAttention! with { Norm = null, Residual = null } };
+        Assert.Equal(["crossAttention.norm", "crossAttention.residual"], StructureReport.Missing(broken));
     }
 
     [Fact]

@@ -259,7 +259,8 @@ public sealed class ModernArchitectureTests : IDisposable
         Assert.Equal(NormForm.SkipSimplifiedLayerNormalization, s.FinalNorm!.Form);
         Assert.Equal(30, s.LogitSoftcap!.Cap);
         Assert.True(s.EmbeddingScale!.IsSqrtHidden);
-        Assert.Contains(s.Hints, h => h.Contains("pre-added 1", StringComparison.Ordinal));
+        Assert.Contains(s.Hints, h => h is SandwichNormGainsHint { ExplicitOnePlusGain: false, SqrtHiddenEmbeddingScale: true });
+        Assert.Contains(s.Hints, h => StructureReport.HintText(h).Contains("pre-added 1", StringComparison.Ordinal));
 
         string text = StructureReport.ToText(result, explain: false);
         foreach (var line in new[] { "embed scale   x 8 (sqrt(hidden))", "attn out norm SimplifiedLayerNormalization", "ffn out norm  SimplifiedLayerNormalization",

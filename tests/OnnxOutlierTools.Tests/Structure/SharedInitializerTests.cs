@@ -38,7 +38,8 @@ public class SharedInitializerTests
         var qkvBias = Assert.Single(s.SharedInitializers, x => x.Initializer.Name == "transformer.h.0.attn.c_attn.bias");
         Assert.All(qkvBias.Uses, u => Assert.Equal("attention.packedQkv.bias", u.Role));
         Assert.Equal(5, qkvBias.Uses.Count);
-        Assert.Contains(s.Hints, h => h.Contains("'transformer.h.0.ln_1.weight' by 11 roles", StringComparison.Ordinal));
+        Assert.Same(s.SharedInitializers, Assert.Single(s.Hints.OfType<SharedInitializersHint>()).Shared);
+        Assert.Contains(s.Hints, h => StructureReport.HintText(h).Contains("'transformer.h.0.ln_1.weight' by 11 roles", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -47,7 +48,7 @@ public class SharedInitializerTests
         // The MANIFEST: the tied lm_head is a transposed copy, not a shared initializer.
         var s = Recognize("llama-torch-past", "model.onnx");
         Assert.Empty(s.SharedInitializers);
-        Assert.DoesNotContain(s.Hints, h => h.Contains("shared by several roles", StringComparison.Ordinal));
+        Assert.DoesNotContain(s.Hints, h => h.Kind == HintKind.SharedInitializers);
     }
 
     [Fact]

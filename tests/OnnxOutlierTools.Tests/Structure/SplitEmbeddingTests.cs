@@ -2,6 +2,7 @@ using OnnxOutlierTools.Import;
 using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Runtime;
 using OnnxOutlierTools.Structure.Recognition;
+using OnnxOutlierTools.Structure.Roles;
 using OnnxOutlierTools.Tests.Cli;
 
 namespace OnnxOutlierTools.Tests.Structure;
@@ -54,7 +55,8 @@ public class SplitEmbeddingTests
         Assert.Equal("inputs_embeds", s.ExternalEmbedding!.InputsEmbeds.Name);
         Assert.Equal(Config.Dim, s.ExternalEmbedding.HiddenSize);
         Assert.Null(s.ExternalEmbedding.Linked);
-        Assert.Contains(s.Hints, h => h.Contains("--embedding-model"));
+        Assert.Same(s.ExternalEmbedding, Assert.Single(s.Hints.OfType<ExternalEmbeddingHint>()).Embedding);
+        Assert.Contains(s.Hints, h => StructureReport.HintText(h).Contains("--embedding-model"));
         Assert.Equal(Config.Layers, s.Blocks.Count);
     }
 
