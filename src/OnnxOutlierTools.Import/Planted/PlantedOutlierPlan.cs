@@ -1,0 +1,50 @@
+namespace OnnxOutlierTools.Import.Planted;
+
+/// <summary>
+/// Where and how strongly <see cref="OutlierPlanter"/> plants each outlier, in the widened model's indices
+/// (residual channels 0..63 are stories260K's, 64..79 are new; FFN neurons 0..171 are stories260K's, 172..173
+/// are new). Validated at construction of the planter; <see cref="Default"/> is what onnx-models/planted-* hold.
+/// </summary>
+public sealed record PlantedOutlierPlan
+{
+    /// <summary>Head size after widening (stories260K: 8); dim = heads * head size.</summary>
+    public int HeadSize { get; init; } = 10;
+
+    /// <summary>A new channel holding <see cref="BiasValue"/> for every token (the embedding writes it): a
+    /// constant input the sink head's query reads.</summary>
+    public int BiasChannel { get; init; } = 64;
+    public double BiasValue { get; init; } = 0.1;
+
+    /// <summary>A new channel that only the BOS token's embedding sets (to <see cref="FlagValue"/>): what the
+    /// planted neurons detect.</summary>
+    public int FlagChannel { get; init; } = 65;
+    public double FlagValue { get; init; } = 1.0;
+
+    /// <summary>The block whose FFN writes the massive activations (its down-projection input is the birth point).</summary>
+    public int MassiveBlock { get; init; } = 1;
+    /// <summary>The residual channels of the massive activations, one per planted FFN neuron.</summary>
+    public IReadOnlyList<int> MassiveChannels { get; init; } = [66, 67];
+    /// <summary>y6 = SiLU(gate) * up of each planted neuron on BOS (the value at the down-projection input).</summary>
+    public IReadOnlyList<double> BirthValues { get; init; } = [600, 450];
+    /// <summary>The super weights W_down[channel, neuron] (llama2.c layout [out, in]); MA = birth value * super weight.</summary>
+    public IReadOnlyList<double> SuperWeights { get; init; } = [4.0, -3.5];
+    /// <summary>The planted neurons' gate pre-activation on BOS (SiLU(g) ~ g for large g).</summary>
+    public double GatePreActivation { get; init; } = 12;
+
+    /// <summary>The block whose FFN norm gets the large gains (channel-wise outliers at the gate/up input).</summary>
+    public int GainBlock { get; init; } = 2;
+    /// <summary>Original channels whose FFN-norm gain is multiplied by <see cref="GainFactor"/> (and gate/up
+    /// weights of that input channel divided by it, so the function is unchanged).</summary>
+    public IReadOnlyList<int> GainChannels { get; init; } = [21, 50];
+    public double GainFactor { get; init; } = 32;
+
+    /// <summary>The block and query head made an attention sink on position 0.</summary>
+    public int SinkBlock { get; init; } = 2;
+    public int SinkHead { get; init; } = 3;
+    /// <summary>The sink head's extra key dimension (head dimension 8, the first padded one) on BOS.</summary>
+    public double SinkKey { get; init; } = 8;
+    /// <summary>The weight from <see cref="BiasChannel"/> into the sink head's extra query dimension.</summary>
+    public double SinkQueryWeight { get; init; } = 150;
+
+    public static PlantedOutlierPlan Default { get; } = new();
+}
