@@ -14,7 +14,7 @@ internal sealed class BosCompensation(DecoderWeights original, DecoderWeights pl
     {
         var c0 = original.Config;
         var c = planted.Config;
-        int hs0 = c0.HeadSize, hs = c.HeadSize, d0 = c0.Dim, d = c.Dim, h0 = c0.HiddenDim;
+        int hs = c.HeadSize, d0 = c0.Dim, d = c.Dim, h0 = c0.HiddenDim;
         var x0 = Row(original.TokenEmbedding, OutlierPlanter.BosToken, d0);
         var x = Row(planted.TokenEmbedding, OutlierPlanter.BosToken, d);
         int sinkKvHead = plan.SinkHead / c.QueriesPerKvHead;
@@ -31,10 +31,10 @@ internal sealed class BosCompensation(DecoderWeights original, DecoderWeights pl
             var y = RmsNorm(x, w.AttentionNorm, c.NormEps);
             var k0 = MatVec(o.Wk, y0, c0.KvDim);
             var v0 = MatVec(o.Wv, y0, c0.KvDim);
-            var keyTarget = Spread(k0, c0.KvHeads, hs0, hs);
-            if (l == plan.SinkBlock) keyTarget[sinkKvHead * hs + hs0] = plan.SinkKey;
+            var keyTarget = Pad(k0, c.KvDim);
+            if (l == plan.SinkBlock) keyTarget[sinkKvHead * hs + plan.SinkDimension] = plan.SinkKey;
             Restore(w.Wk, y, keyTarget, attentionReader, Enumerable.Range(0, c.KvDim));
-            Restore(w.Wv, y, Spread(v0, c0.KvHeads, hs0, hs), attentionReader, Enumerable.Range(0, c.KvDim));
+            Restore(w.Wv, y, Pad(v0, c.KvDim), attentionReader, Enumerable.Range(0, c.KvDim));
             AddInPlace(x0, MatVec(o.Wo, RepeatKv(v0, c0), d0));
             AddInPlace(x, MatVec(w.Wo, RepeatKv(MatVec(w.Wv, y, c.KvDim), c), d));
 
@@ -81,15 +81,6 @@ internal sealed class BosCompensation(DecoderWeights original, DecoderWeights pl
             for (int j = 0; j < n; j++) current += w[(long)r * n + j] * y[j];
             w[(long)r * n + reader] = (float)((target[r] - current) / y[reader]);
         }
-    }
-
-    // Per head, dimensions 0..hs0-1 of [heads*hs0] into [heads*hs] (new dimensions zero).
-    private static double[] Spread(double[] v, int heads, int hs0, int hs)
-    {
-        var result = new double[heads * hs];
-        for (int head = 0; head < heads; head++)
-            for (int i = 0; i < hs0; i++) result[head * hs + i] = v[head * hs0 + i];
-        return result;
     }
 
     private static double[] RepeatKv(double[] v, DecoderConfig c)

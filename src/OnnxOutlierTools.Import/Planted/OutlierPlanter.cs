@@ -12,9 +12,8 @@ namespace OnnxOutlierTools.Import.Planted;
 /// carries to the last block (nothing writes those channels again).</item>
 /// <item>Channel-wise outliers: the gain block's FFN-norm gain is multiplied at two channels and the
 /// gate/up weights of those input channels divided by the same factor (function unchanged).</item>
-/// <item>Attention sink: the sink head's first padded query dimension reads the bias channel and the
-/// first padded key dimension of its KV head is large on BOS only, so every query puts most of its mass on
-/// position 0.</item>
+/// <item>Attention sink: a new head whose query reads the bias channel and whose key is large on BOS only, so
+/// every query puts most of its mass on position 0; its values are zero (a dormant head: it changes nothing).</item>
 /// <item>BOS compensation: BOS at position 0 sees only itself, so its hidden state is input-independent. The
 /// flag and, from the massive block on, the massive activations change BOS's RMSNorm denominators (its
 /// other channels shrink, as in real models); the keys, values, gate/up pre-activations of BOS and its
@@ -46,7 +45,7 @@ public sealed class OutlierPlanter
     public DecoderWeights Plant()
     {
         var p = _plan;
-        var w = ResidualWidening.Widen(_original, p.HeadSize, p.MassiveChannels.Count);
+        var w = ResidualWidening.Widen(_original, p.Heads, p.KvHeads, p.MassiveChannels.Count);
         var c = w.Config;
         int d0 = _original.Config.Dim;
         var newChannels = Enumerable.Range(d0, c.Dim - d0).ToArray();
@@ -73,14 +72,11 @@ public sealed class OutlierPlanter
             }
         }
 
-        w.Layers[p.SinkBlock].Wq[(long)(p.SinkHead * c.HeadSize + SinkDimension) * c.Dim + p.BiasChannel] = (float)p.SinkQueryWeight;
+        w.Layers[p.SinkBlock].Wq[(long)(p.SinkHead * c.HeadSize + p.SinkDimension) * c.Dim + p.BiasChannel] = (float)p.SinkQueryWeight;
 
         new BosCompensation(_original, w, p).Apply();
         return w;
     }
-
-    /// <summary>The head dimension the sink uses: the first one the widening added.</summary>
-    public int SinkDimension => _original.Config.HeadSize;
 
     private static void SetNewGains(float[] gain, int originalDim)
     {
@@ -93,8 +89,8 @@ public sealed class OutlierPlanter
     {
         var c = _original.Config;
         var p = _plan;
-        int dim = c.Heads * p.HeadSize;
-        if (p.HeadSize <= c.HeadSize || p.HeadSize % 2 != 0) throw new ArgumentException($"plan head size {p.HeadSize} must be even and above {c.HeadSize}");
+        int dim = p.Heads * c.HeadSize;
+        if (p.Heads <= c.Heads || p.KvHeads < c.KvHeads) throw new ArgumentException($"plan needs more than {c.Heads} heads (new channels come from new heads)");
         var planted = new[] { p.BiasChannel, p.FlagChannel }.Concat(p.MassiveChannels).ToArray();
         foreach (int ch in planted)
             if (ch < c.Dim || ch >= dim) throw new ArgumentException($"planted channel {ch} must be a new channel ({c.Dim}..{dim - 1})");
@@ -106,7 +102,8 @@ public sealed class OutlierPlanter
         if (p.MassiveBlock < 0 || p.MassiveBlock >= c.Layers - 1) throw new ArgumentException($"massive block {p.MassiveBlock} must be before the last block");
         if (p.GainBlock < 0 || p.GainBlock >= c.Layers) throw new ArgumentException($"gain block {p.GainBlock} outside 0..{c.Layers - 1}");
         if (p.SinkBlock <= p.MassiveBlock || p.SinkBlock >= c.Layers) throw new ArgumentException($"sink block {p.SinkBlock} must come after the massive block, before {c.Layers}");
-        if (p.SinkHead < 0 || p.SinkHead >= c.Heads) throw new ArgumentException($"sink head {p.SinkHead} outside 0..{c.Heads - 1}");
+        if (p.SinkHead < c.Heads || p.SinkHead >= p.Heads) throw new ArgumentException($"sink head {p.SinkHead} must be a new head ({c.Heads}..{p.Heads - 1})");
+        if (p.SinkDimension < 0 || p.SinkDimension >= c.HeadSize) throw new ArgumentException($"sink dimension {p.SinkDimension} outside 0..{c.HeadSize - 1}");
         if (!(p.GainFactor > 1)) throw new ArgumentException("gain factor must exceed 1");
         if (!(p.FlagValue > 0) || !(p.BiasValue > 0)) throw new ArgumentException("flag and bias values must be positive");
     }

@@ -21,7 +21,7 @@ public sealed record PlantedGroundTruth
 }
 
 public sealed record ModelShape(int Dim, int HiddenDim, int Layers, int Heads, int KvHeads, int HeadSize, int VocabSize,
-    int MaxSeqLen, double RopeTheta, double NormEps, int OriginalDim, int OriginalHiddenDim, int OriginalHeadSize);
+    int MaxSeqLen, double RopeTheta, double NormEps, int OriginalDim, int OriginalHiddenDim, int OriginalHeads, int OriginalKvHeads);
 
 /// <summary>The new residual channels: <c>bias</c> (constant on every token), <c>bosFlag</c> (BOS only),
 /// the massive-activation channels, and <c>padding</c> (always zero).</summary>
@@ -78,7 +78,6 @@ public sealed record AttentionSinkTruth
     /// <summary>Mean over query positions 1..n-1 of the probability on key position 0 (position 0 itself is 1 trivially).</summary>
     public required double MeanMassOnPosition0 { get; init; }
     public required double MinMassOnPosition0 { get; init; }
-    public required double OriginalMeanMassOnPosition0 { get; init; }
     /// <summary>The largest mean mass on position 0 of any other head (any block).</summary>
     public required double LargestOtherHeadMass { get; init; }
     public required string Mechanism { get; init; }

@@ -16,7 +16,6 @@ public static class PlantedMeasurement
         var c0 = original.Config;
         var statWindows = windows.Take(StatisticWindows).ToArray();
         var traces = statWindows.Select(w => new DecoderTrace(planted).Run(w, TraceParts.All)).ToArray();
-        var originalTraces = statWindows.Select(w => new DecoderTrace(original).Run(w, TraceParts.AttentionProbabilities)).ToArray();
         var first = traces[0];
         int h0 = c0.HiddenDim;
         var neurons = Enumerable.Range(h0, plan.MassiveChannels.Count).ToArray();
@@ -57,7 +56,6 @@ public static class PlantedMeasurement
         double largestOther = Enumerable.Range(0, c.Dim).Where(j => !plan.GainChannels.Contains(j)).Max(j => channelMax[j]) / medianChannelMax;
 
         var (sinkMean, sinkMin) = SinkMass(traces, plan.SinkBlock, plan.SinkHead);
-        var (originalSink, _) = SinkMass(originalTraces, plan.SinkBlock, plan.SinkHead);
         double otherHeads = 0;
         for (int l = 0; l < c.Layers; l++)
             for (int h = 0; h < c.Heads; h++)
@@ -72,7 +70,7 @@ public static class PlantedMeasurement
             Source = "stories260K (karpathy/tinyllamas, llama2.c checkpoint stories260K.bin) widened and planted by OnnxOutlierTools.Import.Planted.OutlierPlanter",
             Flavour = "",
             Model = new ModelShape(c.Dim, c.HiddenDim, c.Layers, c.Heads, c.KvHeads, c.HeadSize, c.VocabSize, c.MaxSeqLen, c.RopeTheta, R(c.NormEps),
-                c0.Dim, c0.HiddenDim, c0.HeadSize),
+                c0.Dim, c0.HiddenDim, c0.Heads, c0.KvHeads),
             Channels = new PlantedChannels(plan.BiasChannel, plan.BiasValue, plan.FlagChannel, plan.FlagValue, plan.MassiveChannels,
                 Enumerable.Range(c0.Dim, c.Dim - c0.Dim).Except([plan.BiasChannel, plan.FlagChannel, .. plan.MassiveChannels]).ToArray()),
             MassiveActivation = new MassiveActivationTruth
@@ -108,10 +106,9 @@ public static class PlantedMeasurement
                 Position = 0,
                 MeanMassOnPosition0 = R(sinkMean),
                 MinMassOnPosition0 = R(sinkMin),
-                OriginalMeanMassOnPosition0 = R(originalSink),
                 LargestOtherHeadMass = R(otherHeads),
-                Mechanism = $"head dimension {c0.HeadSize} (added by the widening): the query reads bias channel {plan.BiasChannel} (weight {plan.SinkQueryWeight}), " +
-                    $"the key is {plan.SinkKey} on BOS only (read from massive channel {plan.MassiveChannels[0]})",
+                Mechanism = $"a new head (values zero: it changes nothing): in head dimension {plan.SinkDimension} the query reads bias channel {plan.BiasChannel} " +
+                    $"(weight {plan.SinkQueryWeight}) and the key is {plan.SinkKey} on BOS only (read from massive channel {plan.MassiveChannels[0]})",
             },
             Perplexity = new PerplexityTruth
             {

@@ -82,7 +82,7 @@ public static class PlantedModelFolder
         var sink = t.AttentionSink;
         var ppl = t.Perplexity;
         string form = flavour == LlamaOnnxFlavour.GenAiGqa
-            ? "onnxruntime-genai builder layout: SkipSimplifiedLayerNormalization chain, q/k/v MatMuls, com.microsoft RotaryEmbedding (head size 10 is not a multiple of 16), GroupQueryAttention with KV cache, inputs `input_ids`, `attention_mask`, `past_key_values.*`"
+            ? "onnxruntime-genai builder layout: SkipSimplifiedLayerNormalization chain, q/k/v MatMuls, com.microsoft RotaryEmbedding (head size 8 is not a multiple of 16), GroupQueryAttention with KV cache, inputs `input_ids`, `attention_mask`, `past_key_values.*`"
             : "decomposed torch.onnx / Optimum layout (opset 14): Pow/ReduceMean RMSNorm, MatMul projections, rotate-half RoPE, explicit attention with Softmax, inputs `input_ids`, `attention_mask`, `position_ids`";
         var b = new StringBuilder();
         b.Append(inv, $"""
@@ -91,7 +91,7 @@ public static class PlantedModelFolder
             stories260K (a trained 5-block Llama on TinyStories) with outliers planted into its weights, for testing outlier
             analysis, mitigation and quantization against a known ground truth ({form}). Everything is in `ground-truth.json`.
 
-            - Widened exactly (logits unchanged to ~1e-6): dim {t.Model.OriginalDim} -> {t.Model.Dim} (head size {t.Model.OriginalHeadSize} -> {t.Model.HeadSize}, RoPE theta 1e5, gains x sqrt(64/80)),
+            - Widened exactly (logits unchanged to ~1e-6): dim {t.Model.OriginalDim} -> {t.Model.Dim} ({t.Model.OriginalHeads} -> {t.Model.Heads} heads, {t.Model.OriginalKvHeads} -> {t.Model.KvHeads} KV heads, head size {t.Model.HeadSize}; RMSNorm gains x sqrt(64/80), eps x 0.8),
               FFN {t.Model.OriginalHiddenDim} -> {t.Model.HiddenDim}; new channels: bias {t.Channels.Bias} (= {t.Channels.BiasValue} on every token), BOS flag {t.Channels.BosFlag}, massive {string.Join(", ", t.Channels.Massive)}, zero padding {t.Channels.Padding[0]}..{t.Channels.Padding[^1]}.
             - **Massive activation**: born at the down-projection input of block {ma.Block} on BOS (position 0): neurons {string.Join(", ", ma.AtBirth.Select(x => $"{x.Neuron} = {x.Value:G4}"))};
               super weights {string.Join(", ", ma.SuperWeights.Select(s => $"W_down[{s.Row}, {s.Column}] = {s.Value:G4}"))} (block {ma.Block});
@@ -99,7 +99,8 @@ public static class PlantedModelFolder
               (ratio to the token's median |x|: {ma.Carried.Min(r => r.RatioToMedian):F0}-{ma.Carried.Max(r => r.RatioToMedian):F0}). Fires on every BOS token.
             - **Channel-wise outliers**: block {co.Block} FFN norm gain x{co.GainFactor:G3} at channels {string.Join(", ", co.Channels)} (gate/up rows / {co.GainFactor:G3});
               at the gate/up input: {string.Join(", ", co.Measured.Select(m => $"channel {m.Channel} max {m.MaxAbs:F1} = {m.RatioToMedianChannelMax:F1}x the median channel"))}.
-            - **Attention sink**: block {sink.Block} head {sink.Head} puts {sink.MeanMassOnPosition0:F3} of its mass on position 0 on average (was {sink.OriginalMeanMassOnPosition0:F3}).
+            - **Attention sink**: block {sink.Block} head {sink.Head} (a new, dormant head: its values are zero) puts {sink.MeanMassOnPosition0:F3} of its mass on position 0 on average;
+              no other head exceeds {sink.LargestOtherHeadMass:F3}.
             - **Perplexity** ({ppl.Windows} windows of {ppl.WindowTokens} tokens, {ppl.ScoredTokens} scored, `{ppl.Text}`): {ppl.Before:F4} before, {ppl.After:F4} after ({ppl.RelativeChange * 100:+0.00;-0.00}%).
             - Tokenizer: `tokenizer.bin` (llama2.c format, BOS 1); see NOTICE.md.
 

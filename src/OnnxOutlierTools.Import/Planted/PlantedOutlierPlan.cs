@@ -2,18 +2,19 @@ namespace OnnxOutlierTools.Import.Planted;
 
 /// <summary>
 /// Where and how strongly <see cref="OutlierPlanter"/> plants each outlier, in the widened model's indices
-/// (residual channels 0..63 are stories260K's, 64..79 are new; FFN neurons 0..171 are stories260K's, 172..173
+/// (residual channels 0..63 are stories260K's, 64..79 are new (heads 8 and 9 are new); FFN neurons 0..171 are stories260K's, 172..173
 /// are new). Validated at construction of the planter; <see cref="Default"/> is what onnx-models/planted-* hold.
 /// </summary>
 public sealed record PlantedOutlierPlan
 {
-    /// <summary>Head size after widening (stories260K: 8); dim = heads * head size.</summary>
-    public int HeadSize { get; init; } = 10;
+    /// <summary>Attention heads and KV heads after widening (stories260K: 8 and 4; head size 8 stays, so dim = 80).</summary>
+    public int Heads { get; init; } = 10;
+    public int KvHeads { get; init; } = 5;
 
     /// <summary>A new channel holding <see cref="BiasValue"/> for every token (the embedding writes it): a
     /// constant input the sink head's query reads.</summary>
     public int BiasChannel { get; init; } = 64;
-    public double BiasValue { get; init; } = 0.1;
+    public double BiasValue { get; init; } = 0.05;
 
     /// <summary>A new channel that only the BOS token's embedding sets (to <see cref="FlagValue"/>): what the
     /// planted neurons detect.</summary>
@@ -38,13 +39,17 @@ public sealed record PlantedOutlierPlan
     public IReadOnlyList<int> GainChannels { get; init; } = [21, 50];
     public double GainFactor { get; init; } = 32;
 
-    /// <summary>The block and query head made an attention sink on position 0.</summary>
+    /// <summary>The block and query head made an attention sink on position 0: a new head (its values are zero, so
+    /// it changes nothing the model computes, like the dormant sink heads of trained models).</summary>
     public int SinkBlock { get; init; } = 2;
-    public int SinkHead { get; init; } = 3;
-    /// <summary>The sink head's extra key dimension (head dimension 8, the first padded one) on BOS.</summary>
+    public int SinkHead { get; init; } = 8;
+    /// <summary>The head dimension the sink uses: 6, the first of the slowest-rotating RoPE pair (6, 7), so the
+    /// query's rotation by position barely changes its product with BOS's key.</summary>
+    public int SinkDimension { get; init; } = 6;
+    /// <summary>The sink head's key in <see cref="SinkDimension"/> on BOS (zero on every other token).</summary>
     public double SinkKey { get; init; } = 8;
-    /// <summary>The weight from <see cref="BiasChannel"/> into the sink head's extra query dimension.</summary>
-    public double SinkQueryWeight { get; init; } = 150;
+    /// <summary>The weight from <see cref="BiasChannel"/> into the sink head's query in <see cref="SinkDimension"/>.</summary>
+    public double SinkQueryWeight { get; init; } = 40;
 
     public static PlantedOutlierPlan Default { get; } = new();
 }
