@@ -13,7 +13,9 @@ public enum TraceParts
     FfnNormOutputs = 4,
     /// <summary>Attention probabilities, [layers][heads][query][key] (key &lt;= query).</summary>
     AttentionProbabilities = 8,
-    All = BlockOutputs | DownInputs | FfnNormOutputs | AttentionProbabilities,
+    /// <summary>The attention output before o_proj (the o-projection input), [layers][tokens][heads*head_size].</summary>
+    AttentionOutputs = 16,
+    All = BlockOutputs | DownInputs | FfnNormOutputs | AttentionProbabilities | AttentionOutputs,
 }
 
 /// <summary>The intermediate tensors of one window (arrays are null for parts not asked for).</summary>
@@ -26,6 +28,7 @@ public sealed class WindowTrace
     public double[][][]? DownInputs { get; init; }
     public double[][][]? FfnNormOutputs { get; init; }
     public double[][][][]? AttentionProbabilities { get; init; }
+    public double[][][]? AttentionOutputs { get; init; }
 }
 
 /// <summary>
@@ -77,6 +80,7 @@ public sealed class DecoderTrace
         var downIn = parts.HasFlag(TraceParts.DownInputs) ? new double[L][][] : null;
         var ffnOut = parts.HasFlag(TraceParts.FfnNormOutputs) ? new double[L][][] : null;
         var probs = parts.HasFlag(TraceParts.AttentionProbabilities) ? new double[L][][][] : null;
+        var attnOut = parts.HasFlag(TraceParts.AttentionOutputs) ? new double[L][][] : null;
         var y = new double[D];
         var q = new double[n][];
         var k = new double[n][];
@@ -98,6 +102,7 @@ public sealed class DecoderTrace
                 Rotate(k[t], t);
             }
             if (probs is not null) probs[l] = new double[_c.Heads][][];
+            if (attnOut is not null) attnOut[l] = new double[n][];
             var scores = new double[n];
             var attended = new double[n][];
             for (int t = 0; t < n; t++)
@@ -121,6 +126,7 @@ public sealed class DecoderTrace
                         probs[l][h][t] = scores.AsSpan(0, t + 1).ToArray();
                     }
                 }
+                if (attnOut is not null) attnOut[l][t] = (double[])mix.Clone();
                 attended[t] = MatVec(_wo[l], mix, D);
             }
             if (ffnOut is not null) ffnOut[l] = new double[n][];
@@ -152,6 +158,7 @@ public sealed class DecoderTrace
             DownInputs = downIn,
             FfnNormOutputs = ffnOut,
             AttentionProbabilities = probs,
+            AttentionOutputs = attnOut,
         };
     }
 

@@ -13,13 +13,16 @@ namespace OnnxOutlierTools.Import.Planted;
 /// <item>Channel-wise outliers: the gain block's FFN-norm gain is multiplied at two channels and the
 /// gate/up weights of those input channels divided by the same factor (function unchanged).</item>
 /// <item>Attention sink: a new head whose query reads the bias channel and whose key is large on BOS only, so
-/// every query puts most of its mass on position 0; its values are zero (a dormant head: it changes nothing).</item>
+/// every query puts most of its mass on position 0; its value on BOS is zero (compensation), on other tokens a
+/// multiple of an original KV head's, so it is harmless while it sinks and harmful without the sink.</item>
 /// <item>BOS compensation: BOS at position 0 sees only itself, so its hidden state is input-independent. The
 /// flag and, from the massive block on, the massive activations change BOS's RMSNorm denominators (its
 /// other channels shrink, as in real models); the keys, values, gate/up pre-activations of BOS and its
 /// logits are restored to the original model's values by one weight column per linear that reads the
 /// flag channel (before the massive activation exists) or the first massive channel (after). Those
-/// channels are exactly zero on every other token, so no other token is affected.</item>
+/// channels are exactly zero on every other token, so no other token is affected. From the massive block on
+/// that compensation (and the sink key) rides on the massive activation: remove it and the sink head spreads its
+/// attention over every token (the ablation in the ground truth).</item>
 /// </list>
 /// </summary>
 public sealed class OutlierPlanter
@@ -72,7 +75,17 @@ public sealed class OutlierPlanter
             }
         }
 
-        w.Layers[p.SinkBlock].Wq[(long)(p.SinkHead * c.HeadSize + p.SinkDimension) * c.Dim + p.BiasChannel] = (float)p.SinkQueryWeight;
+        var sinkLayer = w.Layers[p.SinkBlock];
+        sinkLayer.Wq[(long)(p.SinkHead * c.HeadSize + p.SinkDimension) * c.Dim + p.BiasChannel] = (float)p.SinkQueryWeight;
+        int sinkKv = p.SinkHead / c.QueriesPerKvHead, hs = c.HeadSize;
+        int sourceHead = p.SinkValueSource * c.QueriesPerKvHead; // the first query head of the source KV head
+        for (int i = 0; i < hs; i++)
+        {
+            for (int j = 0; j < d0; j++)
+                sinkLayer.Wv[(long)(sinkKv * hs + i) * c.Dim + j] = (float)(p.SinkValueScale * sinkLayer.Wv[(long)(p.SinkValueSource * hs + i) * c.Dim + j]);
+            for (int o = 0; o < d0; o++)
+                sinkLayer.Wo[(long)o * c.Dim + p.SinkHead * hs + i] = sinkLayer.Wo[(long)o * c.Dim + sourceHead * hs + i];
+        }
 
         new BosCompensation(_original, w, p).Apply();
         return w;

@@ -93,6 +93,9 @@ public sealed record PerplexityTruth
     public required double Before { get; init; }
     public required double After { get; init; }
     public required double RelativeChange { get; init; }
+    /// <summary>The planted model with its super weights set to zero (no massive activation): the model relies on it.
+    /// Setting the massive activation to its mean changes nothing (BOS at position 0 is input-independent).</summary>
+    public required double SuperWeightsZeroed { get; init; }
 }
 
 /// <summary>The Sun et al. rule (|x| > absolute and |x| >= relative * median |x| of the token) applied to every token of

@@ -64,6 +64,7 @@ public static class PlantedMeasurement
         var pplWindows = windows.Take(PerplexityWindows).ToArray();
         var (before, scored) = PlantedCorpus.Perplexity(original, pplWindows);
         var (after, _) = PlantedCorpus.Perplexity(planted, pplWindows);
+        var (ablated, _) = PlantedCorpus.Perplexity(WithoutSuperWeights(planted, plan, neurons), pplWindows);
 
         return new PlantedGroundTruth
         {
@@ -107,8 +108,9 @@ public static class PlantedMeasurement
                 MeanMassOnPosition0 = R(sinkMean),
                 MinMassOnPosition0 = R(sinkMin),
                 LargestOtherHeadMass = R(otherHeads),
-                Mechanism = $"a new head (values zero: it changes nothing): in head dimension {plan.SinkDimension} the query reads bias channel {plan.BiasChannel} " +
-                    $"(weight {plan.SinkQueryWeight}) and the key is {plan.SinkKey} on BOS only (read from massive channel {plan.MassiveChannels[0]})",
+                Mechanism = $"a new head: in head dimension {plan.SinkDimension} the query reads bias channel {plan.BiasChannel} (weight {plan.SinkQueryWeight}) " +
+                    $"and the key is {plan.SinkKey} on BOS only (read from massive channel {plan.MassiveChannels[0]}); its value is 0 on BOS and {plan.SinkValueScale} x KV head " +
+                    $"{plan.SinkValueSource}'s elsewhere, written out by head {plan.SinkValueSource * c.QueriesPerKvHead}'s o_proj columns",
             },
             Perplexity = new PerplexityTruth
             {
@@ -120,9 +122,21 @@ public static class PlantedMeasurement
                 Before = R(before),
                 After = R(after),
                 RelativeChange = R(after / before - 1),
+                SuperWeightsZeroed = R(ablated),
             },
             OnlyPlantedMassiveActivations = CheckThresholds(traces, plan, neurons),
         };
+    }
+
+    /// <summary>The planted weights with the super weights set to zero (the arrays of other layers are shared).</summary>
+    public static DecoderWeights WithoutSuperWeights(DecoderWeights planted, PlantedOutlierPlan plan, IReadOnlyList<int> neurons)
+    {
+        var layers = planted.Layers.ToArray();
+        var m = layers[plan.MassiveBlock];
+        var w2 = (float[])m.W2.Clone();
+        for (int k = 0; k < neurons.Count; k++) w2[(long)plan.MassiveChannels[k] * planted.Config.HiddenDim + neurons[k]] = 0;
+        layers[plan.MassiveBlock] = new LayerWeights(m.AttentionNorm, m.Wq, m.Wk, m.Wv, m.Wo, m.FfnNorm, m.W1, w2, m.W3);
+        return new DecoderWeights(planted.Config, planted.TokenEmbedding, layers, planted.FinalNorm, planted.Classifier);
     }
 
     private static ThresholdCheck CheckThresholds(WindowTrace[] traces, PlantedOutlierPlan plan, int[] neurons)

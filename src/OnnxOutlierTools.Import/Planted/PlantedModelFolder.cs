@@ -96,10 +96,11 @@ public static class PlantedModelFolder
             - **Massive activation**: born at the down-projection input of block {ma.Block} on BOS (position 0): neurons {string.Join(", ", ma.AtBirth.Select(x => $"{x.Neuron} = {x.Value:G4}"))};
               super weights {string.Join(", ", ma.SuperWeights.Select(s => $"W_down[{s.Row}, {s.Column}] = {s.Value:G4}"))} (block {ma.Block});
               residual {string.Join(", ", ma.Carried.Where(r => r.Block == ma.Block).Select(r => $"channel {r.Channel} = {r.Value:G5}"))}, carried unchanged to block {ma.Carried[^1].Block}
-              (ratio to the token's median |x|: {ma.Carried.Min(r => r.RatioToMedian):F0}-{ma.Carried.Max(r => r.RatioToMedian):F0}). Fires on every BOS token.
+              (ratio to the token's median |x|: {ma.Carried.Min(r => r.RatioToMedian):F0}-{ma.Carried.Max(r => r.RatioToMedian):F0}). Fires on every BOS token. The model needs it:
+              the sink head's key on BOS reads channel {ma.Channels[0]}, so zeroing the super weights raises the perplexity to {ppl.SuperWeightsZeroed:F2}.
             - **Channel-wise outliers**: block {co.Block} FFN norm gain x{co.GainFactor:G3} at channels {string.Join(", ", co.Channels)} (gate/up rows / {co.GainFactor:G3});
               at the gate/up input: {string.Join(", ", co.Measured.Select(m => $"channel {m.Channel} max {m.MaxAbs:F1} = {m.RatioToMedianChannelMax:F1}x the median channel"))}.
-            - **Attention sink**: block {sink.Block} head {sink.Head} (a new, dormant head: its values are zero) puts {sink.MeanMassOnPosition0:F3} of its mass on position 0 on average;
+            - **Attention sink**: block {sink.Block} head {sink.Head} (a new head: value 0 on BOS, a multiple of an original head's elsewhere) puts {sink.MeanMassOnPosition0:F3} of its mass on position 0 on average;
               no other head exceeds {sink.LargestOtherHeadMass:F3}.
             - **Perplexity** ({ppl.Windows} windows of {ppl.WindowTokens} tokens, {ppl.ScoredTokens} scored, `{ppl.Text}`): {ppl.Before:F4} before, {ppl.After:F4} after ({ppl.RelativeChange * 100:+0.00;-0.00}%).
             - Tokenizer: `tokenizer.bin` (llama2.c format, BOS 1); see NOTICE.md.

@@ -48,6 +48,12 @@ public sealed record PlantedOutlierPlan
     public int SinkDimension { get; init; } = 6;
     /// <summary>The sink head's key in <see cref="SinkDimension"/> on BOS (zero on every other token).</summary>
     public double SinkKey { get; init; } = 8;
+    /// <summary>The sink head's values are this times those of KV head <see cref="SinkValueSource"/> (zero on BOS, by the
+    /// compensation), and its output projection is that head's: while it sinks it adds little (the mass it leaves
+    /// on other tokens), without the sink (no massive activation) it adds this multiple of a uniform average of
+    /// values to every token, as the dormant heads of trained models do when their sink is removed.</summary>
+    public double SinkValueScale { get; init; } = 60;
+    public int SinkValueSource { get; init; } = 0;
     /// <summary>The weight from <see cref="BiasChannel"/> into the sink head's query in <see cref="SinkDimension"/>.</summary>
     public double SinkQueryWeight { get; init; } = 40;
 
