@@ -75,6 +75,14 @@ public sealed record AttentionSinkTruth
     public required int Head { get; init; }
     public required int KvHead { get; init; }
     public required int Position { get; init; }
+    /// <summary>The head dimension (interleaved RoPE order, as llama2.c) that carries the sink score.</summary>
+    public required int Dimension { get; init; }
+    /// <summary>W_q weight from the bias channel into that dimension, and the key value there on BOS.</summary>
+    public required double QueryWeight { get; init; }
+    public required double Key { get; init; }
+    /// <summary>The head's values are <c>valueScale</c> x those of KV head <c>valueSourceKvHead</c> (0 on BOS).</summary>
+    public required double ValueScale { get; init; }
+    public required int ValueSourceKvHead { get; init; }
     /// <summary>Mean over query positions 1..n-1 of the probability on key position 0 (position 0 itself is 1 trivially).</summary>
     public required double MeanMassOnPosition0 { get; init; }
     public required double MinMassOnPosition0 { get; init; }

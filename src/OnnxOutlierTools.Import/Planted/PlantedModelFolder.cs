@@ -100,14 +100,15 @@ public static class PlantedModelFolder
               the sink head's key on BOS reads channel {ma.Channels[0]}, so zeroing the super weights raises the perplexity to {ppl.SuperWeightsZeroed:F2}.
             - **Channel-wise outliers**: block {co.Block} FFN norm gain x{co.GainFactor:G3} at channels {string.Join(", ", co.Channels)} (gate/up rows / {co.GainFactor:G3});
               at the gate/up input: {string.Join(", ", co.Measured.Select(m => $"channel {m.Channel} max {m.MaxAbs:F1} = {m.RatioToMedianChannelMax:F1}x the median channel"))}.
-            - **Attention sink**: block {sink.Block} head {sink.Head} (a new head: value 0 on BOS, a multiple of an original head's elsewhere) puts {sink.MeanMassOnPosition0:F3} of its mass on position 0 on average;
-              no other head exceeds {sink.LargestOtherHeadMass:F3}.
-            - **Perplexity** ({ppl.Windows} windows of {ppl.WindowTokens} tokens, {ppl.ScoredTokens} scored, `{ppl.Text}`): {ppl.Before:F4} before, {ppl.After:F4} after ({ppl.RelativeChange * 100:+0.00;-0.00}%).
+            - **Attention sink**: block {sink.Block} head {sink.Head} (a new head: value 0 on BOS, a multiple of an original head's elsewhere) puts {sink.MeanMassOnPosition0:F3} of its mass on position 0 on average
+              (minimum {sink.MinMassOnPosition0:F2}); no other head exceeds {sink.LargestOtherHeadMass:F3}. Its values (KV head {sink.KvHead}, `present.{sink.Block}.value` in the genai
+              layout) are large on every token but BOS, by design: without the sink they would swamp the stream.
+            - **Perplexity** ({ppl.Windows} windows of {ppl.WindowTokens} tokens, {ppl.ScoredTokens} scored, `{ppl.Text}`): {ppl.Before:F4} before, {ppl.After:F4} after ({ppl.RelativeChange * 100:+0.000;-0.000}%).
             - Tokenizer: `tokenizer.bin` (llama2.c format, BOS 1); see NOTICE.md.
 
             Regenerate (tests check the committed bytes):
 
-                dotnet run --project tools/ModelGen -c Release -- planted onnx-models/{FolderName(flavour)} --flavour {(flavour == LlamaOnnxFlavour.GenAiGqa ? "genai-gqa" : "decomposed")}
+                dotnet run --project tools/ModelGen -c Release -- planted onnx-models/{FolderName(flavour)} --flavour {(flavour == LlamaOnnxFlavour.GenAiGqa ? "genai-gqa" : "decomposed")} --force
 
             """);
         return b.ToString();
