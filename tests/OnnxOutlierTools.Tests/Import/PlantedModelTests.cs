@@ -192,6 +192,17 @@ public class PlantedModelTests(PlantedModels models, ITestOutputHelper output) :
     }
 
     [Fact]
+    public void BothFlavours_AgreeOnOnnxRuntime()
+    {
+        var window = models.Windows[3];
+        using var decomposed = new OnnxOutlierTools.Runtime.KvCacheDecoder(Path.Combine(models.Folder(LlamaOnnxFlavour.Decomposed), "model.onnx"), OnnxOutlierTools.Runtime.SessionSettings.CpuUnoptimized);
+        using var genai = new OnnxOutlierTools.Runtime.KvCacheDecoder(Path.Combine(models.Folder(LlamaOnnxFlavour.GenAiGqa), "model.onnx"), OnnxOutlierTools.Runtime.SessionSettings.CpuUnoptimized);
+        double diff = Diff.MaxAbs(decomposed.Run(window).Logits, genai.Run(window).Logits);
+        output.WriteLine($"decomposed vs genai on ORT: max |logit diff| {diff:E2}");
+        Assert.True(diff < 1e-4, $"flavours differ by {diff}");
+    }
+
+    [Fact]
     public void Perplexity_OnOnnxRuntime_MatchesTheRecordedValuesWithinTheBound()
     {
         var truth = models.Truth(LlamaOnnxFlavour.Decomposed);
