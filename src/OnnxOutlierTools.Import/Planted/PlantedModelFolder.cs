@@ -40,7 +40,7 @@ public static class PlantedModelFolder
     public static void Write(string outDir, LlamaOnnxFlavour flavour, DecoderWeights planted, PlantedGroundTruth truth, string tokenizerPath, bool overwrite)
     {
         string flavourName = flavour == LlamaOnnxFlavour.GenAiGqa ? "genai-gqa" : "decomposed";
-        FolderName(flavour);
+        FolderName(flavour); // refuses the flavours planted models are not written in
         if (!overwrite)
             foreach (string name in FileNames)
                 if (File.Exists(Path.Combine(outDir, name))) throw new OutputExistsException(Path.Combine(outDir, name), "already exists");
@@ -112,33 +112,5 @@ public static class PlantedModelFolder
 
             """);
         return b.ToString();
-    }
-}
-
-/// <summary>Writes a small binary file atomically (hidden temporary in the same folder, flushed, renamed).</summary>
-internal static class AtomicFile
-{
-    public static void Write(string path, byte[] bytes)
-    {
-        string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid().ToString("N")[..12]}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelSaveException(path, $"cannot write: {Text.Printable.FirstLine(ex.Message)}", ex);
-        }
-        finally
-        {
-            try { File.Delete(temp); }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
-        }
     }
 }
