@@ -106,6 +106,16 @@ public static class PlantedModelFolder
             - **Perplexity** ({ppl.Windows} windows of {ppl.WindowTokens} tokens, {ppl.ScoredTokens} scored, `{ppl.Text}`): {ppl.Before:F4} before, {ppl.After:F4} after ({ppl.RelativeChange * 100:+0.000;-0.000}%).
             - Tokenizer: `tokenizer.bin` (llama2.c format, BOS 1); see NOTICE.md.
 
+            `ground-truth.json` (schemaVersion 1; blocks 0-based; channels of the residual stream; a down projection's `row` is
+            the FFN neuron and `column` the residual channel of its ONNX MatMul [in, out] initializer): `model` (sizes, original sizes),
+            `channels` (`bias`, `bosFlag`, `massive`, `padding`), `massiveActivation` (`block`, `birthPoint` = "ffn.down.input",
+            `tokenPosition`, `tokenId`, `channels`, `neurons`, `atBirth`, `superWeights`, `carried` per block with `ratioToMedian`),
+            `channelOutliers` (`block`, `norm` = "ffn_norm", `gainFactor`, `channels`, `measured` max and ratio per channel),
+            `attentionSink` (`block`, `head`, `kvHead`, `meanMassOnPosition0`, mechanism), `perplexity` (`protocol`, `windows`,
+            `scoredTokens`, `before`, `after`, `superWeightsZeroed`) and `onlyPlantedMassiveActivations` (the Sun et al. rule,
+            |x| > 100 and >= 1000x the token's median |x|, on every token of every block output and down-projection input of
+            {t.OnlyPlantedMassiveActivations.Windows} windows: `qualifyingPlanted` {t.OnlyPlantedMassiveActivations.QualifyingPlanted}, `qualifyingOther` {t.OnlyPlantedMassiveActivations.QualifyingOther}).
+
             Regenerate (tests check the committed bytes):
 
                 dotnet run --project tools/ModelGen -c Release -- planted onnx-models/{FolderName(flavour)} --flavour {(flavour == LlamaOnnxFlavour.GenAiGqa ? "genai-gqa" : "decomposed")} --force
