@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using OnnxOutlierTools.Import;
+using OnnxOutlierTools.Import.Planted;
 using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Tensors;
@@ -22,6 +23,11 @@ public static class Program
           ModelGen graph <out.onnx> [--nodes N] [--tensor-megabytes M]
               a chain of N element-wise nodes (default 1000000; SyntheticGraph) for memory measurements,
               with one generated FLOAT tensor of M MiB in <out.onnx>.data when M > 0
+          ModelGen planted <outdir> [--flavour decomposed|genai-gqa] [--fixtures DIR] [--force]
+              stories260K with planted outliers (massive activation, norm-gain channel outliers, attention
+              sink) and ground-truth.json; the repository's onnx-models/planted-llama-*. Reads
+              llama2c/stories260K.bin, llama2c/tok512.bin and text/tinystories-sample.txt under DIR
+              (default $ONNX_OUTLIERS_FIXTURES, else ../shared/fixtures)
         flavours: decomposed (default), decomposed-past, genai-gqa
         """;
 
@@ -45,6 +51,9 @@ public static class Program
                 case "llama2c":
                     if (positional.Count != 1) return Fail(Usage);
                     return Llama2c(args[1], positional[0], Flavour(options), options.ContainsKey("fp16"));
+                case "planted":
+                    if (positional.Count != 0) return Fail(Usage);
+                    return Planted(args[1], Flavour(options), options.GetValueOrDefault("fixtures"), options.ContainsKey("force"));
                 default:
                     return Fail(Usage);
             }
@@ -93,6 +102,18 @@ public static class Program
         return 0;
     }
 
+    private static int Planted(string outDir, LlamaOnnxFlavour flavour, string? fixtures, bool force)
+    {
+        var clock = Stopwatch.StartNew();
+        fixtures ??= Environment.GetEnvironmentVariable("ONNX_OUTLIERS_FIXTURES") is { Length: > 0 } env ? env : Path.Combine("..", "shared", "fixtures");
+        string checkpoint = Path.Combine(fixtures, "llama2c", "stories260K.bin"), tokenizer = Path.Combine(fixtures, "llama2c", "tok512.bin");
+        var (planted, truth) = PlantedModelFolder.Create(checkpoint, tokenizer, Path.Combine(fixtures, "text", "tinystories-sample.txt"));
+        PlantedModelFolder.Write(outDir, flavour, planted, truth, tokenizer, force);
+        Console.WriteLine($"wrote {outDir} ({PlantedModelFolder.FolderName(flavour)} layout): perplexity {truth.Perplexity.Before:F4} -> {truth.Perplexity.After:F4}, " +
+            $"massive activation {truth.MassiveActivation.Carried[0].Value:G5} at block {truth.MassiveActivation.Block}, sink mass {truth.AttentionSink.MeanMassOnPosition0:F3}, in {clock.Elapsed.TotalSeconds:F1} s");
+        return 0;
+    }
+
     private static void Save(Model model, string outDir, DecoderConfig config, LlamaOnnxFlavour flavour, string dtype)
     {
         var clock = Stopwatch.StartNew();
@@ -111,12 +132,12 @@ public static class Program
         {
             if (!args[i].StartsWith("--", StringComparison.Ordinal)) { positional.Add(args[i]); continue; }
             string name = args[i][2..];
-            if (name == "fp16") { options[name] = "true"; continue; }
+            if (name is "fp16" or "force") { options[name] = "true"; continue; }
             if (i + 1 >= args.Length) throw new ArgumentException($"option --{name} needs a value");
             options[name] = args[++i];
         }
         foreach (var key in options.Keys)
-            if (key is not ("seed" or "gigabytes" or "flavour" or "fp16" or "nodes" or "tensor-megabytes")) throw new ArgumentException($"unknown option --{key}");
+            if (key is not ("seed" or "gigabytes" or "flavour" or "fp16" or "force" or "fixtures" or "nodes" or "tensor-megabytes")) throw new ArgumentException($"unknown option --{key}");
         return options;
     }
 
