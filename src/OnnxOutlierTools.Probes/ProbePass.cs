@@ -76,12 +76,11 @@ public sealed class ProbePass : GraphPass
         var x = Materialize(plan.Tensor!, names, plan.Id);
         var statistics = StatisticReductions.Activation(ops, x, plan.Channels, Settings);
         var outputs = new Dictionary<ProbeStatistic, string>();
-        var leading = x.Shape is { } shape ? shape.Take(shape.Count - 1).ToArray() : null;
         foreach (var statistic in ProbeNames.ActivationStatistics)
         {
-            IReadOnlyList<Dim>? dims = statistic switch
+            IReadOnlyList<Dim> dims = statistic switch
             {
-                ProbeStatistic.TokenMaxAbs or ProbeStatistic.TokenMedianAbs or ProbeStatistic.TokenArgMaxChannel => leading,
+                ProbeStatistic.TokenMaxAbs or ProbeStatistic.TokenMedianAbs or ProbeStatistic.TokenArgMaxChannel => [Dim.Unknown],
                 ProbeStatistic.TopKAbs or ProbeStatistic.TopKIndex or ProbeStatistic.TopKValue => [Dim.Unknown],
                 _ => [plan.Channels is long c ? new Dim(c) : Dim.Unknown],
             };

@@ -16,7 +16,7 @@ namespace OnnxOutlierTools.Probes;
 /// <item>Attention mass: probabilities [B, H, S, T] sliced to the first P = min(positions, T) keys and summed over the
 /// S queries: [B, H, P].</item>
 /// </list>
-/// Any rank works: token statistics keep the leading axes, channel statistics reduce an [N, C] view.</summary>
+/// Any rank works: token statistics are flattened to [N] tokens, channel statistics reduce an [N, C] view.</summary>
 internal static class StatisticReductions
 {
     /// <param name="channels">The channel count when the roles know it (then k and the [N, C] view are constants).</param>
@@ -25,8 +25,9 @@ internal static class StatisticReductions
         var xf = ops.Float(x);
         channels ??= x.Shape is { Count: > 0 } s ? s[^1].Value : null;
         var c = channels is long known ? ops.Int64s(known) : ops.Dim(xf, -1);
-        // Token statistics reduce the last axis (any rank: the leading axes stay, [B, S] for [B, S, C]); channel
-        // statistics reduce axis 0 of the [N, C] view, which needs no rank.
+        // Token statistics reduce the last axis and are flattened to [N] (N = B*S, row-major): any rank works, and the
+        // output's declared shape has a known rank even when the graph does not say x's. Channel statistics reduce axis 0
+        // of the [N, C] view.
         var rows = ops.Op("Concat", [ops.Int64s(-1), c], Attr.Int("axis", 0));
         Value Rows(Value v) => ops.Op("Reshape", v, rows);
         var abs = ops.Op("Abs", xf);
@@ -51,9 +52,9 @@ internal static class StatisticReductions
             [ProbeStatistic.ChannelSumSquares] = ops.Reduce("ReduceSumSquare", flat, [0]),
             [ProbeStatistic.ChannelSumFourth] = ops.Reduce("ReduceSumSquare", Rows(square), [0]),
             [ProbeStatistic.ChannelAboveCount] = ops.Reduce("ReduceSum", Rows(above), [0]),
-            [ProbeStatistic.TokenMaxAbs] = ops.Reduce("ReduceMax", abs, [-1]),
-            [ProbeStatistic.TokenMedianAbs] = ops.Reduce("ReduceMin", topHalf, [-1]),
-            [ProbeStatistic.TokenArgMaxChannel] = ops.Op("ArgMax", [abs], Attr.Int("axis", -1), Attr.Int("keepdims", 0)),
+            [ProbeStatistic.TokenMaxAbs] = ops.Reshape(ops.Reduce("ReduceMax", abs, [-1]), -1),
+            [ProbeStatistic.TokenMedianAbs] = ops.Reshape(ops.Reduce("ReduceMin", topHalf, [-1]), -1),
+            [ProbeStatistic.TokenArgMaxChannel] = ops.Reshape(ops.Op("ArgMax", [abs], Attr.Int("axis", -1), Attr.Int("keepdims", 0)), -1),
             [ProbeStatistic.TopKAbs] = topValues,
             [ProbeStatistic.TopKIndex] = topIndices,
             [ProbeStatistic.TopKValue] = ops.Op("Gather", [ops.Reshape(xf, -1), topIndices], Attr.Int("axis", 0)),
