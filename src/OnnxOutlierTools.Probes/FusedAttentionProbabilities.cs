@@ -13,7 +13,9 @@ namespace OnnxOutlierTools.Probes;
 /// boolean mask added (MultiHeadAttention <c>attention_bias</c>, ai.onnx Attention <c>attn_mask</c>), a causal mask
 /// (query i sees keys j &lt;= i + T - S) for decoders and causal ops, and the sliding window when the layer has one; then
 /// Softmax. Key padding masks (MultiHeadAttention <c>key_padding_mask</c>, GroupQueryAttention's seqlens) are not
-/// applied: calibration feeds unpadded windows. <see cref="WhyNot"/> says which layers cannot be done.</summary>
+/// applied: calibration feeds unpadded windows. A past input is assumed to hold exactly the cached keys (as ONNX Runtime's
+/// CPU cache does); a shared past/present buffer sized to the maximum length (genai on CUDA) would add empty slots, which
+/// is why calibration runs with an empty past. <see cref="WhyNot"/> says which layers cannot be done.</summary>
 internal static class FusedAttentionProbabilities
 {
     /// <summary>Why the probabilities of <paramref name="attention"/> cannot be recomputed; null when they can.</summary>
