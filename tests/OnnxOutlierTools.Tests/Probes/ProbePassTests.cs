@@ -100,10 +100,7 @@ public sealed class ProbePassTests
             model.Apply(pass);
             return pass.Manifest!.Skipped;
         }
-        var gqa = Skipped("llama-genai-gqa-fp32", "model.onnx");
-        Assert.Equal(2, gqa.Count);
-        Assert.All(gqa, s => Assert.Equal(ProbeKind.AttentionProbabilities, s.Kind));
-        Assert.All(gqa, s => Assert.Contains("do_rotary=1", s.Reason));
+        Assert.Empty(Skipped("llama-genai-gqa-fp32", "model.onnx")); // do_rotary=1: the side subgraph repeats the rotary
         var fused = Skipped("gpt2-ort-fused-fp32", "past.onnx");
         Assert.Equal(5, fused.Count);
         Assert.All(fused, s => Assert.Contains("packed QKV weights", s.Reason));
