@@ -13,7 +13,8 @@ namespace OnnxOutlierTools.Probes;
 /// scores = q k^T * scale (the op's <c>scale</c>, else 1/sqrt(D)), soft-capped when the op caps, the op's additive or
 /// boolean mask added (MultiHeadAttention <c>attention_bias</c>, ai.onnx Attention <c>attn_mask</c>), a causal mask
 /// (query i sees keys j &lt;= i + T - S) for decoders and causal ops, and the sliding window when the layer has one; then
-/// Softmax. GroupQueryAttention with do_rotary=1 gets the op's rotary repeated from its cos/sin cache inputs. Key padding masks (MultiHeadAttention <c>key_padding_mask</c>, GroupQueryAttention's seqlens) are not
+/// Softmax. com.microsoft Attention's q and k are recomputed from its input and packed weights (input W + bias, split at
+/// qkv_hidden_sizes), its stacked past's keys put first. GroupQueryAttention with do_rotary=1 gets the op's rotary repeated from its cos/sin cache inputs. Key padding masks (MultiHeadAttention <c>key_padding_mask</c>, GroupQueryAttention's seqlens) are not
 /// applied: calibration feeds unpadded windows. A past input is assumed to hold exactly the cached keys (as ONNX Runtime's
 /// CPU cache does); a shared past/present buffer sized to the maximum length (genai on CUDA) would add empty slots, which
 /// is why calibration runs with an empty past. <see cref="WhyNot"/> says which layers cannot be done.</summary>
@@ -28,8 +29,12 @@ internal static class FusedAttentionProbabilities
         {
             case AttentionOp.Decomposed:
                 return attention.Probabilities is null ? "the decomposed attention has no recognized Softmax output" : null;
-            case AttentionOp.MicrosoftAttention:
-                return $"{name} computes q and k inside the op from its packed QKV weights, so there is no q/k tensor to recompute the probabilities from";
+            case AttentionOp.MicrosoftAttention when op is not null:
+                if (op.Input(1) is null) return $"{name} has no weights input";
+                if (op.GetInt("do_rotary", 0) == 1) return $"{name} applies rotary inside the op (do_rotary=1) without cos/sin caches to repeat it from";
+                if (op.GetInt("past_present_share_buffer", 0) == 1) return $"{name} shares its past and present buffers (sized to the maximum length)";
+                if (op.Input(4) is { } stacked && stacked.Shape is not { Count: 5 }) return $"{name}: its past input is not the stacked [2, B, H, P, D] cache";
+                break;
             case AttentionOp.Custom:
                 return $"{name} is a custom attention op whose q/k semantics are not known";
         }
@@ -65,7 +70,19 @@ internal static class FusedAttentionProbabilities
 
         var q = ops.Float(query);
         Value k;
-        if (key is null)
+        if (attention.Form.Op == AttentionOp.MicrosoftAttention)
+        {
+            // q, k, v = input W (+ bias), split at qkv_hidden_sizes (default three equal parts).
+            var qkv = ops.Op("MatMul", q, ops.Float(op.Input(1)!));
+            if (op.Input(2) is { } qkvBias) qkv = ops.Op("Add", qkv, ops.Float(qkvBias));
+            var sizes = op.GetAttribute("qkv_hidden_sizes")?.AsInts();
+            long qSize = sizes is { Count: 3 } ? sizes[0] : heads * headSize, kSize = sizes is { Count: 3 } ? sizes[1] : qSize;
+            q = ops.Slice(qkv, [0], [qSize], [-1]);
+            k = ops.Slice(qkv, [qSize], [qSize + kSize], [-1]);
+            headSize = qSize / heads;
+            key = q; // a 3-D [B, S, H*D] key, as the other ops take it
+        }
+        else if (key is null)
         {
             // GroupQueryAttention with packed QKV (no rotary inside: checked by WhyNot): [q | k | v] on the last axis.
             k = ops.Slice(q, [heads * headSize], [(heads + kvHeads) * headSize], [2]);
@@ -84,9 +101,15 @@ internal static class FusedAttentionProbabilities
         Rotary? rotary = isGqa && op.GetInt("do_rotary", 0) == 1
             ? Rotary.Create(ops, op.Input(7)!, op.Input(8)!, pastKey, q, op.GetInt("rotary_interleaved", 0) == 1, headSize)
             : null;
-        var q4 = Heads(ops, q, query.Shape?.Count == 4 && key is not null, heads, headSize, rotary);
-        var k4 = Heads(ops, k, key?.Shape?.Count == 4, kvHeads, headSize, rotary);
-        if (pastKey is { } past) k4 = ops.Op("Concat", [ops.Float(past), k4], Attr.Int("axis", 2));
+        bool microsoft = attention.Form.Op == AttentionOp.MicrosoftAttention;
+        var q4 = Heads(ops, q, !microsoft && query.Shape?.Count == 4 && key is not null, heads, headSize, rotary);
+        var k4 = Heads(ops, k, !microsoft && key?.Shape?.Count == 4, kvHeads, headSize, rotary);
+        if (pastKey is { } past)
+        {
+            // com.microsoft Attention stacks key and value: [2, B, H, P, D]; the keys are [0].
+            var pastKeys = past.Shape?.Count == 5 ? ops.Op("Gather", [past, ops.Int64Scalar(0)], Attr.Int("axis", 0)) : past;
+            k4 = ops.Op("Concat", [ops.Float(pastKeys), k4], Attr.Int("axis", 2));
+        }
         if (kvHeads != heads)
         {
             int group = heads / kvHeads;
@@ -107,6 +130,7 @@ internal static class FusedAttentionProbabilities
         {
             AttentionOp.MultiHeadAttention => op.Input(5),
             AttentionOp.Attention => op.Input(3),
+            AttentionOp.MicrosoftAttention => op.Input(5),
             _ => null,
         };
         if (maskInput is not null)
@@ -225,9 +249,11 @@ internal static class FusedAttentionProbabilities
             AttentionOp.GroupQueryAttention => 3,
             AttentionOp.MultiHeadAttention => 6,
             AttentionOp.Attention => 4,
+            AttentionOp.MicrosoftAttention => 4,
             _ => -1,
         };
-        return index >= 0 && op.Input(index) is { Shape: { Count: 4 } } past ? past : null;
+        int rank = attention.Form.Op == AttentionOp.MicrosoftAttention ? 5 : 4;
+        return index >= 0 && op.Input(index) is { } past && past.Shape?.Count == rank ? past : null;
     }
 
     private static string F(float v) => v.ToString("0.####", CultureInfo.InvariantCulture);

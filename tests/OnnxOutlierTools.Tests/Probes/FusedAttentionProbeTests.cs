@@ -140,6 +140,46 @@ public sealed class FusedAttentionProbeTests
         }
     }
 
+    [Fact]
+    public void MicrosoftAttentionWithPast_MassMatchesHostFromItsInputWeightsAndPresentKeys()
+    {
+        using var temp = new TempFolder("probe-ms-attention");
+        var recipe = OnnxOutlierTools.Tests.Runtime.FixtureRecipes.Get("gpt2-ort-fused-fp32"); // seq 4 after a past of 3
+        const int seq = 4, total = 7, heads = 4, headSize = 8, hidden = 32;
+        var run = ProbeHarness.ProbeAndRun(recipe.ModelPath, temp, recipe.Inputs, Settings, (_, handle) => handle.Graph.Nodes
+            .Where(n => n.Is("Attention", "com.microsoft")).Select(n => n.Input(0)!.Name));
+        using var model = ModelReader.Load(recipe.ModelPath);
+        var cores = model.Graph.Nodes.Where(n => n.Is("Attention", "com.microsoft")).ToList();
+        var attention = run.Manifest.Points.Where(p => p.Kind == ProbeKind.AttentionProbabilities).ToList();
+        Assert.Equal(5, attention.Count);
+        Assert.Empty(run.Manifest.Skipped);
+        for (int b = 0; b < attention.Count; b++)
+        {
+            Assert.Contains("past keys first", attention[b].Source);
+            var x = run[cores[b].Input(0)!.Name].ToDoubleArray();                                   // [1, S, 32]
+            var w = model.Graph.FindInitializer(cores[b].Input(1)!.Name)!.ConstValue!.ToSingleArray(); // [32, 96]
+            var bias = model.Graph.FindInitializer(cores[b].Input(2)!.Name)!.ConstValue!.ToSingleArray();
+            var q = new double[seq * hidden];
+            for (int t = 0; t < seq; t++)
+                for (int o = 0; o < hidden; o++)
+                {
+                    double acc = bias[o];
+                    for (int i = 0; i < hidden; i++) acc += x[t * hidden + i] * w[i * 3 * hidden + o];
+                    q[t * hidden + o] = acc;
+                }
+            // The op's own keys, past included: present[0] is [B, H, T, D]; as [B, T, H*D] for the host attention.
+            var present = run[cores[b].Output(1)!.Name].ToDoubleArray();
+            var k = new double[total * hidden];
+            for (int h = 0; h < heads; h++)
+                for (int t = 0; t < total; t++)
+                    for (int d = 0; d < headSize; d++)
+                        k[t * hidden + h * headSize + d] = present[(h * total + t) * headSize + d];
+            var probabilities = HostAttention.Probabilities(q, k, 1, seq, total, heads, heads, headSize, causal: true);
+            var expected = HostStatistics.MassFromProbabilities(probabilities, 1, heads, seq, total, Settings.AttentionPositions);
+            HostStatistics.AssertClose(expected, HostStatistics.Floats(run, attention[b], ProbeStatistic.AttentionMass), 1e-4, attention[b].Id);
+        }
+    }
+
     private static string Build(TempFolder temp, LlamaOnnxFlavour flavour)
     {
         using var model = LlamaOnnxBuilder.Build(Stories260K.Weights, new LlamaOnnxOptions { Flavour = flavour });

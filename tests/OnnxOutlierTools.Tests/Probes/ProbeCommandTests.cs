@@ -89,11 +89,11 @@ public sealed class ProbeCommandTests
     public void Probe_ReportsSkippedAttention_AsWarnings()
     {
         using var temp = new TempFolder("probe-cli-skip");
-        string model = temp.CopyGqaModel();
+        string model = temp.CopyFixture("llama-mobius-opset24", "model.onnx");
         var result = CliRunner.Run("probe", model, "-o", temp.Path("probed.onnx"), "--probe", "attention,residual");
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal(2, result.StderrLines.Length);
         Assert.All(result.StderrLines, l => Assert.StartsWith("warning: not probed: block", l));
-        Assert.Contains("do_rotary=1", result.Stderr);
+        Assert.Contains("static cache", result.Stderr);
     }
 }
