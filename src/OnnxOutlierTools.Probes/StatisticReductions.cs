@@ -9,7 +9,7 @@ namespace OnnxOutlierTools.Probes;
 /// <item>Channel statistics reduce over every axis but the last (the token axes): ReduceMax, ReduceMin, ReduceSum of x,
 /// ReduceSumSquare of x (sum of x^2) and of x*x (sum of x^4), ReduceSum of Cast(|x| &gt; threshold).</item>
 /// <item>Token statistics reduce over the last axis: ReduceMax(|x|), ArgMax(|x|) (the first channel on ties), and the
-/// median: TopK(|x|, k = C - floor(C/2), largest) then ReduceMin of those k, i.e. element floor(C/2) of |x| sorted
+/// median: TopK(|x|, k = C - floor(C/2), largest, unsorted) then ReduceMin of those k, i.e. element floor(C/2) of |x| sorted
 /// ascending (the upper median for even C, the median for odd C).</item>
 /// <item>The global top-k: TopK over |x| flattened, k = min(<see cref="ProbeSettings.TopK"/>, numel) (numel from Size when
 /// the shape is not static), with the flat row-major indices and the signed values gathered from x.</item>
@@ -36,7 +36,7 @@ internal static class StatisticReductions
         var flat = Rows(xf);
 
         var medianK = channels is long cs ? ops.Int64s(cs - cs / 2) : ops.Op("Sub", c, ops.Op("Div", c, ops.Int64s(2)));
-        var (topHalf, _) = ops.TopK(abs, medianK, -1);
+        var (topHalf, _) = ops.TopK(abs, medianK, -1, sorted: false);
 
         long? numel = x.Shape is { } shape && shape.All(d => d.Value is not null) ? shape.Aggregate(1L, (a, d) => a * d.Value!.Value) : null;
         var k = numel is long n
