@@ -86,6 +86,17 @@ public sealed class ProbeCommandTests
     }
 
     [Fact]
+    public void Probe_DecoderNestedInBeamSearch_IsRefusedInOneLine()
+    {
+        using var temp = new TempFolder("probe-cli-nested");
+        var result = CliRunner.Run("probe", Fixtures.Export("gpt2-ort-beamsearch", "tiny_gpt2_beamsearch.onnx"), "-o", temp.Path("p.onnx"));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Single(result.StderrLines);
+        Assert.Contains("nested graph", result.Stderr);
+        Assert.Empty(temp.Files());
+    }
+
+    [Fact]
     public void Probe_ReportsSkippedAttention_AsWarnings()
     {
         using var temp = new TempFolder("probe-cli-skip");
