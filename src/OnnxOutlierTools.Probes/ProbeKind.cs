@@ -28,7 +28,8 @@ public enum ProbeKind
 
 /// <summary>One statistic a probe point emits as a graph output (all fp32, whatever the model's dtype, except the
 /// int64 indices). Shapes for an activation x of shape [B, S, C] (any leading axes are tokens; the last is channels)
-/// and for attention probabilities p of shape [B, H, S, T].</summary>
+/// and for attention probabilities p of shape [B, H, S, T]. Token statistics are flattened to [B*S] (token b*S + s), so
+/// their rank is known whatever rank the graph gives x.</summary>
 public enum ProbeStatistic
 {
     /// <summary>[C] max over tokens of x.</summary>
@@ -43,11 +44,11 @@ public enum ProbeStatistic
     ChannelSumFourth,
     /// <summary>[C] number of tokens with |x| above <see cref="ProbeSettings.AboveThreshold"/>.</summary>
     ChannelAboveCount,
-    /// <summary>[B, S] max over channels of |x|.</summary>
+    /// <summary>[B*S] max over channels of |x|.</summary>
     TokenMaxAbs,
-    /// <summary>[B, S] median over channels of |x| (the upper median, element C/2 of the ascending order).</summary>
+    /// <summary>[B*S] median over channels of |x| (the upper median, element floor(C/2) of the ascending order).</summary>
     TokenMedianAbs,
-    /// <summary>[B, S] int64: the channel of <see cref="TokenMaxAbs"/>.</summary>
+    /// <summary>[B*S] int64: the channel of <see cref="TokenMaxAbs"/> (the first on ties).</summary>
     TokenArgMaxChannel,
     /// <summary>[k] the k largest |x| over the whole tensor, descending (k = min(<see cref="ProbeSettings.TopK"/>, numel)).</summary>
     TopKAbs,

@@ -53,10 +53,11 @@ internal sealed class ProbeOps
     /// <summary>Slice with computed bounds (1-D int64 values).</summary>
     public Value Slice(Value x, Value starts, Value ends, long[] axes) => Op("Slice", x, starts, ends, Int64s(axes));
 
-    /// <summary>The k largest along <paramref name="axis"/> (sorted, descending): values and int64 indices.</summary>
-    public (Value Values, Value Indices) TopK(Value x, Value k, long axis)
+    /// <summary>The k largest along <paramref name="axis"/>: values and int64 indices, descending when
+    /// <paramref name="sorted"/> (unsorted is a selection without the sort, for a median that only needs the k-th).</summary>
+    public (Value Values, Value Indices) TopK(Value x, Value k, long axis, bool sorted = true)
     {
-        var attributes = new List<Attr> { Attr.Int("axis", axis), Attr.Int("largest", 1), Attr.Int("sorted", 1) };
+        var attributes = new List<Attr> { Attr.Int("axis", axis), Attr.Int("largest", 1), Attr.Int("sorted", sorted ? 1 : 0) };
         var outputs = _editor.Add("TopK", [x, k], attributes, "probe_topk_values", "probe_topk_indices");
         return (outputs[0]!, outputs[1]!);
     }

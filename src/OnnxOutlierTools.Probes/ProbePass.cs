@@ -43,10 +43,10 @@ public sealed class ProbePass : GraphPass
 
     protected override void RunOnGraph(Graph graph, PassContext context, PassRecorder recorder)
     {
+        if (_structure.NestedIn is { } nested)
+            throw new NotSupportedException($"the recognized blocks are in a nested graph ({nested}); probes add model outputs, so they need the blocks in the main graph");
         if (!ReferenceEquals(graph, _structure.Graph))
-            throw new InvalidOperationException(_structure.NestedIn is { } nested
-                ? $"the recognized blocks are in a nested graph ({nested}); probes add model outputs, so they need the blocks in the main graph"
-                : "the structure was recognized on another model (recognize the model the pass runs on)");
+            throw new InvalidOperationException("the structure was recognized on another model (recognize the model the pass runs on)");
         long opset = context.Model.OpsetVersion("") ?? throw new InvalidOperationException("the model imports no default-domain opset");
         var (planned, skipped) = ProbePlacement.Plan(_structure, Settings);
         var originalOutputs = graph.Outputs.Select(o => o.Name).ToArray();
@@ -76,12 +76,11 @@ public sealed class ProbePass : GraphPass
         var x = Materialize(plan.Tensor!, names, plan.Id);
         var statistics = StatisticReductions.Activation(ops, x, plan.Channels, Settings);
         var outputs = new Dictionary<ProbeStatistic, string>();
-        var leading = x.Shape is { } shape ? shape.Take(shape.Count - 1).ToArray() : null;
         foreach (var statistic in ProbeNames.ActivationStatistics)
         {
-            IReadOnlyList<Dim>? dims = statistic switch
+            IReadOnlyList<Dim> dims = statistic switch
             {
-                ProbeStatistic.TokenMaxAbs or ProbeStatistic.TokenMedianAbs or ProbeStatistic.TokenArgMaxChannel => leading,
+                ProbeStatistic.TokenMaxAbs or ProbeStatistic.TokenMedianAbs or ProbeStatistic.TokenArgMaxChannel => [Dim.Unknown],
                 ProbeStatistic.TopKAbs or ProbeStatistic.TopKIndex or ProbeStatistic.TopKValue => [Dim.Unknown],
                 _ => [plan.Channels is long c ? new Dim(c) : Dim.Unknown],
             };

@@ -91,6 +91,95 @@ public sealed class FusedAttentionProbeTests
         }
     }
 
+    [Fact]
+    public void GroupQueryAttentionWithRotaryInside_MassMatchesHostRotaryAndTheOpsOwnKeys()
+    {
+        using var temp = new TempFolder("probe-gqa-rotary");
+        const int batch = 2, seq = 6, half = 8, headSize = 16;
+        var inputs = new InputSynthesisOptions
+        {
+            IdUpperBound = 32000,
+            Dims = new Dictionary<string, long> { ["batch_size"] = batch, ["sequence_length"] = seq, ["total_sequence_length"] = seq, ["past_sequence_length"] = 0 },
+        };
+        string path = Fixtures.Export("llama-genai-gqa-fp32", "model.onnx");
+        var run = ProbeHarness.ProbeAndRun(path, temp, inputs, Settings, (_, handle) => handle.Graph.Nodes
+            .Where(n => n.OpType == "GroupQueryAttention").Select(n => n.Input(0)!.Name));
+        using var model = ModelReader.Load(path);
+        var cos = model.Graph.FindInitializer("cos_cache")!.ConstValue!.ToSingleArray();
+        var sin = model.Graph.FindInitializer("sin_cache")!.ConstValue!.ToSingleArray();
+        var cores = model.Graph.Nodes.Where(n => n.OpType == "GroupQueryAttention").ToList();
+        var attention = run.Manifest.Points.Where(p => p.Kind == ProbeKind.AttentionProbabilities).ToList();
+        Assert.Equal(2, attention.Count);
+        Assert.Empty(run.Manifest.Skipped);
+        for (int b = 0; b < attention.Count; b++)
+        {
+            Assert.Contains("as do_rotary=1 does inside the op", attention[b].Source);
+            var packed = run[cores[b].Input(0)!.Name].ToDoubleArray();   // [B, S, q 16 | k 16 | v 16]
+            var presentKey = run[cores[b].Output(1)!.Name].ToDoubleArray(); // [B, 1, S, 16]: the op's rotated keys
+            var q = new double[batch * seq * headSize];
+            var k = new double[batch * seq * headSize];
+            for (int t = 0; t < batch * seq; t++)
+            {
+                int position = t % seq;
+                for (int i = 0; i < half; i++)
+                {
+                    double c = cos[position * half + i], s = sin[position * half + i];
+                    foreach (var (target, offset) in new[] { (q, 0), (k, headSize) })
+                    {
+                        double x1 = packed[t * 3 * headSize + offset + i], x2 = packed[t * 3 * headSize + offset + half + i];
+                        target[t * headSize + i] = x1 * c - x2 * s;
+                        target[t * headSize + half + i] = x2 * c + x1 * s;
+                    }
+                }
+            }
+            // The host rotary is the op's own: its keys equal present.{i}.key.
+            HostStatistics.AssertClose(k, presentKey.Select(v => (float)v).ToArray(), 1e-5, $"layer {b} host-rotated keys vs present key");
+            var probabilities = HostAttention.Probabilities(q, presentKey, batch, seq, seq, heads: 1, kvHeads: 1, headSize: headSize, causal: true);
+            var expected = HostStatistics.MassFromProbabilities(probabilities, batch, 1, seq, seq, Settings.AttentionPositions);
+            HostStatistics.AssertClose(expected, HostStatistics.Floats(run, attention[b], ProbeStatistic.AttentionMass), 1e-4, attention[b].Id);
+        }
+    }
+
+    [Fact]
+    public void MicrosoftAttentionWithPast_MassMatchesHostFromItsInputWeightsAndPresentKeys()
+    {
+        using var temp = new TempFolder("probe-ms-attention");
+        var recipe = OnnxOutlierTools.Tests.Runtime.FixtureRecipes.Get("gpt2-ort-fused-fp32"); // seq 4 after a past of 3
+        const int seq = 4, total = 7, heads = 4, headSize = 8, hidden = 32;
+        var run = ProbeHarness.ProbeAndRun(recipe.ModelPath, temp, recipe.Inputs, Settings, (_, handle) => handle.Graph.Nodes
+            .Where(n => n.Is("Attention", "com.microsoft")).Select(n => n.Input(0)!.Name));
+        using var model = ModelReader.Load(recipe.ModelPath);
+        var cores = model.Graph.Nodes.Where(n => n.Is("Attention", "com.microsoft")).ToList();
+        var attention = run.Manifest.Points.Where(p => p.Kind == ProbeKind.AttentionProbabilities).ToList();
+        Assert.Equal(5, attention.Count);
+        Assert.Empty(run.Manifest.Skipped);
+        for (int b = 0; b < attention.Count; b++)
+        {
+            Assert.Contains("past keys first", attention[b].Source);
+            var x = run[cores[b].Input(0)!.Name].ToDoubleArray();                                   // [1, S, 32]
+            var w = model.Graph.FindInitializer(cores[b].Input(1)!.Name)!.ConstValue!.ToSingleArray(); // [32, 96]
+            var bias = model.Graph.FindInitializer(cores[b].Input(2)!.Name)!.ConstValue!.ToSingleArray();
+            var q = new double[seq * hidden];
+            for (int t = 0; t < seq; t++)
+                for (int o = 0; o < hidden; o++)
+                {
+                    double acc = bias[o];
+                    for (int i = 0; i < hidden; i++) acc += x[t * hidden + i] * w[i * 3 * hidden + o];
+                    q[t * hidden + o] = acc;
+                }
+            // The op's own keys, past included: present[0] is [B, H, T, D]; as [B, T, H*D] for the host attention.
+            var present = run[cores[b].Output(1)!.Name].ToDoubleArray();
+            var k = new double[total * hidden];
+            for (int h = 0; h < heads; h++)
+                for (int t = 0; t < total; t++)
+                    for (int d = 0; d < headSize; d++)
+                        k[t * hidden + h * headSize + d] = present[(h * total + t) * headSize + d];
+            var probabilities = HostAttention.Probabilities(q, k, 1, seq, total, heads, heads, headSize, causal: true);
+            var expected = HostStatistics.MassFromProbabilities(probabilities, 1, heads, seq, total, Settings.AttentionPositions);
+            HostStatistics.AssertClose(expected, HostStatistics.Floats(run, attention[b], ProbeStatistic.AttentionMass), 1e-4, attention[b].Id);
+        }
+    }
+
     private static string Build(TempFolder temp, LlamaOnnxFlavour flavour)
     {
         using var model = LlamaOnnxBuilder.Build(Stories260K.Weights, new LlamaOnnxOptions { Flavour = flavour });

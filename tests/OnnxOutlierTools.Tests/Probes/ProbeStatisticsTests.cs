@@ -28,6 +28,19 @@ public sealed class ProbeStatisticsTests
             HostStatistics.AssertClose(expected, HostStatistics.Floats(run, point, ProbeStatistic.AttentionMass), 1e-5, point.Id);
             Assert.Equal([2L, 4L, 4L], run[point.Outputs[ProbeStatistic.AttentionMass]].Dims);
         }
+
+        // The probed model (without the dumps) read as the calibration runner reads it: ProbeOutputDecoder.Merge.
+        var merged = ProbeHarness.Merge(run, batch: 2, sequence: 7);
+        Assert.Equal(15, merged.Points.Count);
+        var down = run.Manifest["block1.down-input"]!;
+        var statistics = merged["block1.down-input"]!;
+        Assert.Equal(14, statistics.Tokens);
+        Assert.Equal(176, statistics.Channels);
+        Assert.Equal(HostStatistics.Floats(run, down, ProbeStatistic.ChannelMax).Select(v => (double)v), statistics.ChannelMax);
+        var top = run[down.Outputs[ProbeStatistic.TopKIndex]].ToInt64Array()[0];
+        Assert.Equal((int)(top % 176), statistics.Top[0].Channel);
+        Assert.Equal((int)(top / 176 % 7), statistics.Top[0].Token.Position);
+        Assert.Equal(14L, merged["block0.attention"]!.AttentionQueries);
     }
 
     internal static string RepoRoot
