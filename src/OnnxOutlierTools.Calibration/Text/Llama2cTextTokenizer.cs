@@ -30,7 +30,8 @@ internal sealed class Llama2cTextTokenizer : TextTokenizer
     public override string Decode(int id)
     {
         CheckId(id);
-        if (id is Llama2cTokenizer.Bos or Llama2cTokenizer.Eos or 0) return System.Text.Encoding.UTF8.GetString(_tokenizer.Piece(id));
+        // run.c writes BOS and EOS as "\n<s>\n" and "\n</s>\n"; reports show the token, not the newlines.
+        if (id is Llama2cTokenizer.Bos or Llama2cTokenizer.Eos or 0) return System.Text.Encoding.UTF8.GetString(_tokenizer.Piece(id)).Trim();
         return TokenBytes.Display(_tokenizer.DecodeBytes(-1, id));
     }
 
