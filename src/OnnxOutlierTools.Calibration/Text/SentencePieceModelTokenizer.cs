@@ -39,7 +39,7 @@ internal sealed class SentencePieceModelTokenizer : TextTokenizer
             return new SentencePieceModelTokenizer(path, SentencePieceTokenizer.Create(stream, false, false));
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { throw new CalibrationInputException(path, $"cannot be read ({ex.Message})", ex); }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or NotSupportedException or Google.Protobuf.InvalidProtocolBufferException)
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or NotSupportedException or InvalidDataException or Google.Protobuf.InvalidProtocolBufferException)
         {
             throw new CalibrationInputException(path, $"is not a SentencePiece model Microsoft.ML.Tokenizers can read ({OnnxOutlierTools.Text.Printable.FirstLine(ex.Message)})", ex);
         }
