@@ -142,5 +142,32 @@ public sealed class TokenizerTestsHf
         Assert.Contains("template", t.BosConvention.Reason);
     }
 
+    [Theory]
+    [InlineData("llama3-style", TokenizerKinds.HfByteLevelBpe)]
+    [InlineData("metaspace-first", TokenizerKinds.HfSentencePieceBpe)]
+    public void OtherPipelinesMatchTokenizersJs(string name, string kind)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(TokenizerTestData.Path("pipeline-variants.expected.json")));
+        var variant = doc.RootElement.GetProperty("variants").EnumerateArray().Single(v => v.GetProperty("name").GetString() == name);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Fixtures.Path(variant.GetProperty("base").GetString()!.Split('/'))))!.AsObject();
+        foreach (var o in variant.GetProperty("override").EnumerateObject())
+        {
+            var value = System.Text.Json.Nodes.JsonNode.Parse(o.Value.GetRawText());
+            if (o.Name == "model_ignore_merges") json["model"]!["ignore_merges"] = value;
+            else json[o.Name] = value;
+        }
+        using var temp = new TempFolder("pipeline-" + name);
+        File.WriteAllText(temp.Path("tokenizer.json"), json.ToJsonString());
+        var t = TokenizerLocator.LoadFile(temp.Path("tokenizer.json"));
+        Assert.Equal(kind, t.Kind);
+        foreach (var c in variant.GetProperty("cases").EnumerateArray())
+        {
+            string text = c.GetProperty("text").GetString()!;
+            int[] expected = c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            int[] got = t.Encode(text);
+            Assert.True(expected.SequenceEqual(got), $"{name}: text {Show(text)}: expected [{string.Join(",", expected.Take(24))}...], got [{string.Join(",", got.Take(24))}...]");
+        }
+    }
+
     private static string Show(string text) => System.Text.Json.JsonSerializer.Serialize(text.Length > 60 ? text[..60] + "..." : text);
 }
