@@ -19,6 +19,20 @@ internal static class TokenizerTestData
 
     public static string Path(string file) => System.IO.Path.Combine(Folder.Value, file);
 
+    // Loaded once per test run and shared by the test classes (a Llama 2 tokenizer.json takes about a second to load).
+    private static readonly Lazy<OnnxOutlierTools.Calibration.Text.TextTokenizer> LlamaLazy = new(() => OnnxOutlierTools.Calibration.Text.TokenizerLocator.LoadFile(Fixtures.Export("llama-genai-gqa-fp32", "tokenizer.json")));
+    private static readonly Lazy<OnnxOutlierTools.Calibration.Text.TextTokenizer> Gpt2Lazy = new(() => OnnxOutlierTools.Calibration.Text.TokenizerLocator.LoadFile(Fixtures.Export("gpt2-ort-fused-fp32", "tokenizer.json")));
+    private static readonly Lazy<OnnxOutlierTools.Calibration.Text.TextTokenizer> MiniLmLazy = new(() => OnnxOutlierTools.Calibration.Text.TokenizerLocator.LoadFile(MiniLm.VocabPath));
+    private static readonly Lazy<OnnxOutlierTools.Calibration.Text.TextTokenizer> R50kLazy = new(() => OnnxOutlierTools.Calibration.Text.TokenizerLocator.LoadFile(R50kBasePath));
+
+    /// <summary>The GQA fixture's tokenizer.json (Llama 2's).</summary>
+    public static OnnxOutlierTools.Calibration.Text.TextTokenizer Llama => LlamaLazy.Value;
+    /// <summary>The fused GPT-2 fixture's tokenizer.json.</summary>
+    public static OnnxOutlierTools.Calibration.Text.TextTokenizer Gpt2 => Gpt2Lazy.Value;
+    /// <summary>MiniLM's vocab.txt.</summary>
+    public static OnnxOutlierTools.Calibration.Text.TextTokenizer MiniLmVocab => MiniLmLazy.Value;
+    public static OnnxOutlierTools.Calibration.Text.TextTokenizer R50kBase => R50kLazy.Value;
+
     public sealed record Case(string Text, int[] Ids, int[]? IdsWithSpecials);
 
     public static IReadOnlyList<Case> Cases(string file)

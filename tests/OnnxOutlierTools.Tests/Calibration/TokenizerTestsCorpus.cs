@@ -6,16 +6,13 @@ namespace OnnxOutlierTools.Tests.Calibration;
 /// fixture texts with real tokenizers.</summary>
 public sealed class TokenizerTestsCorpus
 {
-    private static readonly Lazy<TextTokenizer> Llama = new(() => TokenizerLocator.LoadFile(Fixtures.Export("llama-genai-gqa-fp32", "tokenizer.json")));
-    private static readonly Lazy<TextTokenizer> Gpt2 = new(() => TokenizerLocator.LoadFile(Fixtures.Export("gpt2-ort-fused-fp32", "tokenizer.json")));
-    private static readonly Lazy<TextTokenizer> Bert = new(() => TokenizerLocator.LoadFile(MiniLm.VocabPath));
     private static string Stories => Fixtures.Path("text", "tinystories-sample.txt");
     private static string Prose => Fixtures.Path("text", "prose-sample.txt");
 
     [Fact]
     public void LlamaWindowsStartWithBosAndFillTheBudget()
     {
-        var t = Llama.Value;
+        var t = TokenizerTestData.Llama;
         var bos = BosPolicy.Resolve(BosMode.Auto, t);
         var corpus = CalibrationCorpus.FromTextFile(Stories, t, new CorpusSettings(64, 1000), bos);
         // 1000 tokens = 15 windows of 64 and a last one of 40, each with BOS first (63 + 39 text tokens).
@@ -35,7 +32,7 @@ public sealed class TokenizerTestsCorpus
     [Fact]
     public void Gpt2WindowsHaveNoBosUnlessAsked()
     {
-        var t = Gpt2.Value;
+        var t = TokenizerTestData.Gpt2;
         var auto = CalibrationCorpus.FromTextFile(Stories, t, new CorpusSettings(128, 512), BosPolicy.Resolve(BosMode.Auto, t));
         Assert.Equal(4, auto.Windows.Count);
         Assert.All(auto.Windows, w => { Assert.Equal(128, w.Length); Assert.False(w.HasBos); });
@@ -50,7 +47,7 @@ public sealed class TokenizerTestsCorpus
     public void WithoutABudgetTheWholeTextIsFedAndTheLastWindowKeepsItsLength()
     {
         var t = TokenizerLocator.LoadFile(Fixtures.Path("llama2c", "tok512.bin"));
-        string text = string.Join("\n\n", CorpusText.Paragraphs(File.ReadAllText(Stories)).Take(12));
+        string text = string.Join("\n\n", CorpusText.Paragraphs(File.ReadAllText(Stories)).Take(5));
         var corpus = CalibrationCorpus.FromText(text, "stories", t, new CorpusSettings(100), BosPolicy.Resolve(BosMode.Auto, t));
         int[] all = t.Encode(text);
         Assert.False(corpus.BudgetReached);
@@ -108,7 +105,7 @@ public sealed class TokenizerTestsCorpus
     [Fact]
     public void EncoderSegmentsAreClsSentencesSep()
     {
-        var t = Bert.Value;
+        var t = TokenizerTestData.MiniLmVocab;
         var corpus = CalibrationCorpus.EncoderSegmentsFromTextFile(Prose, t, new CorpusSettings(64, 4000));
         Assert.Null(corpus.Bos);
         Assert.True(corpus.BudgetReached);
@@ -137,7 +134,7 @@ public sealed class TokenizerTestsCorpus
     [Fact]
     public void ALongSentenceIsCutBeforeAWordStart()
     {
-        var t = Bert.Value;
+        var t = TokenizerTestData.MiniLmVocab;
         // One 60-word sentence with long words (many ## pieces) in 16-id segments.
         string sentence = string.Join(" ", Enumerable.Repeat("unbelievably extraordinary tokenization", 20)) + ".";
         var corpus = CalibrationCorpus.EncoderSegments(sentence, "long", t, new CorpusSettings(16));
@@ -149,7 +146,7 @@ public sealed class TokenizerTestsCorpus
     [Fact]
     public void InputErrorsAreOneLine()
     {
-        var t = Llama.Value;
+        var t = TokenizerTestData.Llama;
         var bos = BosPolicy.Resolve(BosMode.Auto, t);
         using var temp = new TempFolder("corpus-bad");
         File.WriteAllText(temp.Path("empty.txt"), " \n\n  \t\n");
@@ -168,9 +165,9 @@ public sealed class TokenizerTestsCorpus
         Assert.Equal("--seq-len: 1 is too short: at least 2 here", tooShort.Message);
         var budget = Assert.Throws<CalibrationInputException>(() => CalibrationCorpus.FromText("Hello", "x", t, new CorpusSettings(8, 0), bos));
         Assert.Equal("--max-tokens: 0 must be positive", budget.Message);
-        var noBos = Assert.Throws<CalibrationInputException>(() => BosPolicy.Resolve(BosMode.On, Bert.Value));
+        var noBos = Assert.Throws<CalibrationInputException>(() => BosPolicy.Resolve(BosMode.On, TokenizerTestData.MiniLmVocab));
         Assert.StartsWith("--bos on: the tokenizer ", noBos.Message);
-        var noCls = Assert.Throws<CalibrationInputException>(() => CalibrationCorpus.EncoderSegments("Hello there.", "x", Gpt2.Value, new CorpusSettings(16)));
+        var noCls = Assert.Throws<CalibrationInputException>(() => CalibrationCorpus.EncoderSegments("Hello there.", "x", TokenizerTestData.Gpt2, new CorpusSettings(16)));
         Assert.EndsWith("defines no [CLS]/[SEP] tokens, which encoder segments need", noCls.Message);
     }
 
@@ -178,7 +175,7 @@ public sealed class TokenizerTestsCorpus
     public void IdsBeyondTheModelsEmbeddingAreDetected()
     {
         // gpt2-ort-fused-fp32 is a 1000-token random export: GPT-2's real tokenizer produces ids it cannot embed.
-        var t = Gpt2.Value;
+        var t = TokenizerTestData.Gpt2;
         Assert.True(t.VocabSize > 1000);
         var corpus = CalibrationCorpus.FromTextFile(Stories, t, new CorpusSettings(32, 64), BosPolicy.Resolve(BosMode.Auto, t));
         var first = corpus.FirstIdOutside(1000);
@@ -187,6 +184,19 @@ public sealed class TokenizerTestsCorpus
         var ex = Assert.Throws<CalibrationInputException>(() => corpus.ValidateIds(1000, "past.onnx"));
         Assert.StartsWith($"past.onnx: token id {first.Value.Id} (window {first.Value.Window}, position {first.Value.Position} of {Stories})", ex.Message);
         Assert.Null(corpus.FirstIdOutside(t.VocabSize));
+    }
+
+    [Fact]
+    public void BatchesNeverMixLengths()
+    {
+        var bos = new BosDecision(true, 1, "test");
+        var corpus = CalibrationCorpus.FromIds([[1, .. Enumerable.Range(10, 20)], [1, 50, 51]], "ids", new CorpusSettings(8), bos);
+        // 21 ids -> 8, 8 (7 + BOS), 7 (6 + BOS); then 3.
+        Assert.Equal([8, 8, 7, 3], corpus.Windows.Select(w => w.Length));
+        var batches = corpus.Batches(maxBatch: 4).ToArray();
+        Assert.Equal([[0, 1], [2], [3]], batches.Select(b => b.Select(w => w.Index).ToArray()));
+        Assert.All(batches, b => Assert.Single(b.Select(w => w.Length).Distinct()));
+        Assert.Equal([[0], [1], [2], [3]], corpus.Batches(1).Select(b => b.Select(w => w.Index).ToArray()));
     }
 
     [Fact]

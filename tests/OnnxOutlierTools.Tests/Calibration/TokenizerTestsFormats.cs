@@ -7,12 +7,11 @@ namespace OnnxOutlierTools.Tests.Calibration;
 /// real file against an independent reference.</summary>
 public sealed class TokenizerTestsFormats
 {
-    private static readonly Lazy<TextTokenizer> MiniLmVocab = new(() => TokenizerLocator.LoadFile(MiniLm.VocabPath));
 
     [Fact]
     public void MiniLmVocabGivesBertUncasedIds()
     {
-        var t = MiniLmVocab.Value;
+        var t = TokenizerTestData.MiniLmVocab;
         Assert.Equal(TokenizerKinds.WordPiece, t.Kind);
         Assert.Equal(30522, t.VocabSize);
         Assert.Equal([7592, 2088], t.Encode("hello world"));
@@ -43,7 +42,7 @@ public sealed class TokenizerTestsFormats
     [Fact]
     public void WordPieceContinuationsDoNotStartWords()
     {
-        var t = MiniLmVocab.Value;
+        var t = TokenizerTestData.MiniLmVocab;
         int[] ids = t.Encode("tokenization");
         Assert.True(ids.Length >= 2);
         Assert.True(t.StartsWord(ids[0]));
@@ -77,7 +76,7 @@ public sealed class TokenizerTestsFormats
     [Fact]
     public void TiktokenR50kBaseIsGpt2()
     {
-        var t = TokenizerLocator.LoadFile(TokenizerTestData.R50kBasePath);
+        var t = TokenizerTestData.R50kBase;
         Assert.Equal(TokenizerKinds.Tiktoken, t.Kind);
         Assert.Equal([15496, 995], t.Encode("Hello world"));
         Assert.Equal([262], t.Encode(" the"));
@@ -86,7 +85,7 @@ public sealed class TokenizerTestsFormats
         Assert.Equal(" the", t.Decode(262));
         Assert.False(t.BosConvention.PrependsBos);
         // r50k_base and GPT-2's tokenizer.json are the same BPE: equal ids on ordinary text.
-        var gpt2 = TokenizerLocator.LoadFile(Fixtures.Export("gpt2-ort-fused-fp32", "tokenizer.json"));
+        var gpt2 = TokenizerTestData.Gpt2;
         string prose = File.ReadAllText(Fixtures.Path("text", "prose-sample.txt"))[..3000].Replace("  ", " ");
         Assert.Equal(gpt2.Encode(prose), t.Encode(prose));
     }
@@ -153,7 +152,7 @@ public sealed class TokenizerTestsFormats
         var fromJson = TokenizerLocator.LoadFile(temp.Path("tokenizer.json"));
         Assert.Equal(TokenizerKinds.HfWordPiece, fromJson.Kind);
         string prose = File.ReadAllText(Fixtures.Path("text", "prose-sample.txt"))[..5000];
-        Assert.Equal(MiniLmVocab.Value.Encode(prose), fromJson.Encode(prose));
+        Assert.Equal(TokenizerTestData.MiniLmVocab.Encode(prose), fromJson.Encode(prose));
         Assert.Equal(101, fromJson.Specials.Cls);
     }
 }

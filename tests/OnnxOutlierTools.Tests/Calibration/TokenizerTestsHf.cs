@@ -6,13 +6,11 @@ namespace OnnxOutlierTools.Tests.Calibration;
 /// (an independent implementation; reference files in Data/).</summary>
 public sealed class TokenizerTestsHf
 {
-    private static readonly Lazy<TextTokenizer> Gpt2 = new(() => TokenizerLocator.LoadFile(Fixtures.Export("gpt2-ort-fused-fp32", "tokenizer.json")));
-    private static readonly Lazy<TextTokenizer> Llama = new(() => TokenizerLocator.LoadFile(Fixtures.Export("llama-genai-gqa-fp32", "tokenizer.json")));
 
     [Fact]
     public void Gpt2GivesThePublishedIds()
     {
-        var t = Gpt2.Value;
+        var t = TokenizerTestData.Gpt2;
         Assert.Equal(TokenizerKinds.HfByteLevelBpe, t.Kind);
         Assert.Equal([15496, 995], t.Encode("Hello world"));
         Assert.Equal([262], t.Encode(" the"));
@@ -24,7 +22,7 @@ public sealed class TokenizerTestsHf
     [Fact]
     public void Gpt2MatchesTokenizersJsOnEveryReferenceText()
     {
-        var t = Gpt2.Value;
+        var t = TokenizerTestData.Gpt2;
         var cases = TokenizerTestData.Cases("gpt2-tokenizer-json.expected.json");
         Assert.True(cases.Count > 30);
         foreach (var c in cases) Assert.True(c.Ids.SequenceEqual(t.Encode(c.Text)), $"text {Show(c.Text)}: expected [{string.Join(",", c.Ids.Take(20))}...], got [{string.Join(",", t.Encode(c.Text).Take(20))}...]");
@@ -33,7 +31,7 @@ public sealed class TokenizerTestsHf
     [Fact]
     public void Gpt2SpecialsAndBosConvention()
     {
-        var t = Gpt2.Value;
+        var t = TokenizerTestData.Gpt2;
         // tokenizer_config.json: bos = eos = unk = <|endoftext|>; GPT-2 does not prepend it.
         Assert.Equal(50256, t.Specials.Bos);
         Assert.Equal(50256, t.Specials.Eos);
@@ -50,7 +48,7 @@ public sealed class TokenizerTestsHf
     [Fact]
     public void Gpt2DisplayTextOfTokens()
     {
-        var t = Gpt2.Value;
+        var t = TokenizerTestData.Gpt2;
         Assert.Equal(" the", t.Decode(262));
         Assert.Equal("Hello", t.Decode(15496));
         Assert.Equal("\n", t.Decode(198));
@@ -66,7 +64,7 @@ public sealed class TokenizerTestsHf
     [Fact]
     public void LlamaGivesThePublishedIds()
     {
-        var t = Llama.Value;
+        var t = TokenizerTestData.Llama;
         Assert.Equal(TokenizerKinds.HfSentencePieceBpe, t.Kind);
         Assert.Equal(32000, t.VocabSize);
         Assert.Equal([15043, 3186], t.Encode("Hello world"));
@@ -80,7 +78,7 @@ public sealed class TokenizerTestsHf
     [Fact]
     public void LlamaByteFallbackUsesTheVocabularysByteTokens()
     {
-        var t = Llama.Value;
+        var t = TokenizerTestData.Llama;
         byte[] utf8 = System.Text.Encoding.UTF8.GetBytes("🦙");
         Assert.Equal([0xF0, 0x9F, 0xA6, 0x99], utf8);
         // The expected ids come from the vocabulary itself: the byte pieces <0xF0> ... <0x99>.
@@ -97,7 +95,7 @@ public sealed class TokenizerTestsHf
     [Fact]
     public void LlamaMatchesTokenizersJsOnEveryReferenceText()
     {
-        var t = Llama.Value;
+        var t = TokenizerTestData.Llama;
         var cases = TokenizerTestData.Cases("llama-tokenizer-json.expected.json");
         foreach (var c in cases)
         {
@@ -110,7 +108,7 @@ public sealed class TokenizerTestsHf
     [Fact]
     public void LlamaBosConventionComesFromTokenizerConfig()
     {
-        var t = Llama.Value;
+        var t = TokenizerTestData.Llama;
         Assert.True(t.BosConvention.PrependsBos);
         Assert.Equal("tokenizer_config.json add_bos_token = true", t.BosConvention.Reason);
         var auto = BosPolicy.Resolve(BosMode.Auto, t);

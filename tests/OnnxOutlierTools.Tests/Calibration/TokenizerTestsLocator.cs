@@ -61,6 +61,8 @@ public sealed class TokenizerTestsLocator
         Assert.Contains("tokenizer.json, tokenizer.model, vocab.txt, *.tiktoken, tokenizer.bin, tok*.bin", ex.Message);
         Assert.Contains("--tokenizer", ex.Message);
 
+        var noFolder = Assert.Throws<TokenizerNotFoundException>(() => TokenizerLocator.Find(null, "/no/such/folder/model.onnx"));
+        Assert.StartsWith("/no/such/folder/model.onnx: no tokenizer found (looked in /no/such/folder for", noFolder.Message);
         var missing = Assert.Throws<TokenizerNotFoundException>(() => TokenizerLocator.Find("/no/such/tokenizer.json", model));
         Assert.Equal("/no/such/tokenizer.json: does not exist", missing.Message);
         using var temp = new TempFolder("locator-empty");
