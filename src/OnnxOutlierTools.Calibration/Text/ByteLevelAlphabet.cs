@@ -48,15 +48,20 @@ internal static class ByteLevelAlphabet
 }
 
 /// <summary>Turns token bytes into display text: UTF-8 where the bytes are whole characters, "&lt;0xXX&gt;"
-/// for each byte of an incomplete or invalid sequence.</summary>
+/// for each byte of an incomplete or invalid sequence (" &lt;0xF0&gt;&lt;0x9F&gt;" for GPT-2's "ĠðŁ").</summary>
 internal static class TokenBytes
 {
-    private static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     public static string Display(ReadOnlySpan<byte> bytes)
     {
-        try { return Strict.GetString(bytes); }
-        catch (ArgumentException) { return Hex(bytes); }
+        var sb = new StringBuilder(bytes.Length);
+        while (bytes.Length > 0)
+        {
+            var status = Rune.DecodeFromUtf8(bytes, out Rune rune, out int consumed);
+            if (status == System.Buffers.OperationStatus.Done) sb.Append(rune.ToString());
+            else sb.Append(Hex(bytes[..consumed]));
+            bytes = bytes[consumed..];
+        }
+        return sb.ToString();
     }
 
     public static string Hex(ReadOnlySpan<byte> bytes)

@@ -34,12 +34,14 @@ public static partial class CorpusText
     public static IReadOnlyList<string> Paragraphs(string text) =>
         BlankLines().Split(text).Select(p => p.Trim()).Where(p => p.Length > 0).ToArray();
 
-    // A sentence ends at . ! ? (or …), then any closing quotes or brackets, then whitespace.
-    [GeneratedRegex(@"(?<=[.!?\u2026][""'\u201D\u2019)\]]*)\s+")]
+    // A sentence ends at . ! ? (or …), then any closing quotes or brackets, then whitespace, before anything
+    // but a lower-case letter ("“Three?” she said." stays one sentence).
+    [GeneratedRegex(@"(?<=[.!?\u2026][""'\u201D\u2019)\]]*)\s+(?=[^\p{Ll}])")]
     private static partial Regex SentenceEnd();
 
     /// <summary>Sentences of a paragraph: cut after sentence-ending punctuation (and closing quotes) followed
-    /// by whitespace. A plain rule: "Mr. Smith" is cut too, which only makes segments shorter.</summary>
+    /// by whitespace and not by a lower-case letter. A plain rule: "Mr. Smith" is cut too, which only makes
+    /// segments shorter.</summary>
     public static IReadOnlyList<string> Sentences(string paragraph) =>
         SentenceEnd().Split(paragraph).Select(s => s.Trim()).Where(s => s.Length > 0).ToArray();
 }

@@ -66,7 +66,7 @@ internal sealed class HfBpeTokenizer : TextTokenizer
         var metaspace = pipeline.PreTokenizers.FirstOrDefault(p => HfTokenizerJson.String(p, "type") == "Metaspace");
         bool byteFallback = HfTokenizerJson.Bool(model, "byte_fallback") ?? false;
         bool escapesSpaces = metaspace.ValueKind == JsonValueKind.Object
-            || pipeline.Normalizers.Any(n => HfTokenizerJson.String(n, "type") is "Prepend" or "Replace" && n.ToString().Contains('\u2581'));
+            || pipeline.Normalizers.Any(n => (HfTokenizerJson.String(n, "prepend") ?? HfTokenizerJson.String(n, "content") ?? "").Contains('\u2581'));
         if (!byteLevel && !escapesSpaces && !byteFallback)
             throw pipeline.Unsupported("a BPE model with neither a ByteLevel pre-tokenizer nor \"▁\" space escaping");
         if (byteLevel && byteFallback) throw pipeline.Unsupported("a byte-level BPE model with byte_fallback");

@@ -23,14 +23,24 @@ internal sealed class Llama2cTextTokenizer : TextTokenizer
     /// <summary>The wrapped tokenizer (for callers that want run.c's own decode).</summary>
     public Llama2cTokenizer Inner => _tokenizer;
 
-    public static Llama2cTextTokenizer Load(string path) => new(path, Llama2cTokenizer.Load(path));
+    public static Llama2cTextTokenizer Load(string path)
+    {
+        try { return new(path, Llama2cTokenizer.Load(path)); }
+        catch (Llama2cFormatException ex)
+        {
+            // One exception type for every tokenizer problem; the importer's message already starts with the path.
+            string prefix = ex.FilePath + ": ";
+            throw new CalibrationInputException(path, ex.Message.StartsWith(prefix, StringComparison.Ordinal) ? ex.Message[prefix.Length..] : ex.Message, ex);
+        }
+    }
 
     public override int[] Encode(string text) => _tokenizer.Encode(text, bos: false, eos: false);
 
     public override string Decode(int id)
     {
         CheckId(id);
-        if (id is Llama2cTokenizer.Bos or Llama2cTokenizer.Eos or 0) return System.Text.Encoding.UTF8.GetString(_tokenizer.Piece(id));
+        // run.c writes BOS and EOS as "\n<s>\n" and "\n</s>\n"; reports show the token, not the newlines.
+        if (id is Llama2cTokenizer.Bos or Llama2cTokenizer.Eos or 0) return System.Text.Encoding.UTF8.GetString(_tokenizer.Piece(id)).Trim();
         return TokenBytes.Display(_tokenizer.DecodeBytes(-1, id));
     }
 

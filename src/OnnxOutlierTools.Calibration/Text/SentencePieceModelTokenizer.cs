@@ -4,7 +4,8 @@ namespace OnnxOutlierTools.Calibration.Text;
 
 /// <summary>A SentencePiece tokenizer.model (BPE as in Llama 2, or Unigram) through Microsoft.ML.Tokenizers'
 /// <see cref="SentencePieceTokenizer"/>, which reads the protobuf model with its normalizer settings
-/// (dummy prefix, whitespace escaping, byte fallback, precompiled character map).</summary>
+/// (dummy prefix, whitespace escaping, byte fallback, precompiled character map). One correction on top:
+/// a run of unknown characters gives one unknown id, as SentencePiece itself does.</summary>
 internal sealed class SentencePieceModelTokenizer : TextTokenizer
 {
     /// <summary>SentencePiece models are a few MB even for 250k-token vocabularies.</summary>
@@ -38,7 +39,7 @@ internal sealed class SentencePieceModelTokenizer : TextTokenizer
             return new SentencePieceModelTokenizer(path, SentencePieceTokenizer.Create(stream, false, false));
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { throw new CalibrationInputException(path, $"cannot be read ({ex.Message})", ex); }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or NotSupportedException or Google.Protobuf.InvalidProtocolBufferException)
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or NotSupportedException or InvalidDataException or Google.Protobuf.InvalidProtocolBufferException)
         {
             throw new CalibrationInputException(path, $"is not a SentencePiece model Microsoft.ML.Tokenizers can read ({OnnxOutlierTools.Text.Printable.FirstLine(ex.Message)})", ex);
         }
@@ -47,7 +48,13 @@ internal sealed class SentencePieceModelTokenizer : TextTokenizer
     public override int[] Encode(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        return _sp.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false).ToArray();
+        var ids = _sp.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false);
+        // SentencePiece (spm_encode) emits one unknown token for a run of unknown characters; the library one each.
+        int unk = _sp.UnknownId;
+        var fused = new List<int>(ids.Count);
+        foreach (int id in ids)
+            if (!(id == unk && fused.Count > 0 && fused[^1] == unk)) fused.Add(id);
+        return fused.ToArray();
     }
 
     public override string Decode(int id)

@@ -57,6 +57,7 @@ public static class TokenizerLocator
 
     private static string? FindIn(string folder)
     {
+        if (FileFacts.Of(folder).Kind != FileKind.Directory) return null;
         foreach (string name in FileNames)
         {
             if (!name.Contains('*'))

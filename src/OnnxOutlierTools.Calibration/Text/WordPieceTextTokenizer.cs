@@ -87,10 +87,11 @@ internal sealed class WordPieceTextTokenizer : TextTokenizer
         }
     }
 
-    /// <summary>Uncased BERT vocabularies hold no upper-case letters except in [CLS]-style specials.</summary>
+    /// <summary>Uncased BERT vocabularies hold no upper-case A-Z except in [CLS]-style specials (symbols such as
+    /// "ℝ" are upper-case letters to Unicode and occur in uncased vocabularies, so only ASCII counts).</summary>
     private static (bool Lower, string Reason) InferLowerCase(string[] tokens)
     {
-        string? cased = tokens.FirstOrDefault(t => !(t.StartsWith('[') && t.EndsWith(']')) && t.Any(char.IsUpper));
+        string? cased = tokens.FirstOrDefault(t => !(t.StartsWith('[') && t.EndsWith(']')) && t.Any(char.IsAsciiLetterUpper));
         return cased is null ? (true, "the vocabulary has no upper-case token") : (false, $"the vocabulary is cased, e.g. \"{cased}\"");
     }
 
