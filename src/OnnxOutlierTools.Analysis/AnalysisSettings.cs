@@ -30,6 +30,10 @@ public sealed record AnalysisSettings
     /// <summary>How many down-projection terms y6_i * W_down[i, c] are listed per massive activation.</summary>
     public int DownProjectionTerms { get; init; } = 5;
 
+    /// <summary>Terms whose share of sum_i |y6_i W_down[i, c]| is below this are not listed (the largest always is): they
+    /// do not write the massive activation.</summary>
+    public double MinTermShare { get; init; } = 0.01;
+
     // --- fp16 range ---
 
     /// <summary>The fp16 maximum.</summary>
@@ -88,6 +92,7 @@ public sealed record AnalysisSettings
         Positive(MassiveRelativeRatio, nameof(MassiveRelativeRatio));
         if (!(MassiveRelativeMinAbs >= 0)) throw new ArgumentException($"{nameof(MassiveRelativeMinAbs)} must be >= 0, not {MassiveRelativeMinAbs}");
         if (DownProjectionTerms < 1) throw new ArgumentException($"{nameof(DownProjectionTerms)} must be >= 1, not {DownProjectionTerms}");
+        if (!(MinTermShare is >= 0 and <= 1)) throw new ArgumentException($"{nameof(MinTermShare)} must be in [0, 1], not {MinTermShare}");
         Positive(Fp16Max, nameof(Fp16Max));
         if (!(Fp16Margin >= 1)) throw new ArgumentException($"{nameof(Fp16Margin)} must be >= 1, not {Fp16Margin}");
         Positive(ChannelRatio, nameof(ChannelRatio));

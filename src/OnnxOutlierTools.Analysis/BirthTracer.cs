@@ -50,7 +50,7 @@ internal static class BirthTracer
             return birth with { TermsSkipped = $"{weight.Name} is [{weight.Rows}, {weight.Columns}] in [in, out] terms; the down input has {downStats.Channels} channels and the massive channel is {channel}" };
 
         var terms = Terms(downStats, weight, channel, token);
-        var listed = terms.Take(context.Settings.DownProjectionTerms).ToList();
+        var listed = terms.Take(context.Settings.DownProjectionTerms).Where((t, i) => i == 0 || t.Share >= context.Settings.MinTermShare).ToList();
         return birth with { Terms = listed, SuperWeight = listed.Count == 0 ? null : Super(block, writer.Down, weight, listed[0].Neuron, channel) };
     }
 

@@ -147,7 +147,8 @@ public sealed record MassiveActivationBirth
     public double? DownInputMaxAbs { get; init; }
     public int? DownInputArgMax { get; init; }
     public double? DownInputRatio { get; init; }
-    /// <summary>The largest terms y6_i * W_down[i, c], largest |term| first.</summary>
+    /// <summary>The largest terms y6_i * W_down[i, c], largest |term| first (at most
+    /// <see cref="AnalysisSettings.DownProjectionTerms"/>, those below <see cref="AnalysisSettings.MinTermShare"/> left out).</summary>
     public IReadOnlyList<DownProjectionTerm> Terms { get; init; } = [];
     /// <summary>The weight of the largest term: the super weight (Yu et al. 2024); null when the terms were not computed.</summary>
     public SuperWeight? SuperWeight { get; init; }
