@@ -62,7 +62,7 @@ internal static class BirthTracer
         if (down is not null) return context.OrderOf(first) > context.OrderOf(down) ? BirthPlace.Ffn : BirthPlace.Attention;
         if (role?.AttentionResidual is { } mid && mid.Value?.Name == first.Tensor) return BirthPlace.Attention;
         // Without the down input: an earlier stream point of the same block (the attention residual sum) did not carry it.
-        bool earlier = context.Points.Any(p => p.Block == first.Block && context.Settings.MassiveKinds.Contains(p.Kind) && context.OrderOf(p) < context.OrderOf(first));
+        bool earlier = context.Points.Any(p => p.Block == first.Block && AnalysisContext.IsAny(p, context.Settings.MassiveKinds) && context.OrderOf(p) < context.OrderOf(first));
         return earlier ? BirthPlace.Ffn : BirthPlace.Unknown;
     }
 

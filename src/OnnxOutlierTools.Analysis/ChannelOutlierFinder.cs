@@ -9,7 +9,7 @@ internal static class ChannelOutlierFinder
     public static IReadOnlyList<ChannelOutlier> Find(AnalysisContext context)
     {
         var findings = new List<ChannelOutlier>();
-        foreach (var point in context.Points.Where(p => context.Settings.ChannelKinds.Contains(p.Kind)))
+        foreach (var point in context.Points.Where(p => AnalysisContext.IsAny(p, context.Settings.ChannelKinds)))
         {
             var stats = context.Stats(point);
             if (stats.AttentionMass is not null || stats.Tokens == 0) continue;

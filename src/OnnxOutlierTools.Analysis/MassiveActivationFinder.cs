@@ -14,7 +14,7 @@ internal static class MassiveActivationFinder
     public static (IReadOnlyList<MassiveActivation> Massive, IReadOnlyList<Candidate> Candidates) Find(AnalysisContext context)
     {
         var candidates = context.Points
-            .Where(p => context.Settings.MassiveKinds.Contains(p.Kind) && context.Stats(p).AttentionMass is null)
+            .Where(p => AnalysisContext.IsAny(p, context.Settings.MassiveKinds) && context.Stats(p).AttentionMass is null)
             .SelectMany(p => Candidates(context, p))
             .ToList();
         var massive = candidates

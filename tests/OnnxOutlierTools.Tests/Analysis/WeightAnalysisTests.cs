@@ -290,6 +290,23 @@ public class WeightAnalysisTests
     }
 
     [Fact]
+    public void Analyze_AliasedPoint_ScannedForTheLinearInputItAlsoIs()
+    {
+        // Post-norm: block 0's output (a norm output) is block 1's attention input, probed once.
+        var s = new SyntheticStatistics();
+        double[,,] WithOutlier()
+        {
+            var x = s.Noise(64, 0.3);
+            for (int r = 0; r < 16; r++) x[r / 8, r % 8, 17] = 9;
+            return x;
+        }
+        s.Add("block0.residual", ProbeKind.Residual, 0, WithOutlier(), alsoAs: [new ProbeRoleRef("block1.attention-input", ProbeKind.AttentionInput, 1, "attentionNorm.output")]);
+        s.Add("block1.residual", ProbeKind.Residual, 1, WithOutlier()); // a stream point only: not a linear input
+        var outlier = Assert.Single(OutlierAnalyzer.Analyze(s.Build(), null).ChannelOutliers);
+        Assert.Equal(("block0.residual", 17, ChannelOutlierKind.Persistent), (outlier.Point.Id, outlier.Channel, outlier.Kind));
+    }
+
+    [Fact]
     public void Analyze_AttentionSinks_HeadsAboveThresholdWithTheirToken()
     {
         var s = new SyntheticStatistics();
