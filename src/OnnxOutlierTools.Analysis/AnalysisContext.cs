@@ -38,9 +38,13 @@ internal sealed class AnalysisContext
 
     /// <summary>The point probing the value named <paramref name="tensor"/>, or else the point of that kind in that block.</summary>
     public ProbePoint? PointFor(string tensor, ProbeKind kind, int? block) =>
-        _byTensor.GetValueOrDefault(tensor) ?? Points.FirstOrDefault(p => p.Kind == kind && p.Block == block);
+        _byTensor.GetValueOrDefault(tensor) ?? PointFor(kind, block);
 
-    public ProbePoint? PointFor(ProbeKind kind, int? block) => Points.FirstOrDefault(p => p.Kind == kind && p.Block == block);
+    public ProbePoint? PointFor(ProbeKind kind, int? block) => Points.FirstOrDefault(p => p.Is(kind, block));
+
+    /// <summary>Whether the point plays one of <paramref name="kinds"/> (itself or as an alias: a post-norm block's output is
+    /// also the next block's attention input).</summary>
+    public static bool IsAny(ProbePoint point, IReadOnlyList<ProbeKind> kinds) => kinds.Any(k => point.Is(k));
 
     public ProbePoint? PointForTensor(string tensor) => _byTensor.GetValueOrDefault(tensor);
 

@@ -50,7 +50,7 @@ internal static class BirthTracer
             return birth with { TermsSkipped = $"{weight.Name} is [{weight.Rows}, {weight.Columns}] in [in, out] terms; the down input has {downStats.Channels} channels and the massive channel is {channel}" };
 
         var terms = Terms(downStats, weight, channel, token);
-        var listed = terms.Take(context.Settings.DownProjectionTerms).ToList();
+        var listed = terms.Take(context.Settings.DownProjectionTerms).Where((t, i) => i == 0 || t.Share >= context.Settings.MinTermShare).ToList();
         return birth with { Terms = listed, SuperWeight = listed.Count == 0 ? null : Super(block, writer.Down, weight, listed[0].Neuron, channel) };
     }
 
@@ -62,7 +62,7 @@ internal static class BirthTracer
         if (down is not null) return context.OrderOf(first) > context.OrderOf(down) ? BirthPlace.Ffn : BirthPlace.Attention;
         if (role?.AttentionResidual is { } mid && mid.Value?.Name == first.Tensor) return BirthPlace.Attention;
         // Without the down input: an earlier stream point of the same block (the attention residual sum) did not carry it.
-        bool earlier = context.Points.Any(p => p.Block == first.Block && context.Settings.MassiveKinds.Contains(p.Kind) && context.OrderOf(p) < context.OrderOf(first));
+        bool earlier = context.Points.Any(p => p.Block == first.Block && AnalysisContext.IsAny(p, context.Settings.MassiveKinds) && context.OrderOf(p) < context.OrderOf(first));
         return earlier ? BirthPlace.Ffn : BirthPlace.Unknown;
     }
 

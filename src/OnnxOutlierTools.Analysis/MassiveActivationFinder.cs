@@ -14,7 +14,7 @@ internal static class MassiveActivationFinder
     public static (IReadOnlyList<MassiveActivation> Massive, IReadOnlyList<Candidate> Candidates) Find(AnalysisContext context)
     {
         var candidates = context.Points
-            .Where(p => context.Settings.MassiveKinds.Contains(p.Kind) && context.Stats(p).AttentionMass is null)
+            .Where(p => AnalysisContext.IsAny(p, context.Settings.MassiveKinds) && context.Stats(p).AttentionMass is null)
             .SelectMany(p => Candidates(context, p))
             .ToList();
         var massive = candidates
@@ -103,20 +103,16 @@ internal static class MassiveActivationFinder
             .Select(c => c.Hit.Token)
             .ToList();
         var peak = candidates.MaxBy(c => c.Hit.Abs)!;
-        var rule = candidates.Any(c => c.Hit.Rule == MassiveActivationRule.Absolute) ? MassiveActivationRule.Absolute : MassiveActivationRule.Relative;
-        // Born where it first meets the rule that makes it massive: a channel that merely stands out by ratio earlier (MiniLM's
-        // channel 99 on [CLS] after the embedding LayerNorm, ~10 vs ~0.1) is listed among the hits, but the absolute value is
-        // written later (block 0's FFN), and that is where the birth is traced.
-        var defining = perPoint.First(c => c.Hit.Rule == rule);
+        var emergence = perPoint.First(c => c.Hit.Abs >= context.Settings.EmergenceFraction * peak.Hit.Abs);
         return new MassiveActivation
         {
             Channel = channel,
-            Rule = rule,
+            Rule = candidates.Any(c => c.Hit.Rule == MassiveActivationRule.Absolute) ? MassiveActivationRule.Absolute : MassiveActivationRule.Relative,
             Peak = peak.Hit,
             Blocks = perPoint.Where(c => c.Point.Block is not null).Select(c => c.Point.Block!.Value).Distinct().Order().ToList(),
             Hits = perPoint.Select(c => c.Hit).ToList(),
             Tokens = tokens,
-            Birth = BirthTracer.Trace(context, channel, defining),
+            Birth = BirthTracer.Trace(context, channel, emergence),
         };
     }
 }

@@ -20,12 +20,16 @@ public class WeightAnalysisTests
 
     /// <summary>Plants W_down[13, 5] = 3 in block 1; y6 neuron 13 = 40 on both BOS tokens at block 1's down input,
     /// channel 5 = 120 on them from block 1's residual on (and at its attention residual sum when <paramref name="fromAttention"/>).</summary>
-    private static (CalibrationStatistics Stats, TinyLlama Model) PlantedMassive(bool fromAttention = false)
+    private static (CalibrationStatistics Stats, TinyLlama Model) PlantedMassive(bool fromAttention = false) => PlantedMassive(fromAttention, out _);
+
+    private static (CalibrationStatistics Stats, TinyLlama Model) PlantedMassive(bool fromAttention, out double[,,] downInput)
     {
+        double[,,]? captured = null;
         var tiny = new TinyLlama();
         var down = tiny.Structure.Blocks[1].Ffn!.Down;
         var w = TinyLlama.Read(down.Weight);
         w[Index(down, Neuron, Channel)] = 3f;
+        w[Index(down, 50, Channel)] = 0.5f;
         tiny.Write(down.Weight, w);
 
         var s = new SyntheticStatistics();
@@ -36,21 +40,22 @@ public class WeightAnalysisTests
             {
                 var y6 = s.Noise(176, 0.05);
                 y6[0, 0, Neuron] = 40; y6[1, 0, Neuron] = 40;
-                y6[0, 0, 50] = 35; // a large neuron whose weight to channel 5 is ordinary: a smaller term
-                return y6;
+                y6[0, 0, 50] = 35; // a large neuron with a smaller weight to channel 5: the second term
+                return captured = y6;
             }
             if (kind == ProbeKind.ResidualSum && !fromAttention) return null;
             var x = s.Noise(64, 0.1);
             x[0, 0, Channel] = 120; x[1, 0, Channel] = 118;
             return x;
         });
+        downInput = captured!;
         return (s.Build(), tiny);
     }
 
     [Fact]
     public void Analyze_PlantedSuperWeight_BirthAtDownProjectionWithTheWeight()
     {
-        var (stats, tiny) = PlantedMassive();
+        var (stats, tiny) = PlantedMassive(false, out var y6);
         using var _ = tiny;
         var result = OutlierAnalyzer.Analyze(stats, tiny.Structure);
 
@@ -75,10 +80,19 @@ public class WeightAnalysisTests
         Assert.Equal(40, first.Activation, 4);
         Assert.Equal(3, first.Weight, 6);
         Assert.Equal(120, first.Term, 3);
-        var second = birth.Terms.Single(t => t.Neuron == 50);
-        Assert.Equal(35 * W(50), second.Term, 4);
+        var second = birth.Terms[1];
+        Assert.Equal((50, ActivationSource.Token), (second.Neuron, second.ActivationSource));
+        Assert.Equal(35 * 0.5, second.Term, 4);
         Assert.True(first.Share > 0.5, $"share {first.Share}");
-        Assert.Equal(5, birth.Terms.Count);
+        // The share is of sum_i |y6_i W[i, 5]|, y6_i on the token where the top-32 |y6| has it, else the neuron's largest
+        // |y6| over all tokens (float64 reference from the fed tensor).
+        var top = Enumerable.Range(0, 16 * 176).Select(k => (Row: k / 176, Neuron: k % 176, Abs: Math.Abs((double)(float)y6[k / 176 / 8, k / 176 % 8, k % 176])))
+            .OrderByDescending(e => e.Abs).Take(32).Where(e => e.Row == 0).ToDictionary(e => e.Neuron, e => e.Abs);
+        double Y(int i) => top.TryGetValue(i, out double v) ? v : Enumerable.Range(0, 16).Max(r => Math.Abs((double)(float)y6[r / 8, r % 8, i]));
+        double total = Enumerable.Range(0, 176).Sum(i => Math.Abs(Y(i) * W(i)));
+        Assert.Equal(120 / total, first.Share, 1e-6);
+        Assert.InRange(birth.Terms.Count, 2, 5);
+        Assert.All(birth.Terms, t => Assert.True(t.Share >= 0.01, $"neuron {t.Neuron} share {t.Share}"));
         Assert.Equal(birth.Terms.OrderByDescending(t => Math.Abs(t.Term)).Select(t => t.Neuron), birth.Terms.Select(t => t.Neuron));
 
         var sw = birth.SuperWeight!;
@@ -273,6 +287,23 @@ public class WeightAnalysisTests
             Assert.Equal(m4 / (m2 * m2), o.Kurtosis, 1e-3 * m4 / (m2 * m2));
         }
         Assert.InRange(specific.Kurtosis, 10, 16);
+    }
+
+    [Fact]
+    public void Analyze_AliasedPoint_ScannedForTheLinearInputItAlsoIs()
+    {
+        // Post-norm: block 0's output (a norm output) is block 1's attention input, probed once.
+        var s = new SyntheticStatistics();
+        double[,,] WithOutlier()
+        {
+            var x = s.Noise(64, 0.3);
+            for (int r = 0; r < 16; r++) x[r / 8, r % 8, 17] = 9;
+            return x;
+        }
+        s.Add("block0.residual", ProbeKind.Residual, 0, WithOutlier(), alsoAs: [new ProbeRoleRef("block1.attention-input", ProbeKind.AttentionInput, 1, "attentionNorm.output")]);
+        s.Add("block1.residual", ProbeKind.Residual, 1, WithOutlier()); // a stream point only: not a linear input
+        var outlier = Assert.Single(OutlierAnalyzer.Analyze(s.Build(), null).ChannelOutliers);
+        Assert.Equal(("block0.residual", 17, ChannelOutlierKind.Persistent), (outlier.Point.Id, outlier.Channel, outlier.Kind));
     }
 
     [Fact]
