@@ -15,6 +15,8 @@ internal static partial class SvgPlot
     {
         var measurer = new PixelTextMeasurer(width, height, model.Background);
         string svg = SvgExporter.ExportToString(model, width, height, isDocument: false, textMeasurer: measurer);
+        // isDocument: false still starts with an XML declaration, which HTML parses as a bogus comment.
+        svg = svg[svg.IndexOf("<svg", StringComparison.Ordinal)..];
         svg = IdReference().Replace(svg, m => m.Groups["attr"].Success
             ? $"{m.Groups["attr"].Value}=\"{(m.Groups["hash"].Value)}{idPrefix}-{m.Groups["id"].Value}\""
             : $"url(#{idPrefix}-{m.Groups["url"].Value})");
