@@ -38,13 +38,35 @@ internal sealed class AnalysisContext
 
     /// <summary>The point probing the value named <paramref name="tensor"/>, or else the point of that kind in that block.</summary>
     public ProbePoint? PointFor(string tensor, ProbeKind kind, int? block) =>
-        _byTensor.GetValueOrDefault(tensor) ?? Points.FirstOrDefault(p => p.Kind == kind && p.Block == block);
+        _byTensor.GetValueOrDefault(tensor) ?? PointFor(kind, block);
 
-    public ProbePoint? PointFor(ProbeKind kind, int? block) => Points.FirstOrDefault(p => p.Kind == kind && p.Block == block);
+    public ProbePoint? PointFor(ProbeKind kind, int? block) => Points.FirstOrDefault(p => p.Is(kind, block));
+
+    /// <summary>Whether the point plays one of <paramref name="kinds"/> (itself or as an alias: a post-norm block's output is
+    /// also the next block's attention input).</summary>
+    public static bool IsAny(ProbePoint point, IReadOnlyList<ProbeKind> kinds) => kinds.Any(k => point.Is(k));
 
     public ProbePoint? PointForTensor(string tensor) => _byTensor.GetValueOrDefault(tensor);
 
     public BlockRole? Block(int index) => Structure?.Blocks.FirstOrDefault(b => b.Index == index);
+
+    private readonly Dictionary<string, WeightMatrix?> _downWeights = new(StringComparer.Ordinal);
+
+    /// <summary>A down projection's weight, read once however many massive channels it writes (null: unreadable, with a
+    /// note the first time).</summary>
+    public WeightMatrix? DownWeight(int block, LinearRole down, out string? problem)
+    {
+        problem = null;
+        if (_downWeights.TryGetValue(down.Weight.Name, out var cached))
+        {
+            if (cached is null) WeightMatrix.TryRead(down, out problem);
+            return cached;
+        }
+        var weight = WeightMatrix.TryRead(down, out problem);
+        if (weight is null) Note(down.Quantized ? NoteKind.QuantizedWeight : NoteKind.UnreadableWeight, $"block {block} ffn.down", problem!);
+        _downWeights[down.Weight.Name] = weight;
+        return weight;
+    }
 
     public void Note(NoteKind kind, string subject, string message) => Notes.Add(new(kind, subject, message));
 }

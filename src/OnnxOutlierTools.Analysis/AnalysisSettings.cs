@@ -27,8 +27,17 @@ public sealed record AnalysisSettings
     /// residual sums).</summary>
     public IReadOnlyList<ProbeKind> MassiveKinds { get; init; } = [ProbeKind.Embedding, ProbeKind.Residual, ProbeKind.ResidualSum];
 
+    /// <summary>A massive activation emerges at the first stream point (graph order) where its |x| reaches this fraction
+    /// of its peak: earlier, smaller hits are precursors (a post-norm model's normalized copy, a value that only the
+    /// relative rule flags), listed in the hits but not where it is born. Sun et al.: they appear abruptly in one block.</summary>
+    public double EmergenceFraction { get; init; } = 0.5;
+
     /// <summary>How many down-projection terms y6_i * W_down[i, c] are listed per massive activation.</summary>
     public int DownProjectionTerms { get; init; } = 5;
+
+    /// <summary>Terms whose share of sum_i |y6_i W_down[i, c]| is below this are not listed (the largest always is): they
+    /// do not write the massive activation.</summary>
+    public double MinTermShare { get; init; } = 0.01;
 
     // --- fp16 range ---
 
@@ -51,13 +60,10 @@ public sealed record AnalysisSettings
     /// <summary>At most this many outliers are listed per point (largest ratio first); the rest are counted in a note.</summary>
     public int MaxChannelOutliersPerPoint { get; init; } = 16;
 
-    /// <summary>A channel above the probes' |x| threshold on at least this fraction of tokens is persistent (LLM.int8()'s
-    /// 6% of positions).</summary>
-    public double PersistentFraction { get; init; } = 0.06;
-
-    /// <summary>A channel whose kurtosis E[x^4]/E[x^2]^2 is at most this is persistent too (scale-free, for models whose
-    /// absolute scale never crosses the threshold): a value present on a fraction f of tokens has kurtosis about 1/f, so 10
-    /// means "on more than about a tenth of the tokens". Above it, and below <see cref="PersistentFraction"/>: token-specific.</summary>
+    /// <summary>A channel whose kurtosis E[x^4]/E[x^2]^2 is at most this is persistent, above it token-specific. Scale-free
+    /// (it works for models whose values never cross the probes' |x| threshold): a value present on a fraction f of the
+    /// tokens gives a kurtosis of about 1/f, so 10 means "large on more than about a tenth of the tokens". The fraction of
+    /// tokens above the threshold (LLM.int8()'s criterion) is reported beside it.</summary>
     public double PersistentMaxKurtosis { get; init; } = 10;
 
     // --- norm gains ---
@@ -87,12 +93,13 @@ public sealed record AnalysisSettings
         Positive(MassiveAbsoluteRatio, nameof(MassiveAbsoluteRatio));
         Positive(MassiveRelativeRatio, nameof(MassiveRelativeRatio));
         if (!(MassiveRelativeMinAbs >= 0)) throw new ArgumentException($"{nameof(MassiveRelativeMinAbs)} must be >= 0, not {MassiveRelativeMinAbs}");
+        if (!(EmergenceFraction is > 0 and <= 1)) throw new ArgumentException($"{nameof(EmergenceFraction)} must be in (0, 1], not {EmergenceFraction}");
         if (DownProjectionTerms < 1) throw new ArgumentException($"{nameof(DownProjectionTerms)} must be >= 1, not {DownProjectionTerms}");
+        if (!(MinTermShare is >= 0 and <= 1)) throw new ArgumentException($"{nameof(MinTermShare)} must be in [0, 1], not {MinTermShare}");
         Positive(Fp16Max, nameof(Fp16Max));
         if (!(Fp16Margin >= 1)) throw new ArgumentException($"{nameof(Fp16Margin)} must be >= 1, not {Fp16Margin}");
         Positive(ChannelRatio, nameof(ChannelRatio));
         if (MaxChannelOutliersPerPoint < 1) throw new ArgumentException($"{nameof(MaxChannelOutliersPerPoint)} must be >= 1, not {MaxChannelOutliersPerPoint}");
-        if (!(PersistentFraction is >= 0 and <= 1)) throw new ArgumentException($"{nameof(PersistentFraction)} must be in [0, 1], not {PersistentFraction}");
         Positive(PersistentMaxKurtosis, nameof(PersistentMaxKurtosis));
         Positive(NormGainRatio, nameof(NormGainRatio));
         Positive(TriggeringRatio, nameof(TriggeringRatio));

@@ -11,10 +11,12 @@ internal static class AttentionSinkFinder
         var sinks = new List<AttentionSink>();
         var byPosition = TokensByPosition(context);
         var massivePositions = massiveTokens.SelectMany(t => t.Positions).ToHashSet();
+        int positions = 0;
         foreach (var point in context.Points)
         {
             var stats = context.Stats(point);
             if (stats.AttentionMass is not { } mass) continue;
+            positions = Math.Max(positions, mass[0].Length);
             for (int h = 0; h < mass.Length; h++)
                 for (int p = 0; p < mass[h].Length; p++)
                 {
@@ -28,6 +30,8 @@ internal static class AttentionSinkFinder
                     });
                 }
         }
+        if (positions > 0)
+            context.Note(NoteKind.Info, "attention", $"attention mass is measured on the first {positions} key positions only (a sink further on is not seen), averaged over every query");
         return sinks;
     }
 

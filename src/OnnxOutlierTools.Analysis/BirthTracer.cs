@@ -37,19 +37,20 @@ internal static class BirthTracer
         if (place is BirthPlace.Attention)
             return birth with { TermsSkipped = $"already present at {point.Id}, before block {block}'s FFN: the FFN does not write it" };
         if (role?.Ffn is not { } writer)
-            return birth with { TermsSkipped = context.Structure is null ? "no model structure given: weights not read" : $"block {block} has no recognized FFN down projection" };
+            return birth with
+            {
+                TermsSkipped = context.Structure is null ? "no model structure given: weights not read"
+                    : role?.Moe is not null ? $"block {block}'s FFN is a mixture of experts: per-expert down projections are not traced"
+                    : $"block {block} has no recognized FFN down projection",
+            };
 
-        var weight = WeightMatrix.TryRead(writer.Down, out var problem);
-        if (weight is null)
-        {
-            context.Note(writer.Down.Quantized ? NoteKind.QuantizedWeight : NoteKind.UnreadableWeight, $"block {block} ffn.down", problem!);
-            return birth with { TermsSkipped = problem };
-        }
+        var weight = context.DownWeight(block, writer.Down, out var problem);
+        if (weight is null) return birth with { TermsSkipped = problem };
         if (weight.Rows != downStats.Channels || channel >= weight.Columns)
             return birth with { TermsSkipped = $"{weight.Name} is [{weight.Rows}, {weight.Columns}] in [in, out] terms; the down input has {downStats.Channels} channels and the massive channel is {channel}" };
 
         var terms = Terms(downStats, weight, channel, token);
-        var listed = terms.Take(context.Settings.DownProjectionTerms).ToList();
+        var listed = terms.Take(context.Settings.DownProjectionTerms).Where((t, i) => i == 0 || t.Share >= context.Settings.MinTermShare).ToList();
         return birth with { Terms = listed, SuperWeight = listed.Count == 0 ? null : Super(block, writer.Down, weight, listed[0].Neuron, channel) };
     }
 
@@ -61,7 +62,7 @@ internal static class BirthTracer
         if (down is not null) return context.OrderOf(first) > context.OrderOf(down) ? BirthPlace.Ffn : BirthPlace.Attention;
         if (role?.AttentionResidual is { } mid && mid.Value?.Name == first.Tensor) return BirthPlace.Attention;
         // Without the down input: an earlier stream point of the same block (the attention residual sum) did not carry it.
-        bool earlier = context.Points.Any(p => p.Block == first.Block && context.Settings.MassiveKinds.Contains(p.Kind) && context.OrderOf(p) < context.OrderOf(first));
+        bool earlier = context.Points.Any(p => p.Block == first.Block && AnalysisContext.IsAny(p, context.Settings.MassiveKinds) && context.OrderOf(p) < context.OrderOf(first));
         return earlier ? BirthPlace.Ffn : BirthPlace.Unknown;
     }
 

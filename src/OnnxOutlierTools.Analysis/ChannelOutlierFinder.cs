@@ -3,13 +3,13 @@ using OnnxOutlierTools.Probes;
 namespace OnnxOutlierTools.Analysis;
 
 /// <summary>Channel-wise outliers (SCIENCE.md 1): channels whose max |x| over all tokens is far above the median channel's,
-/// classified as persistent (large on many tokens: many above the threshold, or low kurtosis) or token-specific.</summary>
+/// classified by their kurtosis as persistent (large on many tokens) or token-specific (a max that few tokens reach).</summary>
 internal static class ChannelOutlierFinder
 {
     public static IReadOnlyList<ChannelOutlier> Find(AnalysisContext context)
     {
         var findings = new List<ChannelOutlier>();
-        foreach (var point in context.Points.Where(p => context.Settings.ChannelKinds.Contains(p.Kind)))
+        foreach (var point in context.Points.Where(p => AnalysisContext.IsAny(p, context.Settings.ChannelKinds)))
         {
             var stats = context.Stats(point);
             if (stats.AttentionMass is not null || stats.Tokens == 0) continue;
@@ -39,7 +39,7 @@ internal static class ChannelOutlierFinder
             if (!double.IsFinite(max) || max / median < s.ChannelRatio) continue;
             double fraction = stats.Tokens > 0 ? (double)stats.ChannelAboveCount[c] / stats.Tokens : 0;
             double kurtosis = stats.ChannelKurtosis(c);
-            bool persistent = fraction >= s.PersistentFraction || kurtosis <= s.PersistentMaxKurtosis;
+            bool persistent = kurtosis <= s.PersistentMaxKurtosis;
             list.Add(new ChannelOutlier
             {
                 Point = AnalysisContext.Ref(point),

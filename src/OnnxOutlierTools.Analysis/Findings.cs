@@ -132,9 +132,10 @@ public enum BirthPlace
 /// input neurons and weights that write it.</summary>
 public sealed record MassiveActivationBirth
 {
-    /// <summary>The first block whose stream carries it; null when it is already in the embedding.</summary>
+    /// <summary>The block of <see cref="FirstPoint"/>; null when it is already in the embedding.</summary>
     public int? EmergenceBlock { get; init; }
-    /// <summary>The first stream point (graph order) it was seen at.</summary>
+    /// <summary>The first stream point (graph order) where it reaches <see cref="AnalysisSettings.EmergenceFraction"/> of its
+    /// peak (smaller hits before it are precursors, listed in <see cref="MassiveActivation.Hits"/>).</summary>
     public required PointRef FirstPoint { get; init; }
     public required BirthPlace Place { get; init; }
     /// <summary>The token the birth was traced on (the largest hit at <see cref="FirstPoint"/>).</summary>
@@ -147,7 +148,8 @@ public sealed record MassiveActivationBirth
     public double? DownInputMaxAbs { get; init; }
     public int? DownInputArgMax { get; init; }
     public double? DownInputRatio { get; init; }
-    /// <summary>The largest terms y6_i * W_down[i, c], largest |term| first.</summary>
+    /// <summary>The largest terms y6_i * W_down[i, c], largest |term| first (at most
+    /// <see cref="AnalysisSettings.DownProjectionTerms"/>, those below <see cref="AnalysisSettings.MinTermShare"/> left out).</summary>
     public IReadOnlyList<DownProjectionTerm> Terms { get; init; } = [];
     /// <summary>The weight of the largest term: the super weight (Yu et al. 2024); null when the terms were not computed.</summary>
     public SuperWeight? SuperWeight { get; init; }
@@ -244,9 +246,9 @@ public sealed record Fp16RangeFinding
 
 public enum ChannelOutlierKind
 {
-    /// <summary>Large on many tokens: a large fraction above the threshold, or low kurtosis (SmoothQuant's target).</summary>
+    /// <summary>Large on many tokens: kurtosis at most <see cref="AnalysisSettings.PersistentMaxKurtosis"/> (SmoothQuant's target).</summary>
     Persistent,
-    /// <summary>A high max on few tokens: low fraction above the threshold and high kurtosis (massive-activation-like).</summary>
+    /// <summary>A high max on few tokens: kurtosis above it (massive-activation-like, e.g. the neuron that writes one).</summary>
     TokenSpecific,
 }
 

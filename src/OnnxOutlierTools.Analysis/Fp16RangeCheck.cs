@@ -22,14 +22,15 @@ internal static class Fp16RangeCheck
                 if (a > max) (max, channel) = (a, c);
             }
             if (!(max >= s.Fp16Max / s.Fp16Margin)) continue;
-            var top = stats.Top.Count > 0 ? stats.Top[0] : null;
+            // The top-k list's first entry is the largest |x| of the point: its token, when it is in this channel.
+            var top = stats.Top.Count > 0 && stats.Top[0].Channel == channel ? stats.Top[0] : null;
             findings.Add(new Fp16RangeFinding
             {
                 Point = AnalysisContext.Ref(point),
                 Level = max > s.Fp16Max ? Fp16RangeLevel.Overflow : Fp16RangeLevel.Near,
                 MaxAbs = double.IsFinite(max) ? max : double.MaxValue, // JSON has no infinity
-                Channel = top is not null && top.Channel == channel ? top.Channel : channel,
-                Token = top is not null && top.Channel == channel ? context.Token(top.Token) : null,
+                Channel = channel,
+                Token = top is null ? null : context.Token(top.Token),
                 Headroom = double.IsFinite(max) ? s.Fp16Max / max : 0,
             });
             if (!double.IsFinite(max))

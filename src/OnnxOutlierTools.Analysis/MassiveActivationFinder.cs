@@ -14,7 +14,7 @@ internal static class MassiveActivationFinder
     public static (IReadOnlyList<MassiveActivation> Massive, IReadOnlyList<Candidate> Candidates) Find(AnalysisContext context)
     {
         var candidates = context.Points
-            .Where(p => context.Settings.MassiveKinds.Contains(p.Kind) && context.Stats(p).AttentionMass is null)
+            .Where(p => AnalysisContext.IsAny(p, context.Settings.MassiveKinds) && context.Stats(p).AttentionMass is null)
             .SelectMany(p => Candidates(context, p))
             .ToList();
         var massive = candidates
@@ -103,6 +103,7 @@ internal static class MassiveActivationFinder
             .Select(c => c.Hit.Token)
             .ToList();
         var peak = candidates.MaxBy(c => c.Hit.Abs)!;
+        var emergence = perPoint.First(c => c.Hit.Abs >= context.Settings.EmergenceFraction * peak.Hit.Abs);
         return new MassiveActivation
         {
             Channel = channel,
@@ -111,7 +112,7 @@ internal static class MassiveActivationFinder
             Blocks = perPoint.Where(c => c.Point.Block is not null).Select(c => c.Point.Block!.Value).Distinct().Order().ToList(),
             Hits = perPoint.Select(c => c.Hit).ToList(),
             Tokens = tokens,
-            Birth = BirthTracer.Trace(context, channel, perPoint[0]),
+            Birth = BirthTracer.Trace(context, channel, emergence),
         };
     }
 }

@@ -5,7 +5,7 @@ internal static class StreamProfile
 {
     public static IReadOnlyList<StreamProfilePoint> Build(AnalysisContext context) =>
         context.Points
-            .Where(p => context.Settings.MassiveKinds.Contains(p.Kind) && context.Stats(p).AttentionMass is null && context.Stats(p).Tokens > 0)
+            .Where(p => AnalysisContext.IsAny(p, context.Settings.MassiveKinds) && context.Stats(p).AttentionMass is null && context.Stats(p).Tokens > 0)
             .Select(p => new StreamProfilePoint
             {
                 Point = AnalysisContext.Ref(p),

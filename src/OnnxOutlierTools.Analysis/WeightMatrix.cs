@@ -44,16 +44,22 @@ internal sealed class WeightMatrix
         return new WeightMatrix(linear.Weight.Name, tensor.ToSingleArray(), (int)rows, (int)columns, outIn);
     }
 
+    private double? _medianAbs, _maxAbs;
+
     /// <summary>The median |w| over the whole matrix (the upper median, element n/2 of the ascending order).</summary>
-    public double MedianAbs()
+    public double MedianAbs() => _medianAbs ??= ComputeMedianAbs();
+
+    /// <summary>The largest |w| over the whole matrix.</summary>
+    public double MaxAbs() => _maxAbs ??= ComputeMaxAbs();
+
+    private double ComputeMedianAbs()
     {
         var abs = new float[_data.Length];
         for (int i = 0; i < abs.Length; i++) abs[i] = Math.Abs(_data[i]);
         return abs.Length == 0 ? 0 : Selection.Nth(abs, abs.Length / 2);
     }
 
-    /// <summary>The largest |w| over the whole matrix.</summary>
-    public double MaxAbs()
+    private double ComputeMaxAbs()
     {
         float max = 0;
         foreach (float w in _data) max = Math.Max(max, Math.Abs(w));

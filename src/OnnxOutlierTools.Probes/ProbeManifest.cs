@@ -42,7 +42,18 @@ public sealed record ProbePoint
     public required IReadOnlyDictionary<ProbeStatistic, string> Outputs { get; init; }
     /// <summary>How an attention point's probabilities were obtained (<c>softmax</c>, or the side subgraph's description).</summary>
     public string? Source { get; init; }
+    /// <summary>The other roles of the same tensor, probed once under <see cref="Id"/> (a post-norm block's norm output is
+    /// its <see cref="ProbeKind.Residual"/> and the next block's <see cref="ProbeKind.AttentionInput"/>): id, kind, block, role.</summary>
+    public IReadOnlyList<ProbeRoleRef> AlsoAs { get; init; } = [];
+
+    /// <summary>True when this point is <paramref name="kind"/> (of <paramref name="block"/>, when given) itself or through
+    /// <see cref="AlsoAs"/>.</summary>
+    public bool Is(ProbeKind kind, int? block = null) =>
+        (Kind == kind && (block is null || Block == block)) || AlsoAs.Any(a => a.Kind == kind && (block is null || a.Block == block));
 }
+
+/// <summary>A role a deduplicated point also plays (see <see cref="ProbePoint.AlsoAs"/>).</summary>
+public sealed record ProbeRoleRef(string Id, ProbeKind Kind, int? Block, string Role);
 
 /// <summary>A point the pass wanted but could not probe, with the reason (e.g. attention mass of a GroupQueryAttention
 /// that applies rotary inside the op).</summary>
@@ -61,4 +72,10 @@ public sealed record ProbeManifest
     public IReadOnlyList<SkippedProbe> Skipped { get; init; } = [];
     /// <summary>The graph outputs the original model had (the probed model keeps them first, in order).</summary>
     public required IReadOnlyList<string> OriginalOutputs { get; init; }
+
+    /// <summary>The point probing <paramref name="kind"/> of <paramref name="block"/> (directly or as an alias), or null.</summary>
+    public ProbePoint? Find(ProbeKind kind, int? block) => Points.FirstOrDefault(p => p.Is(kind, block));
+
+    /// <summary>The point whose id (or alias id) is <paramref name="id"/>, or null.</summary>
+    public ProbePoint? this[string id] => Points.FirstOrDefault(p => p.Id == id) ?? Points.FirstOrDefault(p => p.AlsoAs.Any(a => a.Id == id));
 }

@@ -126,6 +126,29 @@ public class MassiveActivationTests
     }
 
     [Fact]
+    public void Analyze_SmallPrecursorBeforeTheJump_EmergesWhereItReachesHalfThePeak()
+    {
+        // MiniLM's shape: a relative-rule hit of 3 in the embedding (and 8 after block 0, a normalized copy), then 220.
+        var s = new SyntheticStatistics();
+        var e = s.Noise(C, 0.01);
+        e[0, 0, 9] = 3;
+        s.Add("embedding", ProbeKind.Embedding, null, e);
+        var r0 = s.Noise(C, 0.01);
+        r0[0, 0, 9] = 8;
+        s.Add("block0.residual", ProbeKind.Residual, 0, r0);
+        var r1 = s.Noise(C, 0.1);
+        r1[0, 0, 9] = 220;
+        s.Add("block1.residual", ProbeKind.Residual, 1, r1);
+        var ma = Assert.Single(OutlierAnalyzer.Analyze(s.Build(), null).MassiveActivations);
+        Assert.Equal(["embedding", "block0.residual", "block1.residual"], ma.Hits.Select(h => h.Point.Id));
+        Assert.Equal([MassiveActivationRule.Relative, MassiveActivationRule.Relative, MassiveActivationRule.Absolute], ma.Hits.Select(h => h.Rule));
+        Assert.Equal((1, "block1.residual"), (ma.Birth.EmergenceBlock, ma.Birth.FirstPoint.Id));
+        // With a fraction that 3/220 reaches, the embedding is where it emerges.
+        var early = Assert.Single(OutlierAnalyzer.Analyze(s.Build(), null, new AnalysisSettings { EmergenceFraction = 0.01 }).MassiveActivations);
+        Assert.Equal(BirthPlace.Embedding, early.Birth.Place);
+    }
+
+    [Fact]
     public void Analyze_Fp16Range_OverflowAndNearReportedOnlyWithinTheMargin()
     {
         var (stats, _) = Stream((b, x) =>

@@ -50,13 +50,14 @@ internal sealed class SyntheticStatistics
     }
 
     /// <summary>Adds an activation point and feeds <paramref name="x"/> as one batch.</summary>
-    public void Add(string id, ProbeKind kind, int? block, double[,,] x, string? tensor = null, IReadOnlyList<string>? readBy = null)
+    public void Add(string id, ProbeKind kind, int? block, double[,,] x, string? tensor = null, IReadOnlyList<string>? readBy = null,
+        IReadOnlyList<ProbeRoleRef>? alsoAs = null)
     {
         int channels = x.GetLength(2);
         _points.Add(new ProbePoint
         {
             Id = id, Kind = kind, Block = block, Role = kind.ToString(), Tensor = tensor ?? id, Channels = channels,
-            ReadBy = readBy ?? [], Outputs = new Dictionary<ProbeStatistic, string>(),
+            ReadBy = readBy ?? [], Outputs = new Dictionary<ProbeStatistic, string>(), AlsoAs = alsoAs ?? [],
         });
         var stats = new PointStatistics(id, channels, TopK);
         Feed(stats, x);
