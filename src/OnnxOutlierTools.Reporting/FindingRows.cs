@@ -42,12 +42,12 @@ public static class FindingRows
             rows.Add(new FindingRow($"channel outlier ({(c.Kind == ChannelOutlierKind.Persistent ? "persistent" : "token-specific")})", c.Point.Id, null, c.Channel,
                 c.MaxAbs, c.Ratio, $"median channel max {N(c.MedianChannelMaxAbs)}; above threshold on {c.FractionAbove.ToString("0.#%", CultureInfo.InvariantCulture)} of tokens; kurtosis {N(c.Kurtosis)}") { Rank = 3 });
         foreach (var g in result.NormGainOutliers)
-            rows.Add(new FindingRow("norm gain outlier", $"{(g.Block is { } b ? $"block {b} " : "")}{g.Norm} ({g.GainTensor})", null, g.Channel,
-                g.EffectiveGain, g.Ratio, $"median |gain| {N(g.MedianAbsGain)}" + (g.OutputPoint is null ? "" :
+            rows.Add(new FindingRow("norm gain outlier", $"{(g.Block is { } b ? $"block {b} " : "")}{g.Norm} norm", null, g.Channel,
+                g.EffectiveGain, g.Ratio, $"{g.GainTensor}; median |gain| {N(g.MedianAbsGain)}" + (g.OutputPoint is null ? "" :
                     $"; at {g.OutputPoint.Id}: {(g.OutputOutlier == true ? "a channel outlier" : "not an outlier")}" + (g.OutputRatio is { } r ? $" ({N(r)}x)" : ""))) { Rank = 4 });
         foreach (var t in result.OutlierTriggeringChannels)
-            rows.Add(new FindingRow("W_q trigger channel", $"block {t.Block} ({t.Weight})", null, t.Channel, t.Score, t.RatioToMedian,
-                $"max|X_j| {N(t.InputMaxAbs)} x ||W_q[j,:]|| {N(t.RowNorm)}; {t.Share.ToString("0.#%", CultureInfo.InvariantCulture)} of the total{(t.QuerySlice ? "" : " (packed QKV: whole weight)")}") { Rank = 5 });
+            rows.Add(new FindingRow("W_q trigger channel", $"block {t.Block} query projection", null, t.Channel, t.Score, t.RatioToMedian,
+                $"{t.Weight}: max|X_j| {N(t.InputMaxAbs)} x ||W_q[j,:]|| {N(t.RowNorm)}; {t.Share.ToString("0.#%", CultureInfo.InvariantCulture)} of the total{(t.QuerySlice ? "" : " (packed QKV: whole weight)")}") { Rank = 5 });
         return rows;
     }
 

@@ -54,6 +54,7 @@ public static class ConsoleSummary
         {
             var column = new TableColumn(new SpectreText(header, plain ? Style.Plain : new Style(decoration: Decoration.Bold)));
             if (right) column.RightAligned();
+            if (header is "finding" or "token") column.NoWrap(); // a finding or a token broken over two lines reads as two
             table.AddColumn(column);
         }
         foreach (var r in rows)

@@ -76,21 +76,21 @@ public static class HtmlReport
         }
         else
         {
-            Glance(html, analysis.MassiveActivations.Count, "massive activation", analysis.MassiveActivations.FirstOrDefault() is { } ma
+            Glance(html, analysis.MassiveActivations.Count, "massive activation|massive activations", analysis.MassiveActivations.FirstOrDefault() is { } ma
                 ? $"largest {HtmlText.Num(ma.Peak.Value ?? ma.Peak.Abs)} in channel {ma.Channel} at {HtmlText.Escape(ma.Peak.Point.Id)} on {HtmlText.Token(ma.Peak.Token.TokenId, ma.Peak.Token.Text)} (position {ma.Peak.Token.Position}), {HtmlText.Num(ma.Peak.Ratio)}x the median; {HtmlText.Escape(FindingRows.Birth(ma.Birth))}"
                 : "none: no |x| passes the Sun et al. or the relative rule");
             if (analysis.MassiveActivationTokens.Count > 0)
-                Glance(html, analysis.MassiveActivationTokens.Count, "token carrying them", string.Join(", ", analysis.MassiveActivationTokens.Take(6).Select(t =>
+                Glance(html, analysis.MassiveActivationTokens.Count, "token carrying them|tokens carrying them", string.Join(", ", analysis.MassiveActivationTokens.Take(6).Select(t =>
                     $"{HtmlText.Token(t.TokenId, t.Text)} ({Category(t.Category)}, position{(t.Positions.Count > 1 ? "s" : "")} {string.Join(", ", t.Positions.Take(4))}{(t.Positions.Count > 4 ? ", ..." : "")})")));
-            Glance(html, analysis.Fp16Range.Count, "point near or above the fp16 max", analysis.Fp16Range.Count == 0 ? "every |x| is more than 4x below 65504" :
+            Glance(html, analysis.Fp16Range.Count, "point near or above the fp16 max|points near or above the fp16 max", analysis.Fp16Range.Count == 0 ? "every |x| is more than 4x below 65504" :
                 string.Join(", ", analysis.Fp16Range.Take(4).Select(f => $"{HtmlText.Escape(f.Point.Id)} ({HtmlText.Num(f.MaxAbs)})")));
-            Glance(html, analysis.ChannelOutliers.Count, "channel-wise outlier", analysis.ChannelOutliers.Count == 0 ? "none at the linear inputs" :
+            Glance(html, analysis.ChannelOutliers.Count, "channel-wise outlier|channel-wise outliers", analysis.ChannelOutliers.Count == 0 ? "none at the linear inputs" :
                 $"in {analysis.ChannelOutliers.Select(c => c.Point.Id).Distinct().Count()} linear input(s); worst: channel {analysis.ChannelOutliers.MaxBy(c => c.Ratio)!.Channel} at {HtmlText.Escape(analysis.ChannelOutliers.MaxBy(c => c.Ratio)!.Point.Id)}, {HtmlText.Num(analysis.ChannelOutliers.Max(c => c.Ratio))}x the median channel");
-            Glance(html, analysis.AttentionSinks.Count, "attention sink head", analysis.AttentionSinks.Count == 0
+            Glance(html, analysis.AttentionSinks.Count, "attention sink head|attention sink heads", analysis.AttentionSinks.Count == 0
                 ? (statistics.Manifest.Points.Any(p => p.Kind == ProbeKind.AttentionProbabilities) ? "no head puts most of its mass on one position" : "attention was not probed")
                 : $"on position{(analysis.AttentionSinks.Select(s => s.Position).Distinct().Count() > 1 ? "s" : "")} {string.Join(", ", analysis.AttentionSinks.Select(s => s.Position).Distinct().Order())}; strongest {HtmlText.Num(analysis.AttentionSinks.Max(s => s.Mass))}");
-            if (analysis.NormGainOutliers.Count > 0) Glance(html, analysis.NormGainOutliers.Count, "norm gain outlier", "large |gamma| entries (see the table)");
-            if (analysis.OutlierTriggeringChannels.Count > 0) Glance(html, analysis.OutlierTriggeringChannels.Count, "W_q trigger channel", "input channels that dominate a query projection");
+            if (analysis.NormGainOutliers.Count > 0) Glance(html, analysis.NormGainOutliers.Count, "norm gain outlier|norm gain outliers", "large |gamma| entries (see the table)");
+            if (analysis.OutlierTriggeringChannels.Count > 0) Glance(html, analysis.OutlierTriggeringChannels.Count, "W_q trigger channel|W_q trigger channels", "input channels that dominate a query projection");
         }
         html.Append("</ul>\n</section>\n");
     }
@@ -206,10 +206,14 @@ public static class HtmlReport
     private static void Fact(StringBuilder html, string name, string value, bool raw = false) =>
         html.Append("<dt>").Append(HtmlText.Escape(name)).Append("</dt><dd>").Append(raw ? value : HtmlText.Escape(value)).Append("</dd>\n");
 
-    private static void Glance(StringBuilder html, int count, string what, string detailHtml) =>
+    /// <param name="what">singular|plural, or one form for both.</param>
+    private static void Glance(StringBuilder html, int count, string what, string detailHtml)
+    {
+        var forms = what.Split('|');
+        string noun = count == 1 || forms.Length == 1 ? forms[0] : forms[1];
         html.Append("<li class=\"").Append(count > 0 ? "found" : "clear").Append("\"><span class=\"count\">").Append(count)
-            .Append("</span> ").Append(HtmlText.Escape(what)).Append(count == 1 || what.EndsWith("them", StringComparison.Ordinal) ? "" : "s")
-            .Append(": ").Append(detailHtml).Append("</li>\n");
+            .Append("</span> ").Append(HtmlText.Escape(noun)).Append(": ").Append(detailHtml).Append("</li>\n");
+    }
 
     private static string Flatten(JsonNode? node) =>
         node is JsonObject obj

@@ -38,7 +38,7 @@ internal static class ChannelMaxPlot
         var (min, top) = PlotStyle.LogRange(max.Append(median));
         var y = PlotStyle.LogY("max |x| over tokens (log)");
         y.Minimum = min;
-        y.Maximum = top * 2;
+        y.Maximum = top * 4; // room above the tallest stem for its label
         model.Axes.Add(y);
 
         var stems = new StemSeries { Title = "channel max |x|", Color = PlotStyle.Blue, StrokeThickness = max.Length > 256 ? 1 : 2, Base = min };
@@ -61,16 +61,21 @@ internal static class ChannelMaxPlot
         if (outliers.Count > 0)
             model.Series.Add(new ScatterSeries { Title = $"labelled: >= {labelRatio:0.#}x the median", MarkerType = MarkerType.Circle, MarkerFill = PlotStyle.Vermillion, MarkerSize = 4.5 });
         model.Legends.Add(PlotStyle.Legend());
+        // Outliers often come in neighbouring channels (two massive channels side by side): a label that would sit on an
+        // earlier (larger) one's line is moved one line down.
+        var placed = new List<int>();
         foreach (int c in outliers.Take(maxLabels))
         {
+            int line = placed.Count(p => Math.Abs(p - c) < max.Length * 0.15);
+            placed.Add(c);
             ((ScatterSeries)model.Series[^1]).Points.Add(new ScatterPoint(c, max[c]));
             model.Annotations.Add(new TextAnnotation
             {
                 Text = $"ch {c}: {Num(max[c])} ({Num(max[c] / median)}x)",
                 TextPosition = new DataPoint(c, max[c]),
                 TextVerticalAlignment = VerticalAlignment.Bottom,
-                TextHorizontalAlignment = c < max.Length * 0.8 ? HorizontalAlignment.Left : HorizontalAlignment.Right,
-                Offset = new ScreenVector(4, -4),
+                TextHorizontalAlignment = c < max.Length * 0.75 ? HorizontalAlignment.Left : HorizontalAlignment.Right,
+                Offset = new ScreenVector(c < max.Length * 0.75 ? 6 : -6, -4 + 18 * line),
                 Stroke = OxyColors.Transparent,
                 Background = OxyColor.FromAColor(220, OxyColors.White),
                 TextColor = PlotStyle.Vermillion,

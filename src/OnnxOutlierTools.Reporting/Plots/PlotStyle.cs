@@ -60,6 +60,7 @@ internal static class PlotStyle
         Title = title,
         Base = 10,
         UseSuperExponentialFormat = false,
+        IntervalLength = 36, // a label on every decade, not every other one
         StringFormat = "0.###",
         MajorGridlineStyle = LineStyle.Solid,
         MajorGridlineColor = OxyColor.FromRgb(0xDD, 0xDD, 0xDD),

@@ -182,26 +182,15 @@ public class StatsFileTests
         }
     }
 
+    /// <summary>The manifest is a committed contract that grows (new optional fields): compared as its serialized form,
+    /// which covers every field present and future, plus the fields the analysis keys on.</summary>
     private static void AssertEqual(ProbeManifest e, ProbeManifest a)
     {
-        Assert.Equal(e.SchemaVersion, a.SchemaVersion);
+        Assert.Equal(JsonSerializer.Serialize(e, ReportingJson.Options), JsonSerializer.Serialize(a, ReportingJson.Options));
         Assert.Equal(e.Model, a.Model);
         Assert.Equal(e.Settings.Kinds, a.Settings.Kinds);
-        Assert.Equal(e.Settings.Tensors, a.Settings.Tensors);
-        IReadOnlyList<ProbeKind> noKinds = [];
-        IReadOnlyList<string> noNames = [];
-        var noOutputs = new Dictionary<ProbeStatistic, string>();
-        Assert.Equal(e.Settings with { Kinds = noKinds, Tensors = noNames }, a.Settings with { Kinds = noKinds, Tensors = noNames });
+        Assert.Equal(e.Points.Select(p => (p.Id, p.Kind, p.Block, p.Tensor, p.Channels, p.Heads)), a.Points.Select(p => (p.Id, p.Kind, p.Block, p.Tensor, p.Channels, p.Heads)));
         Assert.Equal(e.Skipped, a.Skipped);
-        Assert.Equal(e.OriginalOutputs, a.OriginalOutputs);
-        Assert.Equal(e.Points.Count, a.Points.Count);
-        for (int i = 0; i < e.Points.Count; i++)
-        {
-            var (pe, pa) = (e.Points[i], a.Points[i]);
-            Assert.Equal(pe.ReadBy, pa.ReadBy);
-            Assert.Equal(pe.Outputs.OrderBy(o => o.Key), pa.Outputs.OrderBy(o => o.Key));
-            Assert.Equal(pe with { ReadBy = noNames, Outputs = noOutputs }, pa with { ReadBy = noNames, Outputs = noOutputs });
-        }
     }
 
     private static void Bits(double[] expected, double[] actual) =>
