@@ -10,6 +10,7 @@ public sealed record ConfigFileFacts(string File, string? ModelType, int? BosTok
 {
     /// <summary>The longest sequence the model was built for (max_position_embeddings, n_positions, n_ctx, or genai's
     /// context_length); null when the file does not say.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public int? ContextLength { get; init; }
 }
 
@@ -32,6 +33,7 @@ public sealed record ModelFolderFacts(string Folder, ConfigFileFacts? HfConfig, 
         ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer.bin"];
 
     /// <summary>The context length: genai_config.json first, then config.json; null when neither says.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public int? ContextLength => GenAiConfig?.ContextLength ?? HfConfig?.ContextLength;
 
     /// <summary>The BOS id and the file it came from: genai_config.json first (it describes this ONNX
