@@ -135,7 +135,7 @@ internal static class MemoryBenchmark
         return 0;
     }
 
-    private static long PeakRss()
+    internal static long PeakRss()
     {
         foreach (string line in File.ReadLines("/proc/self/status"))
             if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
@@ -143,5 +143,5 @@ internal static class MemoryBenchmark
         throw new PlatformNotSupportedException("no VmHWM in /proc/self/status (Linux only)");
     }
 
-    private static double Mib(long bytes) => bytes / (1024.0 * 1024.0);
+    internal static double Mib(long bytes) => bytes / (1024.0 * 1024.0);
 }

@@ -56,8 +56,8 @@ internal static class ProbeBenchmark
             foreach (string variant in Variants)
             {
                 var m = Median(results[variant]);
-                Console.WriteLine($"{variant,-8} {m.Seconds,8:F3} {m.Seconds / plain.Seconds,8:F2} {Mib(m.PeakBytes),9:F0} {m.PeakBytes / (double)plain.PeakBytes,8:F2} " +
-                    $"{m.Outputs,8} {Mib(m.FetchedBytes),16:F1}");
+                Console.WriteLine($"{variant,-8} {m.Seconds,8:F3} {m.Seconds / plain.Seconds,8:F2} {MemoryBenchmark.Mib(m.PeakBytes),9:F0} {m.PeakBytes / (double)plain.PeakBytes,8:F2} " +
+                    $"{m.Outputs,8} {MemoryBenchmark.Mib(m.FetchedBytes),16:F1}");
             }
         }
         return 0;
@@ -166,16 +166,8 @@ internal static class ProbeBenchmark
         var clock = Stopwatch.StartNew();
         run();
         double seconds = clock.Elapsed.TotalSeconds;
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{seconds} {PeakRss()} {outputs} {fetched}"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{seconds} {MemoryBenchmark.PeakRss()} {outputs} {fetched}"));
         return 0;
-    }
-
-    private static long PeakRss()
-    {
-        foreach (string line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                return long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
-        throw new PlatformNotSupportedException("no VmHWM in /proc/self/status (Linux only)");
     }
 
     private static string FindShared()
@@ -185,5 +177,4 @@ internal static class ProbeBenchmark
         return Environment.GetEnvironmentVariable("ONNX_OUTLIERS_SHARED") ?? throw new DirectoryNotFoundException("../shared not found (set ONNX_OUTLIERS_SHARED)");
     }
 
-    private static double Mib(long bytes) => bytes / (1024.0 * 1024.0);
 }

@@ -84,16 +84,6 @@ public sealed class CalibrationCorpus
         return new CalibrationCorpus(source, windows, settings, null, available, budget);
     }
 
-    /// <summary>The windows in batches the runner can feed without padding: consecutive windows of one length,
-    /// at most <paramref name="maxBatch"/> per batch, in corpus order within each length (so a short last
-    /// window is a batch of its own).</summary>
-    public IEnumerable<IReadOnlyList<CalibrationWindow>> Batches(int maxBatch)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
-        foreach (var sameLength in Windows.GroupBy(w => w.Length))
-            foreach (var chunk in sameLength.Chunk(maxBatch)) yield return chunk;
-    }
-
     /// <summary>Refuses a window length above the model's context. <paramref name="contextSource"/> says where
     /// the limit came from ("genai_config.json context_length", "position embedding rows").</summary>
     public static void ValidateSeqLen(int seqLen, int? contextLength, string model, string contextSource)

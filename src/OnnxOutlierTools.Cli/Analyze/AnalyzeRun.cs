@@ -25,7 +25,6 @@ public static class AnalyzeRun
 
     public static AnalyzeOutcome Execute(AnalyzeRequest request, TextWriter log, IProgress<CalibrationProgress>? progress = null, string? commandLine = null)
     {
-        if ((request.Text is null) == (request.Ids is null)) throw new UsageException("give the calibration input as --text FILE or --ids FILE.json (one of them)");
         CheckOutputs(request);
         string modelPath = ModelLocator.Locate(request.Model);
         using var probed = ProbedModel.Create(modelPath, request.Probes, request.Model);
@@ -35,7 +34,6 @@ public static class AnalyzeRun
         if (probed.Manifest.Points.Count == 0) throw new CalibrationException($"{modelPath}: no probe point of the requested kinds exists in this model");
 
         var (corpus, tokenizer) = BuildCorpus(request, probed, modelPath);
-        if (ModelLimits.Vocabulary(structure) is { } vocabulary) corpus.ValidateIds(checked((int)vocabulary.Value), modelPath);
 
         string? deviceNote = null;
         var sessionSettings = new SessionSettings { Device = request.Device, OnDeviceNote = n => deviceNote = n };
@@ -73,26 +71,18 @@ public static class AnalyzeRun
         return new AnalyzeOutcome(statistics, analysis, run, statsPath, jsonPath, htmlPath);
     }
 
-    /// <summary>Decoder windows (BOS per the policy) or encoder [CLS] ... [SEP] segments, from text or ids; the window length
-    /// defaults to min(context, 512) and may not exceed the context.</summary>
+    /// <summary>The windows through the calibration layer's one entry point (CalibrationInputs.Prepare: tokenizer found beside
+    /// the model, BOS policy, encoder segments, context and embedding-row checks); the window length defaults to min(context, 512).</summary>
     private static (CalibrationCorpus Corpus, TextTokenizer? Tokenizer) BuildCorpus(AnalyzeRequest request, ProbedModel probed, string modelPath)
     {
         var structure = probed.Structure;
         var context = ModelLimits.Context(probed.Model, structure);
+        var rows = ModelLimits.Vocabulary(structure);
         int seqLen = request.SequenceLength ?? (int)Math.Min(context?.Value ?? 512, 512);
-        CalibrationCorpus.ValidateSeqLen(seqLen, context is null ? null : checked((int)context.Value), modelPath, context?.Source ?? "");
-        var settings = new CorpusSettings(seqLen, request.MaxTokens);
-        bool encoder = structure.Architecture == ModelArchitecture.Encoder;
-        if (request.Ids is { } idsPath)
-        {
-            var configBos = probed.Model.FolderFacts?.BosTokenId;
-            var bos = BosPolicy.Resolve(request.Bos, null, configBos);
-            return (CalibrationCorpus.FromIdsFile(idsPath, settings, bos), request.Tokenizer is null ? null : TokenizerLocator.Load(request.Tokenizer, modelPath));
-        }
-        var tokenizer = TokenizerLocator.Load(request.Tokenizer, modelPath);
-        if (encoder) return (CalibrationCorpus.EncoderSegmentsFromTextFile(request.Text!, tokenizer, settings), tokenizer);
-        var decision = BosPolicy.Resolve(request.Bos, tokenizer, probed.Model.FolderFacts?.BosTokenId);
-        return (CalibrationCorpus.FromTextFile(request.Text!, tokenizer, settings, decision), tokenizer);
+        var prepared = CalibrationInputs.Prepare(new CalibrationRequest(modelPath, request.Text, request.Ids, request.Tokenizer, seqLen, request.MaxTokens,
+            request.Bos, structure.Architecture == ModelArchitecture.Encoder,
+            context is null ? null : (checked((int)context.Value), context.Source), rows is null ? null : checked((int)rows.Value)));
+        return (prepared.Corpus, prepared.Tokenizer);
     }
 
     /// <summary>Token texts for every id the kept lists refer to (what the reports show next to a position).</summary>

@@ -187,16 +187,13 @@ public sealed class TokenizerTestsCorpus
     }
 
     [Fact]
-    public void BatchesNeverMixLengths()
+    public void IdsAreCutIntoWindowsWithBos()
     {
         var bos = new BosDecision(true, 1, "test");
         var corpus = CalibrationCorpus.FromIds([[1, .. Enumerable.Range(10, 20)], [1, 50, 51]], "ids", new CorpusSettings(8), bos);
         // 21 ids -> 8, 8 (7 + BOS), 7 (6 + BOS); then 3.
         Assert.Equal([8, 8, 7, 3], corpus.Windows.Select(w => w.Length));
-        var batches = corpus.Batches(maxBatch: 4).ToArray();
-        Assert.Equal([[0, 1], [2], [3]], batches.Select(b => b.Select(w => w.Index).ToArray()));
-        Assert.All(batches, b => Assert.Single(b.Select(w => w.Length).Distinct()));
-        Assert.Equal([[0], [1], [2], [3]], corpus.Batches(1).Select(b => b.Select(w => w.Index).ToArray()));
+        Assert.All(corpus.Windows, w => Assert.Equal(1, w.Ids[0]));
     }
 
     [Fact]
