@@ -29,7 +29,8 @@ public static class ErrorHandler
                 break;
             // Already "<path>: <problem>", one line, fit to show as is.
             case ModelLoadException or ModelSaveException or UsageException or Import.Llama2cFormatException
-                or Calibration.CalibrationException or Calibration.Text.CalibrationInputException or Runtime.RuntimeSetupException or Runtime.ModelRunException:
+                or Calibration.CalibrationException or Calibration.Text.CalibrationInputException or Runtime.RuntimeSetupException or Runtime.ModelRunException
+                or Reporting.Stats.StatsFileException:
                 code = BadInput;
                 message = ex.Message;
                 break;

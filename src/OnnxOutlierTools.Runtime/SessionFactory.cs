@@ -65,6 +65,12 @@ public static class SessionFactory
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
         if (settings.IntraOpThreads > 0) options.IntraOpNumThreads = settings.IntraOpThreads;
+        // For performance work: ORT's per-node profile (JSON, chrome://tracing) of every session this process opens.
+        if (Environment.GetEnvironmentVariable("ONNX_OUTLIERS_ORT_PROFILE") is { Length: > 0 } profilePrefix)
+        {
+            options.ProfileOutputPathPrefix = profilePrefix;   // before EnableProfiling, which passes the prefix to ORT
+            options.EnableProfiling = true;
+        }
         if (device == ExecutionDevice.Cuda)
         {
             // ORT logs the loader error over several stderr lines; we report it in one line instead.

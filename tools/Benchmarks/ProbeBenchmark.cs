@@ -126,18 +126,21 @@ internal static class ProbeBenchmark
             }
             case "naive":
             {
-                // What ORT's calibrators do (augment_graph): every node output of float type becomes a graph output.
+                // What ORT's calibrators do (augment_graph): every node output of float type becomes a graph output. The
+                // exported graph does not type its intermediate values; ORT infers an untyped output's type, and the
+                // non-float ones (shapes, indices) are left out of the fetch below.
                 var outputs = model.Graph.Outputs.ToHashSet();
                 foreach (var node in model.Graph.Nodes.ToList())
                     foreach (var value in node.Outputs)
-                        if (value is not null && value.ElementType is Tensors.TensorDataType.Float && !outputs.Contains(value))
+                        if (value is not null && value.ElementType is null or Tensors.TensorDataType.Float && !outputs.Contains(value))
                         {
                             model.Graph.AddOutput(value);
                             outputs.Add(value);
                         }
                 using var session = InMemoryModel.Open(model, settings);
                 var plan = FeedPlan.Create(path, session.Inputs, session.OutputNames);
-                var names = session.OutputNames.ToArray();
+                var names = session.OutputNames
+                    .Where(n => session.Session.OutputMetadata[n].ElementDataType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float).ToArray();
                 return Timed(() => { foreach (var w in ids) { var copied = session.Run(plan.Build(1, sequence, w, 0, null), names); GC.KeepAlive(copied); } },
                     names.Length, Bytes(session, plan, ids[0], sequence, names));
             }

@@ -17,14 +17,18 @@ public sealed class StatsFileException(string path, string problem, Exception? i
 
 /// <summary>
 /// <c>stats.json</c>: everything one calibration run measured, complete enough to run the analysis again from the file
-/// alone (<c>read(write(x))</c> equals <c>x</c> in every field, bit for bit). Schema version 1:
+/// alone (<c>read(write(x))</c> equals <c>x</c> in every field, bit for bit). Schema version 2 (version 1 files are read
+/// too: they had no <c>medianChannels</c> and every median was over all channels, so they read as medianChannels 0):
 /// <code>
 /// {
-///   "schemaVersion": 1,                 // changes only when a field changes meaning or disappears
+///   "schemaVersion": 2,                 // changes only when a field changes meaning, appears with a meaning older
+///                                       //   files did not have, or disappears
 ///   "format": "onnx-outliers-stats",
 ///   "nonFiniteNumbers": "...",          // how NaN and infinities are written (below)
-///   "manifest": { ... },                // the ProbeManifest as the probe pass wrote it: model, settings (kinds, topK,
-///                                       //   attentionPositions, aboveThreshold), points (id, kind, block, role, tensor,
+///   "manifest": { ... },                // the ProbeManifest as the probe pass wrote it: model, settings (kinds, tensors,
+///                                       //   topK, attentionPositions, aboveThreshold, medianChannels: medians over
+///                                       //   channels 0, s, 2s, .. with s = floor(C / medianChannels) when C is larger,
+///                                       //   0 = every channel), points (id, kind, block, role, tensor,
 ///                                       //   channels, heads, readBy, outputs, source), skipped, originalOutputs
 ///   "corpus": {
 ///     "tokens": 4096, "windows": 8,     // tokens fed (padding never counted) and windows
@@ -57,7 +61,7 @@ public sealed class StatsFileException(string path, string problem, Exception? i
 /// </summary>
 public static class StatsFile
 {
-    public const int CurrentSchemaVersion = 1;
+    public const int CurrentSchemaVersion = 2;
     public const string FormatName = "onnx-outliers-stats";
     public const string NonFiniteNote = "NaN and infinities are the strings \"NaN\", \"Infinity\", \"-Infinity\"";
 
@@ -85,6 +89,7 @@ public static class StatsFile
     public static StatsFileContents FromJson(string json)
     {
         StatsDocument? document;
+        int version;
         try
         {
             using (var probe = JsonDocument.Parse(json))
@@ -92,10 +97,10 @@ public static class StatsFile
                 var root = probe.RootElement;
                 if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("format", out var format) || format.ValueKind != JsonValueKind.String || format.GetString() != FormatName)
                     throw new FormatException($"not a stats file (no \"format\": \"{FormatName}\")");
-                if (!root.TryGetProperty("schemaVersion", out var version) || !version.TryGetInt32(out int v))
+                if (!root.TryGetProperty("schemaVersion", out var versionProperty) || !versionProperty.TryGetInt32(out version))
                     throw new FormatException("no schemaVersion");
-                if (v != CurrentSchemaVersion)
-                    throw new FormatException($"schema version {v}; this tool reads version {CurrentSchemaVersion}");
+                if (version is not (1 or CurrentSchemaVersion))
+                    throw new FormatException($"schema version {version}; this tool reads versions 1 and {CurrentSchemaVersion}");
             }
             document = JsonSerializer.Deserialize<StatsDocument>(json, ReportingJson.Options);
         }
@@ -105,6 +110,8 @@ public static class StatsFile
             throw new FormatException($"invalid stats JSON{where}: {Text.Printable.FirstLine(ex.Message)}", ex);
         }
         if (document is null) throw new FormatException("the file is JSON null");
+        if (version == 1) // medians were over every channel before medianChannels existed
+            document = document with { Manifest = document.Manifest with { Settings = document.Manifest.Settings with { MedianChannels = 0 } } };
         return StatsMapping.FromDocument(document);
     }
 }

@@ -55,4 +55,36 @@ public sealed class MiniLmProbeTests
         foreach (var point in manifest.Points.Where(p => p.Kind != ProbeKind.AttentionProbabilities))
             HostStatistics.AssertActivation(run, point, settings);
     }
+
+    [Fact]
+    public void SampledMedian_IsNearTheExactMedian_AndTheExactMedianMatchesTheHost()
+    {
+        using var temp = new TempFolder("probe-minilm-median");
+        using var temp2 = new TempFolder("probe-minilm-sampled");
+        var vocab = File.ReadAllLines(MiniLm.VocabPath);
+        long[] ids = "[CLS] a man is playing a guitar on the street , and people listen . [SEP]".Split(' ').Select(w => (long)Array.IndexOf(vocab, w)).ToArray();
+        Assert.DoesNotContain(-1L, ids);
+        var inputs = new InputSynthesisOptions
+        {
+            Dims = new Dictionary<string, long> { ["batch"] = 1, ["sequence"] = ids.Length },
+            Generators = new Dictionary<string, InputGenerator>
+            {
+                ["input_ids"] = (input, dims) => TensorData.Create(input.Name, ids, dims),
+                ["token_type_ids"] = InputSynthesizer.Fill(0),
+            },
+        };
+        var exactSettings = new ProbeSettings { TopK = 4, MedianChannels = 0 };
+        var exact = ProbeHarness.ProbeAndRun(MiniLm.ModelPath, temp, inputs, exactSettings);
+        var sampled = ProbeHarness.ProbeAndRun(MiniLm.ModelPath, temp2, inputs, exactSettings with { MedianChannels = 128 });
+        foreach (var point in exact.Manifest.Points.Where(p => p.Kind != ProbeKind.AttentionProbabilities))
+        {
+            HostStatistics.AssertActivation(exact, point, exactSettings);
+            // 384 channels, stride 3: 128 of them. A median is robust, so on real hidden states the sample's stays close
+            // (a loose bound: the sample median's standard error on Gaussian-like rows is about 10%).
+            var full = HostStatistics.Floats(exact, point, ProbeStatistic.TokenMedianAbs);
+            var part = HostStatistics.Floats(sampled, sampled.Manifest[point.Id]!, ProbeStatistic.TokenMedianAbs);
+            for (int r = 0; r < full.Length; r++)
+                Assert.InRange(part[r] / full[r], 0.67, 1.5);
+        }
+    }
 }

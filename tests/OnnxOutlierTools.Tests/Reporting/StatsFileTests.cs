@@ -52,7 +52,7 @@ public class StatsFileTests
         Assert.Equal("-Infinity", unseen.GetProperty("channelMax")[0].GetString());
         Assert.Equal("Infinity", unseen.GetProperty("channelMin")[0].GetString());
         Assert.Equal("NaN", unseen.GetProperty("positionMaxAbs")[0].GetString());
-        Assert.Equal(1, doc.RootElement.GetProperty("schemaVersion").GetInt32());
+        Assert.Equal(StatsFile.CurrentSchemaVersion, doc.RootElement.GetProperty("schemaVersion").GetInt32());
         Assert.Equal(StatsFile.FormatName, doc.RootElement.GetProperty("format").GetString());
     }
 
@@ -79,8 +79,8 @@ public class StatsFileTests
 
     [Theory]
     [InlineData("[]", "not a stats file")]
-    [InlineData("{\"format\": \"onnx-outliers-stats\", \"schemaVersion\": 2}", "schema version 2; this tool reads version 1")]
-    [InlineData("{\"format\": \"onnx-outliers-stats\", \"schemaVersion\": 1}", "invalid stats JSON")]
+    [InlineData("{\"format\": \"onnx-outliers-stats\", \"schemaVersion\": 3}", "schema version 3; this tool reads versions 1 and 2")]
+    [InlineData("{\"format\": \"onnx-outliers-stats\", \"schemaVersion\": 2}", "invalid stats JSON")]
     [InlineData("{not json", "invalid stats JSON")]
     public void Read_BadFile_OneLineNamingFileAndProblem(string content, string expected)
     {
@@ -104,6 +104,19 @@ public class StatsFileTests
         string damaged = json[..at] + replace + json[(at + find.Length)..];
         var ex = Assert.Throws<FormatException>(() => StatsFile.FromJson(damaged));
         Assert.Contains(expected, ex.Message);
+    }
+
+    [Fact]
+    public void Read_Version1_MediansWereOverEveryChannel()
+    {
+        var statistics = DecoderLikeStatistics.Build();
+        string json = StatsFile.ToJson(statistics);
+        Assert.Contains("\"schemaVersion\": 2", json);
+        Assert.Contains("\"medianChannels\": 128", json);
+        string v1 = json.Replace("\"schemaVersion\": 2", "\"schemaVersion\": 1").Replace("\"medianChannels\": 128,", "").Replace(",\n      \"medianChannels\": 128", "");
+        Assert.DoesNotContain("medianChannels", v1);
+        Assert.Equal(0, StatsFile.FromJson(v1).Statistics.Manifest.Settings.MedianChannels);
+        Assert.Equal(128, StatsFile.FromJson(json).Statistics.Manifest.Settings.MedianChannels);
     }
 
     [Fact]

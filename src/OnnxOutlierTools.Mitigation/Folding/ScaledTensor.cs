@@ -1,0 +1,128 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.InteropServices;
+using OnnxOutlierTools.Tensors;
+
+namespace OnnxOutlierTools.Mitigation.Folding;
+
+/// <summary>The folding kernel: a floating-point tensor viewed as a [rows, columns] matrix (the last axis is the columns,
+/// every other axis the rows) with every element multiplied by <c>rowScale[r] * columnScale[c]</c>, computed when its bytes
+/// are read, chunk by chunk: the source (memory-mapped external data, usually) is never copied into memory, so a fold's
+/// memory stays bounded by the chunk size whatever the model's size. Arithmetic is fp32 (the scale product in fp64, then
+/// one fp32 multiply), with one rounding back to the stored type (fp32, fp16, bf16). Scaling a scaled tensor composes the
+/// scales onto the original source, so a weight folded by several passes is still rounded only once.
+/// <para>Rank 1 tensors (norm gains, biases) have one row: their scale is the column scale.</para></summary>
+public sealed class ScaledTensor : Tensor
+{
+    private readonly double[]? _rowScale;
+    private readonly double[]? _columnScale;
+
+    private ScaledTensor(Tensor source, long rows, long columns, double[]? rowScale, double[]? columnScale)
+        : base(source.DataType, source.Dims)
+    {
+        Source = source;
+        Rows = rows;
+        Columns = columns;
+        _rowScale = rowScale;
+        _columnScale = columnScale;
+    }
+
+    /// <summary>The unscaled tensor the bytes are computed from.</summary>
+    public new Tensor Source { get; }
+    public long Rows { get; }
+    public long Columns { get; }
+
+    public override TensorStorage Storage => TensorStorage.Memory;
+
+    /// <summary>Element types the kernel reads and writes.</summary>
+    public static bool Supports(TensorDataType type) => type is TensorDataType.Float or TensorDataType.Float16 or TensorDataType.BFloat16;
+
+    /// <summary><paramref name="tensor"/> with row r multiplied by <paramref name="rowScale"/>[r] (null: 1) and column c by
+    /// <paramref name="columnScale"/>[c] (null: 1). Rows are every axis but the last, columns the last axis.</summary>
+    public static Tensor Scale(Tensor tensor, IReadOnlyList<double>? rowScale, IReadOnlyList<double>? columnScale)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (!Supports(tensor.DataType))
+            throw new NotSupportedException($"a scale can be folded into FLOAT, FLOAT16 or BFLOAT16 tensors, not {tensor.DataType.OnnxName()}");
+        if (tensor.Dims.Count == 0) throw new ArgumentException("a scalar has no channels to scale", nameof(tensor));
+        long columns = tensor.Dims[^1];
+        long rows = columns == 0 ? 0 : tensor.ElementCount / columns;
+        if (rowScale is not null && rowScale.Count != rows) throw new ArgumentException($"{rowScale.Count} row scales for {rows} rows", nameof(rowScale));
+        if (columnScale is not null && columnScale.Count != columns) throw new ArgumentException($"{columnScale.Count} column scales for {columns} columns", nameof(columnScale));
+        foreach (var s in (rowScale ?? []).Concat(columnScale ?? []))
+            if (!double.IsFinite(s) || s == 0) throw new ArgumentException($"scale {s} is not finite and non-zero");
+        if (rowScale is null && columnScale is null) return tensor;
+        if (tensor is ScaledTensor scaled)
+            return new ScaledTensor(scaled.Source, rows, columns, Compose(scaled._rowScale, rowScale), Compose(scaled._columnScale, columnScale));
+        return new ScaledTensor(tensor, rows, columns, rowScale?.ToArray(), columnScale?.ToArray());
+    }
+
+    /// <summary>Rows multiplied by <paramref name="scale"/> (a per-input-channel scale of an [in, out] weight).</summary>
+    public static Tensor ScaleRows(Tensor tensor, IReadOnlyList<double> scale) => Scale(tensor, scale, null);
+
+    /// <summary>Columns (the last axis) multiplied by <paramref name="scale"/> (an [out, in] weight's input channels, an
+    /// [in, out] weight's output channels, a gain or a bias).</summary>
+    public static Tensor ScaleColumns(Tensor tensor, IReadOnlyList<double> scale) => Scale(tensor, null, scale);
+
+    private static double[]? Compose(double[]? first, IReadOnlyList<double>? second)
+    {
+        if (second is null) return first;
+        if (first is null) return second.ToArray();
+        var product = new double[first.Length];
+        for (int i = 0; i < product.Length; i++) product[i] = first[i] * second[i];
+        return product;
+    }
+
+    public override ReadOnlySpan<byte> GetBytes(long offset, int length)
+    {
+        var chunk = new byte[length];
+        Read(offset, chunk);
+        return chunk;
+    }
+
+    protected override void Read(long offset, Span<byte> destination)
+    {
+        int size = DataType.ByteLength(1) is var b and > 0 ? (int)b : throw new InvalidOperationException();
+        if (offset % size != 0 || destination.Length % size != 0)
+            throw new ArgumentException($"reads of a scaled {DataType.OnnxName()} tensor must be whole elements");
+        if (offset < 0 || offset + destination.Length > ByteLength) throw new ArgumentOutOfRangeException(nameof(offset));
+        Source.CopyTo(offset, destination);
+        long first = offset / size;
+        int count = destination.Length / size;
+        // Whole rows at a time: one scale per row times the column scales, over a span of the row's elements.
+        var values = new float[Math.Min(count, (int)Math.Min(Columns, 1 << 16))];
+        var factors = new float[values.Length];
+        for (int done = 0; done < count;)
+        {
+            long element = first + done;
+            long row = element / Columns, column = element % Columns;
+            int n = (int)Math.Min(Math.Min(count - done, Columns - column), values.Length);
+            double rowFactor = _rowScale is null ? 1 : _rowScale[row];
+            for (int i = 0; i < n; i++) factors[i] = (float)(rowFactor * (_columnScale is null ? 1 : _columnScale[column + i]));
+            var part = destination.Slice(done * size, n * size);
+            Load(part, values.AsSpan(0, n));
+            TensorPrimitives.Multiply(values.AsSpan(0, n), factors.AsSpan(0, n), values.AsSpan(0, n));
+            Store(values.AsSpan(0, n), part);
+            done += n;
+        }
+    }
+
+    private void Load(ReadOnlySpan<byte> bytes, Span<float> values)
+    {
+        switch (DataType)
+        {
+            case TensorDataType.Float: MemoryMarshal.Cast<byte, float>(bytes).CopyTo(values); break;
+            case TensorDataType.Float16: FloatConversion.ToSingle(MemoryMarshal.Cast<byte, Half>(bytes), values); break;
+            default: FloatConversion.ToSingle(MemoryMarshal.Cast<byte, BFloat16>(bytes), values); break;
+        }
+    }
+
+    private void Store(ReadOnlySpan<float> values, Span<byte> bytes)
+    {
+        switch (DataType)
+        {
+            case TensorDataType.Float: values.CopyTo(MemoryMarshal.Cast<byte, float>(bytes)); break;
+            case TensorDataType.Float16: FloatConversion.ToHalf(values, MemoryMarshal.Cast<byte, Half>(bytes)); break;
+            default: FloatConversion.ToBFloat16(values, MemoryMarshal.Cast<byte, BFloat16>(bytes)); break;
+        }
+    }
+}
