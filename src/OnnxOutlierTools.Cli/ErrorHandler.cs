@@ -16,6 +16,8 @@ public static class ErrorHandler
     public const int BadInput = 2;
     /// <summary><c>inspect --layers</c> found no transformer structure (the report says why).</summary>
     public const int NotRecognized = 3;
+    /// <summary><c>mitigate</c>: a rewrite meant to be exact failed its equivalence proof (nothing is written).</summary>
+    public const int NotExact = 3;
 
     public static int Report(Exception ex, bool verbose, TextWriter stderr)
     {
@@ -36,6 +38,11 @@ public static class ErrorHandler
                 break;
             case Analyze.StructureNotRecognizedException:
                 code = NotRecognized;
+                message = ex.Message;
+                break;
+            // A rewrite meant to be exact is not: its proof failed, nothing was written.
+            case Mitigation.Verification.NotEquivalentException:
+                code = NotExact;
                 message = ex.Message;
                 break;
             default:

@@ -15,6 +15,10 @@ namespace OnnxOutlierTools.Cli.Analyze;
 /// <summary>What one analyze run produced (also what the tests inspect).</summary>
 public sealed record AnalyzeOutcome(CalibrationStatistics Statistics, AnalysisResult Analysis, RunSettings Run, string StatsPath, string ReportJsonPath, string ReportHtmlPath);
 
+/// <summary>A calibration run's results before anything is written: the statistics, their analysis, the settings, and the
+/// windows that were fed (mitigate proves its rewrites on them).</summary>
+public sealed record Calibrated(CalibrationStatistics Statistics, AnalysisResult Analysis, RunSettings Run, IReadOnlyList<int[]> Windows, string ModelPath);
+
 /// <summary>The analyze pipeline, one way: locate and load the model, recognize it, build the calibration windows, probe the
 /// model in memory, run the windows through ONNX Runtime merging the probe outputs, analyze the statistics with the
 /// weights, write stats.json, report.json and report.html. Every input is checked before the long part starts (tokenizer,
@@ -26,6 +30,20 @@ public static class AnalyzeRun
     public static AnalyzeOutcome Execute(AnalyzeRequest request, TextWriter log, IProgress<CalibrationProgress>? progress = null, string? commandLine = null)
     {
         CheckOutputs(request);
+        var calibrated = Calibrate(request, log, progress, commandLine);
+        var (statistics, analysis, run) = (calibrated.Statistics, calibrated.Analysis, calibrated.Run);
+        Directory.CreateDirectory(request.Output);
+        string statsPath = Path.Combine(request.Output, "stats.json"), jsonPath = Path.Combine(request.Output, "report.json"), htmlPath = Path.Combine(request.Output, "report.html");
+        StatsFile.Write(statsPath, statistics, run, overwrite: request.Force);
+        ReportJson.Write(jsonPath, statistics, analysis, run, overwrite: request.Force);
+        HtmlReport.Write(htmlPath, statistics, analysis, run, overwrite: request.Force);
+        return new AnalyzeOutcome(statistics, analysis, run, statsPath, jsonPath, htmlPath);
+    }
+
+    /// <summary>Everything of <see cref="Execute"/> but the files: probe in memory, calibrate, analyze
+    /// (<see cref="AnalyzeRequest.Output"/> is not used).</summary>
+    public static Calibrated Calibrate(AnalyzeRequest request, TextWriter log, IProgress<CalibrationProgress>? progress = null, string? commandLine = null)
+    {
         string modelPath = ModelLocator.Locate(request.Model);
         using var probed = ProbedModel.Create(modelPath, request.Probes, request.Model);
         if (probed.Note is { } note) log.WriteLine("note: " + ErrorHandler.OneLine(note));
@@ -63,12 +81,7 @@ public static class AnalyzeRun
             ToolVersion = typeof(AnalyzeRun).Assembly.GetName().Version?.ToString(),
             Finished = DateTimeOffset.UtcNow,
         };
-        Directory.CreateDirectory(request.Output);
-        string statsPath = Path.Combine(request.Output, "stats.json"), jsonPath = Path.Combine(request.Output, "report.json"), htmlPath = Path.Combine(request.Output, "report.html");
-        StatsFile.Write(statsPath, statistics, run, overwrite: request.Force);
-        ReportJson.Write(jsonPath, statistics, analysis, run, overwrite: request.Force);
-        HtmlReport.Write(htmlPath, statistics, analysis, run, overwrite: request.Force);
-        return new AnalyzeOutcome(statistics, analysis, run, statsPath, jsonPath, htmlPath);
+        return new Calibrated(statistics, analysis, run, windows, modelPath);
     }
 
     /// <summary>The windows through the calibration layer's one entry point (CalibrationInputs.Prepare: tokenizer found beside

@@ -133,10 +133,12 @@ public class InspectLayersTests
         const string prefix = "dotnet run --project src/OnnxOutlierTools.Cli -c Release -- ";
         var commands = File.ReadAllLines(Path.Combine(root, "README.md")).Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).ToList();
         Assert.NotEmpty(commands);
+        using var temp = new TempFolder("readme-quick-start");
         foreach (var line in commands)
         {
+            // Paths are the repository's (the README runs from its root); the output folder "out" goes to a temp folder.
             var args = line[prefix.Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries)
-                .Select(a => File.Exists(Path.Combine(root, a)) ? Path.Combine(root, a) : a).ToArray();
+                .Select(a => a == "out" ? temp.Path("out") : File.Exists(Path.Combine(root, a)) ? Path.Combine(root, a) : a).ToArray();
             var r = CliRunner.Run(args);
             Assert.True(r.ExitCode == 0, $"{line}\n{r}");
             Assert.NotEmpty(r.Stdout);

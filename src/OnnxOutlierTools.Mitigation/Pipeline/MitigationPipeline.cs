@@ -1,0 +1,75 @@
+using OnnxOutlierTools.Analysis;
+using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Ir;
+using OnnxOutlierTools.Mitigation.Verification;
+using OnnxOutlierTools.Probes;
+using OnnxOutlierTools.Runtime;
+using OnnxOutlierTools.Structure.Recognition;
+
+namespace OnnxOutlierTools.Mitigation.Pipeline;
+
+/// <summary>One group of steps checked together: consecutive exact steps with the same proof inputs are proven at once
+/// (one save, one proof), a measured step on its own.</summary>
+public sealed record StageOutcome(IReadOnlyList<StepReport> Steps, StepExactness Exactness, string ModelPath, ProofResult? Proof, string? Measurement);
+
+public sealed record MitigationOutcome(IReadOnlyList<StageOutcome> Stages, string ModelPath);
+
+/// <summary>Runs the steps in the given (fixed) order on one working copy of the model and checks each: after a group of
+/// exact steps the model is saved to the staging folder and proven against the previous stage (the original model for the
+/// first) on the calibration windows (<see cref="EquivalenceProof"/>; a failure throws <see cref="NotEquivalentException"/>
+/// and the caller writes nothing); a measured step's effect is measured by <c>measure</c>. Stages are saved with external
+/// data and every proof runs from files, so nothing is held in memory but the tensors a step computes chunk by chunk.
+/// The last stage's folder is the result; the caller moves it into place.</summary>
+public static class MitigationPipeline
+{
+    public static MitigationOutcome Run(string modelPath, IReadOnlyList<MitigationStep> steps, string stagingFolder,
+        CalibrationStatistics? statistics, AnalysisResult? analysis, IReadOnlyList<int[]> windows, SessionSettings session,
+        Func<string, string, string?>? measure = null, TextWriter? log = null, ProofTolerance? tolerance = null)
+    {
+        if (steps.Count == 0) throw new ArgumentException("no mitigation was asked for", nameof(steps));
+        if (windows.Count == 0) throw new ArgumentException("the proof needs calibration windows", nameof(windows));
+        using var model = ModelReader.Load(modelPath);
+        tolerance ??= ProofTolerance.For(model);
+        var stages = new List<StageOutcome>();
+        string previous = modelPath;
+        var group = new List<(MitigationStep Step, StepReport Report)>();
+
+        void Flush()
+        {
+            if (group.Count == 0) return;
+            string stagePath = Path.Combine(stagingFolder, $"stage{stages.Count + 1}", "model.onnx");
+            ModelWriter.Save(model, stagePath, new SaveOptions { Layout = TensorLayout.External, Durable = false });
+            var reports = group.Select(g => g.Report).ToList();
+            string names = string.Join(" + ", group.Select(g => g.Step.Name));
+            var first = group[0].Step;
+            if (first.Exactness == StepExactness.Exact)
+            {
+                log?.WriteLine($"proving {names} on {windows.Count} window(s) ...");
+                var cases = ProofInputs.Build(previous, stagePath, windows, first.DroppedPrefix, session);
+                var proof = EquivalenceProof.Require(names, previous, stagePath, cases, tolerance, session);
+                stages.Add(new StageOutcome(reports, StepExactness.Exact, stagePath, proof, null));
+            }
+            else
+                stages.Add(new StageOutcome(reports, StepExactness.Measured, stagePath, null, measure?.Invoke(previous, stagePath)));
+            previous = stagePath;
+            group.Clear();
+        }
+
+        foreach (var step in steps)
+        {
+            bool joins = group.Count > 0 && step.Exactness == StepExactness.Exact && group[0].Step.Exactness == StepExactness.Exact
+                && !step.DropsPrefix && !group[0].Step.DropsPrefix;
+            if (!joins) Flush();
+            var recognition = StructureRecognizer.Recognize(model);
+            var structure = recognition.Structure ?? throw new InvalidOperationException($"{modelPath}: the structure is no longer recognized before {step.Name}: {recognition.Message}");
+            log?.WriteLine($"{step.Name} ...");
+            var report = step.Apply(new MitigationContext
+            {
+                Model = model, Structure = structure, Statistics = statistics, Analysis = analysis, Windows = windows, Session = session, ModelPath = modelPath,
+            });
+            group.Add((step, report));
+        }
+        Flush();
+        return new MitigationOutcome(stages, previous);
+    }
+}
