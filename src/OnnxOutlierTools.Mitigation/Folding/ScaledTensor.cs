@@ -79,29 +79,60 @@ public sealed class ScaledTensor : Tensor
         return chunk;
     }
 
+    /// <summary>Streams the scaled bytes through one reused buffer (the save path of a model of any size).</summary>
+    public override void CopyTo(Stream destination)
+    {
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(4 << 20);
+        try
+        {
+            int size = ElementSize;
+            int chunk = buffer.Length / size * size;
+            for (long offset = 0; offset < ByteLength; offset += chunk)
+            {
+                int n = (int)Math.Min(chunk, ByteLength - offset);
+                Read(offset, buffer.AsSpan(0, n));
+                destination.Write(buffer, 0, n);
+            }
+        }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
+    }
+
+    private int ElementSize => (int)DataType.ByteLength(1);
+
+    // The column factors as float, computed once: most folds scale only rows or only columns.
+    private float[]? _columnFactors;
+
     protected override void Read(long offset, Span<byte> destination)
     {
-        int size = DataType.ByteLength(1) is var b and > 0 ? (int)b : throw new InvalidOperationException();
+        int size = ElementSize;
         if (offset % size != 0 || destination.Length % size != 0)
             throw new ArgumentException($"reads of a scaled {DataType.OnnxName()} tensor must be whole elements");
         if (offset < 0 || offset + destination.Length > ByteLength) throw new ArgumentOutOfRangeException(nameof(offset));
         Source.CopyTo(offset, destination);
         long first = offset / size;
         int count = destination.Length / size;
-        // Whole rows at a time: one scale per row times the column scales, over a span of the row's elements.
+        if (_columnScale is not null && _rowScale is null)
+            _columnFactors ??= _columnScale.Select(c => (float)c).ToArray();
         var values = new float[Math.Min(count, (int)Math.Min(Columns, 1 << 16))];
-        var factors = new float[values.Length];
+        var factors = _rowScale is not null && _columnScale is not null ? new float[values.Length] : null;
+        // One row segment at a time: a row's elements share the row factor, columns their column factors.
         for (int done = 0; done < count;)
         {
             long element = first + done;
             long row = element / Columns, column = element % Columns;
             int n = (int)Math.Min(Math.Min(count - done, Columns - column), values.Length);
-            double rowFactor = _rowScale is null ? 1 : _rowScale[row];
-            for (int i = 0; i < n; i++) factors[i] = (float)(rowFactor * (_columnScale is null ? 1 : _columnScale[column + i]));
             var part = destination.Slice(done * size, n * size);
-            Load(part, values.AsSpan(0, n));
-            TensorPrimitives.Multiply(values.AsSpan(0, n), factors.AsSpan(0, n), values.AsSpan(0, n));
-            Store(values.AsSpan(0, n), part);
+            var v = values.AsSpan(0, n);
+            Load(part, v);
+            if (_rowScale is null) TensorPrimitives.Multiply(v, _columnFactors.AsSpan((int)column, n), v);
+            else if (_columnScale is null) TensorPrimitives.Multiply(v, (float)_rowScale[row], v);
+            else
+            {
+                double rowFactor = _rowScale[row];
+                for (int i = 0; i < n; i++) factors![i] = (float)(rowFactor * _columnScale[column + i]);
+                TensorPrimitives.Multiply(v, factors.AsSpan(0, n), v);
+            }
+            Store(v, part);
             done += n;
         }
     }

@@ -45,6 +45,23 @@ public sealed unsafe class ExternalDataFile : IDisposable
         return length == 0 ? ReadOnlySpan<byte>.Empty : new ReadOnlySpan<byte>(_pointer + offset, length);
     }
 
+    /// <summary>Copies [offset, offset + destination.Length) with positioned reads (pread), not through the mapping: the
+    /// pages go through the page cache but never into this process's resident set, so streaming a tensor of any size
+    /// (a fold that rescales every weight on its way to the output) keeps the process's memory at the chunk size.</summary>
+    public void Read(long offset, Span<byte> destination)
+    {
+        ObjectDisposedException.ThrowIf(_view is not null && _pointer == null, this);
+        if (offset < 0 || offset + destination.Length > Length)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset + destination.Length}) is outside {FullPath} ({Length} bytes)");
+        while (destination.Length > 0)
+        {
+            int n = RandomAccess.Read(_stream!.SafeFileHandle, destination, offset);
+            if (n <= 0) throw new IOException($"{FullPath}: the file ended at {offset} bytes while {destination.Length} more were read (was it truncated?)");
+            destination = destination[n..];
+            offset += n;
+        }
+    }
+
     public void Dispose()
     {
         if (_view is not null && _pointer != null)
@@ -82,6 +99,8 @@ public sealed class MappedTensor : Tensor
         if (offset < 0 || offset + length > ByteLength) throw new ArgumentOutOfRangeException(nameof(offset));
         return _file.Slice(Offset + offset, length);
     }
+
+    protected override void Read(long offset, Span<byte> destination) => _file.Read(Offset + offset, destination);
 }
 
 /// <summary>An external tensor whose data file is absent: shape and type are known (enough for
