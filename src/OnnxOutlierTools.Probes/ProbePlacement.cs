@@ -131,7 +131,7 @@ public static class ProbePlacement
         foreach (string name in settings.Tensors)
         {
             var value = structure.Graph.FindValue(name)
-                ?? throw new ArgumentException($"tensor '{name}' (--probe) is not a value of graph '{structure.Graph.Name}'");
+                ?? throw new ArgumentException($"'{name}' (--probe) is neither a probe kind ({string.Join(", ", ProbeSelection.KindWords)}) nor a tensor of graph '{structure.Graph.Name}'");
             if (value.Shape is { Count: < 2 } shape)
                 throw new ArgumentException($"tensor '{name}' (--probe) has rank {shape.Count}; a probe needs tokens and channels (rank 2 or more)");
             bool added = wanted.Add(ProbeKind.Tensor);

@@ -16,8 +16,9 @@ public sealed class ProbedModel : IDisposable
 {
     private readonly Model _loaded;
 
-    private ProbedModel(Model loaded, Model probed, string path, ModelStructure structure, ProbeManifest manifest, string? note)
+    private ProbedModel(Model loaded, Model probed, string path, ModelStructure structure, ProbeManifest manifest, PassResult result, string? note)
     {
+        Result = result;
         _loaded = loaded;
         Model = probed;
         Path = path;
@@ -32,6 +33,8 @@ public sealed class ProbedModel : IDisposable
     /// <summary>The structure recognized in <see cref="Model"/> (its roles are values of the probed graph).</summary>
     public ModelStructure Structure { get; }
     public ProbeManifest Manifest { get; }
+    /// <summary>The probe pass's counts per kind and skipped points.</summary>
+    public PassResult Result { get; }
     /// <summary>A line for the user when the probed model is not the file itself (a nested decoder).</summary>
     public string? Note { get; }
 
@@ -59,9 +62,17 @@ public sealed class ProbedModel : IDisposable
                 note = $"{modelPath}: the blocks are in the decoder of {holder.Describe()}; probing that decoder as a model of its own (fed text, not searched)";
             }
             var pass = new ProbePass(structure, settings, label ?? modelPath);
-            pass.Run(new PassContext(target));
-            var probed = new ProbedModel(model, target, modelPath, structure, pass.Manifest!, note);
-            return probed;
+            PassResult result;
+            try
+            {
+                result = pass.Run(new PassContext(target));
+            }
+            catch (PassException ex) when (ex.InnerException is ArgumentException or NotSupportedException)
+            {
+                // A --probe tensor that is not in the graph or has no channel axis, a model opset too old for the reductions.
+                throw new CalibrationException($"{modelPath}: {ex.InnerException.Message}");
+            }
+            return new ProbedModel(model, target, modelPath, structure, pass.Manifest!, result, note);
         }
         catch
         {

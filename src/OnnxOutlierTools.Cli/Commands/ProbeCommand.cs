@@ -1,3 +1,4 @@
+using OnnxOutlierTools.Cli.Analyze;
 using System.CommandLine;
 using System.Globalization;
 using OnnxOutlierTools.Import;
@@ -83,30 +84,25 @@ public static class ProbeCommand
         ProbeManifest manifest;
         PassResult result;
         SaveResult saved;
-        using (var loaded = ModelReader.Load(modelPath))
+        // The same probed model analyze runs: a decoder nested in BeamSearch is written as a model of its own.
+        ProbedModel probedModel;
+        try
         {
-            var recognition = StructureRecognizer.Recognize(loaded);
-            if (recognition.Structure is not { } structure)
-            {
-                stderr.WriteLine($"error: {ErrorHandler.OneLine(modelPath)}: cannot place probes: {ErrorHandler.OneLine(recognition.Message)} (see inspect --layers --explain)");
-                return ErrorHandler.NotRecognized;
-            }
-            foreach (string name in settings.Tensors)
-                if (structure.Graph.FindValue(name) is null)
-                    throw new UsageException($"{modelPath}: '{name}' (--probe) is neither a probe kind ({string.Join(", ", ProbeSelection.KindWords)}) nor a tensor of graph '{structure.Graph.Name}'");
-            var pass = new ProbePass(structure, settings, modelPath);
-            try
-            {
-                result = loaded.Apply(pass);
-            }
-            catch (PassException ex) when (ex.InnerException is ArgumentException or NotSupportedException)
-            {
-                throw new UsageException($"{modelPath}: {ex.InnerException.Message}");
-            }
-            manifest = pass.Manifest!;
+            probedModel = ProbedModel.Create(modelPath, settings);
+        }
+        catch (StructureNotRecognizedException ex)
+        {
+            stderr.WriteLine($"error: {ErrorHandler.OneLine(modelPath)}: cannot place probes: {ErrorHandler.OneLine(ex.Result.Message)} (see inspect --layers --explain)");
+            return ErrorHandler.NotRecognized;
+        }
+        using (var probed = probedModel)
+        {
+            if (probed.Note is { } note) stderr.WriteLine("note: " + ErrorHandler.OneLine(note));
+            result = probed.Result;
+            manifest = probed.Manifest;
             if (manifest.Points.Count == 0)
                 throw new UsageException($"{modelPath}: no probe point of the kinds asked for ({string.Join(", ", settings.Kinds.Select(k => k.Rule()))}) exists in this model");
-            saved = ModelWriter.Save(loaded, output, new SaveOptions { Layout = TensorLayout.Preserve, Overwrite = force });
+            saved = ModelWriter.Save(probed.Model, output, new SaveOptions { Layout = TensorLayout.Preserve, Overwrite = force });
         }
         AtomicTextFile.Write(manifestPath, JsonOutput.Serialize(manifest) + Environment.NewLine, force);
         foreach (string warning in saved.Warnings) ErrorHandler.Warn(stderr, warning);

@@ -140,7 +140,7 @@ public sealed class ProbePassTests
         using var again = ModelReader.Load(Path.Combine(ProbeStatisticsTests.RepoRoot, "onnx-models", "tiny-llama", "model.onnx"));
         var bad = new ProbePass(StructureRecognizer.Recognize(again).Structure!, new ProbeSettings { Tensors = ["no-such-tensor"] });
         var error = Assert.Throws<PassException>(() => again.Apply(bad));
-        Assert.Contains("tensor 'no-such-tensor'", error.Message);
+        Assert.Contains("'no-such-tensor' (--probe) is neither a probe kind", error.Message);
     }
 
     [SkippableFact]
