@@ -63,11 +63,23 @@ public static class FoldSites
         string? unsupported = ConsumerProblem(linears, x, channels);
         string? inexact = null;
         FoldProducer? producer = null;
-        norms.TryGetValue(x, out var norm);
+        // Reshapes between the norm and the linears (GPT-2's Conv1D flattens to 2-D for Gemm) keep the channel of every
+        // element: both sides have C as their last axis (the gain's length, the linears' input features), and a row-major
+        // reshape that keeps the last axis length maps channel c to channel c.
+        var views = new List<Node>();
+        var top = x;
+        while (top.Producer is { } view && (view.Is("Reshape") || view.Is("Identity")) && view.Input(0) is { } source && !norms.ContainsKey(top))
+        {
+            views.Insert(0, view);
+            top = source;
+        }
+        norms.TryGetValue(top, out var norm);
+        if (norm is null) (views, top) = ([], x);
         if (norm is null) inexact = $"'{x.Name}' is not a norm output (made by {x.Producer?.Describe() ?? "no node"})";
         else if (norm.GainForm == NormGainForm.OnePlusGain) inexact = $"{norm.Form.Name()} multiplies by 1 + gamma ('{norm.Gain.Name}', Gemma): 1/s cannot be folded into gamma by a scale";
         else if (NormProblem(norm, channels) is { } problem) inexact = problem;
         else producer = new FoldProducer { Norm = norm };
+        for (int i = 0; i < views.Count && inexact is null; i++) inexact = ForeignUse(views[i].Input(0)!, [views[i]]);
         inexact ??= ForeignUse(x, linears.Select(l => l.Node));
         return new FoldSite
         {
@@ -217,6 +229,7 @@ public static class FoldSites
         foreach (var use in x.Uses)
         {
             if (use.IsGraphOutput) return $"'{x.Name}' is also a graph output";
+            if (use.Node!.IsDefaultDomain && use.Node.OpType is "Shape" or "Size") continue; // reads the shape, not the values
             if (!own.Contains(use.Node!)) return $"'{x.Name}' also feeds {use.Node!.Describe()} (e.g. a post-norm residual path)";
         }
         return null;
