@@ -50,13 +50,14 @@ public static class Program
     {
         var root = new RootCommand(
             "Inspect, probe, mitigate and quantize activation outliers in ONNX LLM models.\n" +
-            "Exit codes: 0 success, 1 internal error, 2 bad input or usage, 3 structure not recognized (inspect --layers).");
+            "Exit codes: 0 success, 1 internal error, 2 bad input or usage, 3 structure not recognized, or (mitigate) a rewrite meant to be exact that is not.");
         root.Options.Add(context.Verbose);
         root.Subcommands.Add(InspectCommand.Create(context));
         root.Subcommands.Add(ConvertCommand.Create(context));
         root.Subcommands.Add(AnalyzeCommand.Create(context));
         root.Subcommands.Add(ImportLlama2cCommand.Create(context));
         root.Subcommands.Add(ProbeCommand.Create(context));
+        root.Subcommands.Add(MitigateCommand.Create(context));
         return root;
     }
 }

@@ -45,7 +45,9 @@ public static class MitigateRun
         string staging = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.mitigate-{Guid.NewGuid():N}");
         try
         {
-            var outcome = MitigationPipeline.Run(modelPath, steps, staging, before.Statistics, before.Analysis, proofWindows, settings, log: log);
+            var outcome = MitigationPipeline.Run(modelPath, StepOrder.Sort(steps), staging, before.Statistics, before.Analysis, proofWindows, settings,
+                measure: (original, rewritten) => Measure(original, rewritten, before.Windows, settings), log: log,
+                calibrationWindows: before.Windows, analysisSettings: request.Analysis);
             string finalFolder = Path.GetDirectoryName(outcome.ModelPath)!;
             CopyCompanions(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, finalFolder);
 
@@ -70,6 +72,15 @@ public static class MitigateRun
         {
             if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         }
+    }
+
+    /// <summary>A measured step's cost: next-token KL, top-1 agreement and perplexity of the model before and after it, on the
+    /// calibration windows.</summary>
+    private static string Measure(string original, string rewritten, IReadOnlyList<int[]> windows, SessionSettings settings)
+    {
+        using var a = SessionFactory.Open(original, settings);
+        using var b = SessionFactory.Open(rewritten, settings);
+        return Mitigation.Measurement.OutputDivergence.Measure(a, b, windows).ToString();
     }
 
     /// <summary>The original model's statistics, analysis and windows: calibrated now (--text/--ids), or read from --stats

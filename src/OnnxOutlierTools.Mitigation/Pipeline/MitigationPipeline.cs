@@ -22,12 +22,18 @@ public sealed record MitigationOutcome(IReadOnlyList<StageOutcome> Stages, strin
 /// The last stage's folder is the result; the caller moves it into place.</summary>
 public static class MitigationPipeline
 {
+    /// <param name="statistics">The original model's calibration statistics (and <paramref name="analysis"/> of them).</param>
+    /// <param name="calibrationWindows">The windows those statistics came from: a step that reads statistics after an earlier
+    /// step changed the model gets statistics calibrated again on them (SmoothQuant's ranges after a norm fold).</param>
+    /// <param name="windows">The proof's windows.</param>
     public static MitigationOutcome Run(string modelPath, IReadOnlyList<MitigationStep> steps, string stagingFolder,
         CalibrationStatistics? statistics, AnalysisResult? analysis, IReadOnlyList<int[]> windows, SessionSettings session,
-        Func<string, string, string?>? measure = null, TextWriter? log = null, ProofTolerance? tolerance = null)
+        Func<string, string, string?>? measure = null, TextWriter? log = null, ProofTolerance? tolerance = null,
+        IReadOnlyList<int[]>? calibrationWindows = null, AnalysisSettings? analysisSettings = null)
     {
         if (steps.Count == 0) throw new ArgumentException("no mitigation was asked for", nameof(steps));
         if (windows.Count == 0) throw new ArgumentException("the proof needs calibration windows", nameof(windows));
+        bool changedSinceStatistics = false;
         using var model = ModelReader.Load(modelPath);
         tolerance ??= ProofTolerance.For(model);
         var stages = new List<StageOutcome>();
@@ -59,15 +65,24 @@ public static class MitigationPipeline
         {
             bool joins = group.Count > 0 && step.Exactness == StepExactness.Exact && group[0].Step.Exactness == StepExactness.Exact
                 && !step.DropsPrefix && !group[0].Step.DropsPrefix;
-            if (!joins) Flush();
+            bool recalibrate = step.UsesStatistics && changedSinceStatistics && statistics is not null;
+            if (!joins || recalibrate) Flush();
             var recognition = StructureRecognizer.Recognize(model);
             var structure = recognition.Structure ?? throw new InvalidOperationException($"{modelPath}: the structure is no longer recognized before {step.Name}: {recognition.Message}");
+            if (recalibrate)
+            {
+                log?.WriteLine($"calibrating {previous} again for {step.Name} (earlier steps changed its activations) ...");
+                statistics = Recalibration.Run(previous, calibrationWindows ?? windows, session);
+                analysis = OutlierAnalyzer.Analyze(statistics, structure, analysisSettings ?? new AnalysisSettings());
+                changedSinceStatistics = false;
+            }
             log?.WriteLine($"{step.Name} ...");
             var report = step.Apply(new MitigationContext
             {
                 Model = model, Structure = structure, Statistics = statistics, Analysis = analysis, Windows = windows, Session = session, ModelPath = modelPath,
             });
             group.Add((step, report));
+            changedSinceStatistics |= report.Changed;
         }
         Flush();
         return new MitigationOutcome(stages, previous);

@@ -50,4 +50,8 @@ public abstract class MitigationStep
     /// <summary>The rewritten model takes a shorter input than the original (<see cref="DroppedPrefix"/> is not always 0):
     /// the step is proven on its own.</summary>
     public virtual bool DropsPrefix => false;
+
+    /// <summary>The step reads the calibration statistics (scales from activation ranges, bounds, findings): the pipeline then
+    /// gives it statistics of the model as earlier steps left it, calibrating again when one of them changed it.</summary>
+    public virtual bool UsesStatistics => false;
 }

@@ -1,0 +1,77 @@
+using System.Text.Json;
+
+namespace OnnxOutlierTools.Tests.Cli;
+
+/// <summary>onnx-outliers mitigate end to end on the planted model: the planted gain-caused channel outliers are gone after
+/// folding the norm gains, with the logits proven equal; the same driven by a stats.json of analyze; bad input.</summary>
+public class MitigateCommandTests
+{
+    private static string Repo(params string[] parts)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(System.IO.Path.Combine(dir.FullName, "OnnxOutlierTools.sln"))) return System.IO.Path.Combine([dir.FullName, .. parts]);
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    private static readonly string Planted = Repo("onnx-models", "planted-llama-decomposed", "model.onnx");
+    private static string Text => Fixtures.Path("text", "tinystories-sample.txt");
+
+    private static JsonElement Change(JsonDocument report, string point) =>
+        report.RootElement.GetProperty("beforeAfter").EnumerateArray().Single(c => c.GetProperty("point").GetString() == point);
+
+    [Fact]
+    public void FoldNorms_OnPlanted_RemovesTheGainOutliers_ProvenExact()
+    {
+        using var temp = new TempFolder("mitigate-cli");
+        var r = CliRunner.Run("mitigate", Planted, "--text", Text, "--seq-len", "128", "--max-tokens", "512", "--fold-norms", "-o", temp.Path("out"));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("fold-norms: qkv=5, gate-up=5", r.Stdout);
+        Assert.Contains("): exact", r.Stdout);
+        using var report = JsonDocument.Parse(File.ReadAllText(temp.Path("out", "mitigation.json")));
+        // ground-truth.json: block 2's FFN norm has gains of about 20 at channels 21 and 50; folded, the FFN input's worst
+        // channel is no longer an outlier (ratio 34 before, within the ordinary spread after).
+        var ffn = Change(report, "block2.ffn-input");
+        Assert.True(ffn.GetProperty("channelRatioBefore").GetDouble() > 20);
+        Assert.True(ffn.GetProperty("channelRatioAfter").GetDouble() < 4);
+        // The residual stream is untouched (the massive activation is not what gain folding removes).
+        var residual = Change(report, "block2.residual");
+        Assert.Equal(residual.GetProperty("maxAbsBefore").GetDouble(), residual.GetProperty("maxAbsAfter").GetDouble(), 2);
+        var proof = report.RootElement.GetProperty("stages")[0].GetProperty("proof");
+        Assert.True(proof.GetProperty("exact").GetBoolean());
+        Assert.True(File.Exists(temp.Path("out", "tokenizer.bin")));
+    }
+
+    [Fact]
+    public void Stats_FromAnalyze_DriveSmoothQuant_AndTheProofUsesTheStatsText()
+    {
+        using var temp = new TempFolder("mitigate-stats");
+        var a = CliRunner.Run("analyze", Planted, "--text", Text, "--seq-len", "128", "--max-tokens", "512", "-o", temp.Path("analysis"));
+        Assert.True(a.ExitCode == 0, a.ToString());
+        var r = CliRunner.Run("mitigate", Planted, "--stats", temp.Path("analysis", "stats.json"), "--smooth", "0.5", "-o", temp.Path("out"), "--no-compare");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("smooth: qkv=5, gate-up=5", r.Stdout);
+        Assert.Contains("): exact", r.Stdout);
+    }
+
+    [Fact]
+    public void BadInput_OneLine_NothingWritten()
+    {
+        using var temp = new TempFolder("mitigate-bad");
+        var none = CliRunner.Run("mitigate", Planted, "--text", Text, "-o", temp.Path("out"));
+        Assert.Equal(2, none.ExitCode);
+        Assert.Contains("nothing to do", Assert.Single(none.StderrLines));
+
+        var noText = CliRunner.Run("mitigate", Planted, "--fold-norms", "-o", temp.Path("out"));
+        Assert.Equal(2, noText.ExitCode);
+        Assert.Contains("needs --stats FILE or calibration text", Assert.Single(noText.StderrLines));
+
+        var alpha = CliRunner.Run("mitigate", Planted, "--text", Text, "--smooth", "1.5", "-o", temp.Path("out"));
+        Assert.Equal(2, alpha.ExitCode);
+        Assert.Contains("alpha in [0, 1]", Assert.Single(alpha.StderrLines));
+
+        var site = CliRunner.Run("mitigate", Planted, "--text", Text, "--fold-norms", "--sites", "qkv,ffn", "-o", temp.Path("out"));
+        Assert.Equal(2, site.ExitCode);
+        Assert.Contains("unknown fold site 'ffn'", Assert.Single(site.StderrLines));
+        Assert.Empty(Directory.GetFileSystemEntries(temp.FullPath));
+    }
+}
