@@ -13,9 +13,12 @@ using OnnxOutlierTools.IO;
 //       (edit, generation and recognition cost against the same on a smaller graph, in one run)
 //   dotnet run -c Release --project tools/Benchmarks -- probe [--models all|llama|stories] [--repetitions 5] [--windows 4] [--seq-len 512]
 //       (plain ORT forward vs the probed model vs every intermediate tensor as an output: time and peak RSS ratios)
+//   dotnet run -c Release --project tools/Benchmarks -- fold [--sizes 1,4] [--repetitions 3] [--work DIR]
+//       (norm-gain folding + SmoothQuant + durable save of a FLOAT16 model in external data vs cp -r; sync: time, peak RSS)
 string command = args.FirstOrDefault() ?? "save-vs-copy";
 if (command == MemoryBenchmark.ChildCommand) return MemoryBenchmark.Child(args[1..]);
 if (command == ProbeBenchmark.ChildCommand) return ProbeBenchmark.Child(args[1..]);
+if (command == FoldBenchmark.ChildCommand) return FoldBenchmark.ChildMain(args[1..]);
 double gigabytes = Option("--gigabytes", 1.0);
 int repetitions = (int)Option("--repetitions", 7);
 string work = args.SkipWhile(a => a != "--work").Skip(1).FirstOrDefault() ?? Path.Combine(Path.GetTempPath(), "onnx-outliers-bench");
@@ -29,6 +32,7 @@ try
         "probe" => ProbeBenchmark.Run(work, (int)Option("--repetitions", 5), args.SkipWhile(a => a != "--models").Skip(1).FirstOrDefault() ?? "all",
             (int)Option("--windows", 4), (int)Option("--seq-len", 512)),
         "big-protobuf" => BigProtobuf(),
+        "fold" => FoldBenchmark.Run(work, args.SkipWhile(a => a != "--sizes").Skip(1).FirstOrDefault() ?? "1,4", (int)Option("--repetitions", 3)),
         "scale" => ScaleBenchmark.Run(args.SkipWhile(a => a != "--parts").Skip(1).FirstOrDefault() ?? "all", (int)Option("--layers", 1464)),
         "memory" => MemoryBenchmark.Run(work, args.SkipWhile(a => a != "--nodes").Skip(1).FirstOrDefault() ?? "100000,1000000",
             (long)Option("--embed-megabytes", 512)),
@@ -43,7 +47,7 @@ finally
 int Usage()
 {
     Console.Error.WriteLine("usage: Benchmarks save-vs-copy [--gigabytes G] [--repetitions N] [--work DIR] | big-protobuf [--work DIR] | " +
-        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR] | probe [--models all|llama|stories] [--repetitions N] [--windows N] [--seq-len N] | scale [--parts all|edits,generate,recognize,embedded-load,outputs] [--layers 1464]");
+        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR] | probe [--models all|llama|stories] [--repetitions N] [--windows N] [--seq-len N] | fold [--sizes 1,4] [--repetitions N] | scale [--parts all|edits,generate,recognize,embedded-load,outputs] [--layers 1464]");
     return 2;
 }
 

@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Globalization;
+using OnnxOutlierTools.Import;
+using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Mitigation.Folding;
+using OnnxOutlierTools.Passes;
+using OnnxOutlierTools.Probes;
+using OnnxOutlierTools.Structure.Recognition;
+
+namespace OnnxOutlierTools.Benchmarks;
+
+/// <summary>Scale of the folds (issue 9 item 7): norm-gain folding then SmoothQuant on a generated Llama-shaped FLOAT16 model
+/// in external data, saved durably to a new folder, against <c>cp -r; sync</c> of the model folder, in one run: 1 GB and 4 GB
+/// models, each side in a fresh child process (peak RSS = its VmHWM), the setup (delete, sync, pause) untimed, ABBA order,
+/// medians. SmoothQuant's activation ranges are synthetic (a fixed pattern per channel, written into statistics of the
+/// probe points the pass reads): the benchmark measures the rewrite and the save, not a calibration.</summary>
+internal static class FoldBenchmark
+{
+    public const string ChildCommand = "fold-child";
+
+    public static int Run(string work, string sizes, int repetitions)
+    {
+        Console.WriteLine($"fold norms + smooth (alpha 0.5) + durable save vs cp -r; sync, FLOAT16 weights in external data, {Environment.ProcessorCount} cores, " +
+            $"median of {repetitions} (ABBA, setup untimed), peak = VmHWM of the child");
+        Console.WriteLine($"{"model",-10} {"cp+sync s",10} {"fold+save s",12} {"ratio",6} {"fold peak MiB",14} {"cp peak MiB",12}");
+        var peaks = new List<(double Gb, long Peak)>();
+        foreach (string size in sizes.Split(','))
+        {
+            double gigabytes = double.Parse(size, CultureInfo.InvariantCulture);
+            string source = Path.Combine(work, $"source-{size}g");
+            var config = SyntheticDecoder.BenchmarkConfig(gigabytes);
+            using (var model = SyntheticDecoder.CreateBenchmarkModel(config, seed: 3))
+                ModelWriter.Save(model, Path.Combine(source, "model.onnx"), new SaveOptions { Layout = TensorLayout.External, Durable = false });
+            long bytes = Directory.GetFiles(source).Sum(f => new FileInfo(f).Length);
+            var copy = new List<double>();
+            var fold = new List<(double Seconds, long Peak)>();
+            Child("copy", source, Target(work, "copy"));           // warm-up (page cache, JIT), untimed
+            Child("fold", source, Target(work, "fold"));
+            for (int r = 0; r < repetitions; r++)
+                foreach (string side in r % 2 == 0 ? new[] { "copy", "fold" } : ["fold", "copy"])
+                {
+                    var (seconds, peak) = Child(side, source, Target(work, side));
+                    if (side == "copy") copy.Add(seconds); else fold.Add((seconds, peak));
+                }
+            double c = Median(copy), f = Median(fold.Select(x => x.Seconds).ToList());
+            long foldPeak = (long)Median(fold.Select(x => (double)x.Peak).ToList());
+            peaks.Add((bytes / 1e9, foldPeak));
+            Console.WriteLine($"{bytes / 1e9,7:F2} GB {c,10:F2} {f,12:F2} {f / c,6:F2} {MemoryBenchmark.Mib(foldPeak),14:F0} {"-",12}");
+            Directory.Delete(source, recursive: true);
+        }
+        if (peaks.Count >= 2)
+            Console.WriteLine($"peak RSS growth {peaks[0].Gb:F2} GB -> {peaks[^1].Gb:F2} GB: {(peaks[^1].Peak / (double)peaks[0].Peak - 1) * 100:F1}%");
+        return 0;
+    }
+
+    private static string Target(string work, string name)
+    {
+        string path = Path.Combine(work, name);
+        if (Directory.Exists(path)) Directory.Delete(path, true);
+        Process.Start("sync")!.WaitForExit();
+        Thread.Sleep(500);
+        return path;
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted[sorted.Count / 2];
+    }
+
+    private static (double Seconds, long Peak) Child(string side, string source, string target)
+    {
+        if (side == "copy")
+        {
+            var clock = Stopwatch.StartNew();
+            Process.Start("cp", ["-r", source, target])!.WaitForExit();
+            Process.Start("sync")!.WaitForExit();
+            return (clock.Elapsed.TotalSeconds, 0);
+        }
+        string host = Environment.ProcessPath!;
+        string[] arguments = Path.GetFileNameWithoutExtension(host) == "dotnet"
+            ? [typeof(FoldBenchmark).Assembly.Location, ChildCommand, source, target]
+            : [ChildCommand, source, target];
+        var sw = Stopwatch.StartNew();
+        using var process = Process.Start(new ProcessStartInfo(host, arguments) { UseShellExecute = false, RedirectStandardOutput = true })!;
+        string output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        double seconds = sw.Elapsed.TotalSeconds;
+        if (process.ExitCode != 0) throw new InvalidOperationException($"fold of {source} exited with {process.ExitCode}: {output}");
+        return (seconds, long.Parse(output.Trim(), CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Load, recognize, fold the norm gains, smooth, save durably (with fsync, as mitigate's output): prints the peak RSS.</summary>
+    public static int ChildMain(string[] args)
+    {
+        string source = Path.Combine(args[0], "model.onnx"), target = Path.Combine(args[1], "model.onnx");
+        using var model = ModelReader.Load(source);
+        var structure = StructureRecognizer.Recognize(model).Structure ?? throw new InvalidOperationException("not recognized");
+        model.Apply(new NormGainFoldPass(structure));
+        structure = StructureRecognizer.Recognize(model).Structure!;
+        model.Apply(new SmoothQuantPass(structure, SyntheticStatistics(model, structure), 0.5));
+        ModelWriter.Save(model, target, new SaveOptions { Layout = TensorLayout.External, Durable = true });
+        Console.WriteLine(MemoryBenchmark.PeakRss().ToString(CultureInfo.InvariantCulture));
+        return 0;
+    }
+
+    /// <summary>Statistics at every probe point the placement finds (placed on a throwaway copy of the graph's roles, nothing
+    /// is added to this model): one token whose channel c has max |x| = 1 + (c mod 17).</summary>
+    private static CalibrationStatistics SyntheticStatistics(Ir.Model model, Structure.Roles.ModelStructure structure)
+    {
+        using var copy = ModelReader.Load(model.SourcePath!);
+        var copyStructure = StructureRecognizer.Recognize(copy).Structure!;
+        var pass = new ProbePass(copyStructure);
+        pass.Run(new PassContext(copy));
+        var statistics = new CalibrationStatistics(pass.Manifest!);
+        foreach (var point in pass.Manifest!.Points.Where(p => p.Kind != ProbeKind.AttentionProbabilities && p.Channels is not null))
+        {
+            int c = (int)point.Channels!.Value;
+            var max = Enumerable.Range(0, c).Select(i => 1f + i % 17).ToArray();
+            var min = max.Select(v => -v).ToArray();
+            var zero = new float[c];
+            var stats = new PointStatistics(point.Id, c, 1);
+            stats.AddActivationBatch(new ActivationBatch
+            {
+                ChannelMax = max, ChannelMin = min, ChannelSum = zero, ChannelSumSquares = zero, ChannelSumFourth = zero, ChannelAboveCount = zero,
+                TokenMaxAbs = new[] { 17f }, TokenMedianAbs = new[] { 9f }, TokenArgMaxChannel = new[] { 16L },
+                TopKAbs = [], TopKIndex = [], TopKValue = [],
+            }, new BatchTokens([0], 1, [1]));
+            statistics.Points[point.Id] = stats;
+        }
+        return statistics;
+    }
+}
