@@ -32,6 +32,7 @@ try
         "probe" => ProbeBenchmark.Run(work, (int)Option("--repetitions", 5), args.SkipWhile(a => a != "--models").Skip(1).FirstOrDefault() ?? "all",
             (int)Option("--windows", 4), (int)Option("--seq-len", 512)),
         "big-protobuf" => BigProtobuf(),
+        "kernel" => KernelBenchmark.Run(),
         "fold" => FoldBenchmark.Run(work, args.SkipWhile(a => a != "--sizes").Skip(1).FirstOrDefault() ?? "1,4", (int)Option("--repetitions", 3)),
         "scale" => ScaleBenchmark.Run(args.SkipWhile(a => a != "--parts").Skip(1).FirstOrDefault() ?? "all", (int)Option("--layers", 1464)),
         "memory" => MemoryBenchmark.Run(work, args.SkipWhile(a => a != "--nodes").Skip(1).FirstOrDefault() ?? "100000,1000000",

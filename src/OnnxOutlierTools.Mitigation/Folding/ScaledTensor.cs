@@ -30,6 +30,8 @@ public sealed class ScaledTensor : Tensor
     public new Tensor Source { get; }
     public long Rows { get; }
     public long Columns { get; }
+    public bool HasRowScale => _rowScale is not null;
+    public bool HasColumnScale => _columnScale is not null;
 
     public override TensorStorage Storage => TensorStorage.Memory;
 
@@ -113,27 +115,64 @@ public sealed class ScaledTensor : Tensor
         int count = destination.Length / size;
         if (_columnScale is not null && _rowScale is null)
             _columnFactors ??= _columnScale.Select(c => (float)c).ToArray();
-        var values = new float[Math.Min(count, (int)Math.Min(Columns, 1 << 16))];
-        var factors = _rowScale is not null && _columnScale is not null ? new float[values.Length] : null;
-        // One row segment at a time: a row's elements share the row factor, columns their column factors.
-        for (int done = 0; done < count;)
+        // Large reads (the save path's 4 MiB chunks) are scaled on every core, in slices of whole elements.
+        const int SliceElements = 1 << 18;
+        if (count <= SliceElements || Environment.ProcessorCount == 1)
         {
-            long element = first + done;
-            long row = element / Columns, column = element % Columns;
-            int n = (int)Math.Min(Math.Min(count - done, Columns - column), values.Length);
-            var part = destination.Slice(done * size, n * size);
-            var v = values.AsSpan(0, n);
-            Load(part, v);
-            if (_rowScale is null) TensorPrimitives.Multiply(v, _columnFactors.AsSpan((int)column, n), v);
-            else if (_columnScale is null) TensorPrimitives.Multiply(v, (float)_rowScale[row], v);
-            else
+            ScaleInPlace(destination, first, count);
+            return;
+        }
+        unsafe
+        {
+            fixed (byte* pointer = destination)
             {
-                double rowFactor = _rowScale[row];
-                for (int i = 0; i < n; i++) factors![i] = (float)(rowFactor * _columnScale[column + i]);
-                TensorPrimitives.Multiply(v, factors.AsSpan(0, n), v);
+                nint address = (nint)pointer;
+                int slices = (count + SliceElements - 1) / SliceElements;
+                Parallel.For(0, slices, i =>
+                {
+                    int start = i * SliceElements, n = Math.Min(SliceElements, count - start);
+                    var part = new Span<byte>((byte*)address + (long)start * size, n * size);
+                    ScaleInPlace(part, first + start, n);
+                });
             }
-            Store(v, part);
-            done += n;
+        }
+    }
+
+    /// <summary>Scales <paramref name="count"/> elements starting at element <paramref name="first"/>, in place.</summary>
+    private void ScaleInPlace(Span<byte> destination, long first, int count)
+    {
+        int size = ElementSize;
+        // Scratch from the pool: a fold reads thousands of chunks, and fresh large arrays would pile up on the LOH.
+        int scratch = Math.Min(count, (int)Math.Min(Columns, 1 << 16));
+        var values = System.Buffers.ArrayPool<float>.Shared.Rent(scratch);
+        var factors = _rowScale is not null && _columnScale is not null ? System.Buffers.ArrayPool<float>.Shared.Rent(scratch) : null;
+        try
+        {
+            // One row segment at a time: a row's elements share the row factor, columns their column factors.
+            for (int done = 0; done < count;)
+            {
+                long element = first + done;
+                long row = element / Columns, column = element % Columns;
+                int n = (int)Math.Min(Math.Min(count - done, Columns - column), scratch);
+                var part = destination.Slice(done * size, n * size);
+                var v = values.AsSpan(0, n);
+                Load(part, v);
+                if (_rowScale is null) TensorPrimitives.Multiply(v, _columnFactors.AsSpan((int)column, n), v);
+                else if (_columnScale is null) TensorPrimitives.Multiply(v, (float)_rowScale[row], v);
+                else
+                {
+                    double rowFactor = _rowScale[row];
+                    for (int i = 0; i < n; i++) factors![i] = (float)(rowFactor * _columnScale[column + i]);
+                    TensorPrimitives.Multiply(v, factors.AsSpan(0, n), v);
+                }
+                Store(v, part);
+                done += n;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<float>.Shared.Return(values);
+            if (factors is not null) System.Buffers.ArrayPool<float>.Shared.Return(factors);
         }
     }
 

@@ -1,5 +1,6 @@
 using OnnxOutlierTools.Structure.Roles;
 using OnnxOutlierTools.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace OnnxOutlierTools.Mitigation.Smoothing;
 
@@ -33,22 +34,42 @@ public static class SmoothQuantScale
     {
         ArgumentNullException.ThrowIfNull(weight);
         if (weight.Dims.Count != 2) throw new ArgumentException($"a linear weight is 2-D, not [{string.Join(",", weight.Dims)}]", nameof(weight));
-        long rows = weight.Dims[0], columns = weight.Dims[1];
-        var max = new double[layout == WeightLayout.InOut ? rows : columns];
-        var buffer = new float[(int)Math.Min(weight.ElementCount, 1 << 20)];
-        for (long start = 0; start < weight.ElementCount; start += buffer.Length)
+        long rows = weight.Dims[0];
+        int columns = checked((int)weight.Dims[1]);
+        // Whole rows per read, vectorized per row: an [in, out] weight's channel is a row (its max magnitude), an [out, in]
+        // weight's channel is a column (an element-wise running max over the rows).
+        var rowMax = layout == WeightLayout.InOut ? new double[rows] : null;
+        var columnMax = layout == WeightLayout.OutIn ? new float[columns] : null;
+        if (columns == 0 || rows == 0) return rowMax ?? new double[columns];
+        int rowsPerRead = (int)Math.Max(1, Math.Min(rows, (1 << 20) / columns));
+        float[] buffer = System.Buffers.ArrayPool<float>.Shared.Rent(rowsPerRead * columns);
+        float[] magnitudes = System.Buffers.ArrayPool<float>.Shared.Rent(columns);
+        try
         {
-            int n = (int)Math.Min(buffer.Length, weight.ElementCount - start);
-            ReadSingles(weight, start, buffer.AsSpan(0, n));
-            for (int i = 0; i < n; i++)
+            for (long row = 0; row < rows; row += rowsPerRead)
             {
-                long element = start + i;
-                long channel = layout == WeightLayout.InOut ? element / columns : element % columns;
-                double a = Math.Abs(buffer[i]);
-                if (a > max[channel]) max[channel] = a;
+                int n = (int)Math.Min(rowsPerRead, rows - row);
+                var chunk = buffer.AsSpan(0, n * columns);
+                ReadSingles(weight, row * columns, chunk);
+                for (int r = 0; r < n; r++)
+                {
+                    var values = chunk.Slice(r * columns, columns);
+                    if (rowMax is not null) rowMax[row + r] = Math.Abs(TensorPrimitives.MaxMagnitude(values));
+                    else
+                    {
+                        var abs = magnitudes.AsSpan(0, columns);
+                        TensorPrimitives.Abs(values, abs);
+                        TensorPrimitives.Max(columnMax!, abs, columnMax);
+                    }
+                }
             }
         }
-        return max;
+        finally
+        {
+            System.Buffers.ArrayPool<float>.Shared.Return(buffer);
+            System.Buffers.ArrayPool<float>.Shared.Return(magnitudes);
+        }
+        return rowMax ?? columnMax!.Select(v => (double)v).ToArray();
     }
 
     /// <summary>Elements [start, start + destination.Length) of a FLOAT, FLOAT16 or BFLOAT16 tensor as float.</summary>
@@ -59,16 +80,24 @@ public static class SmoothQuantScale
             case TensorDataType.Float: tensor.CopyTo(start, destination); break;
             case TensorDataType.Float16:
             {
-                var half = new Half[destination.Length];
-                tensor.CopyTo<Half>(start, half);
-                FloatConversion.ToSingle(half, destination);
+                var half = System.Buffers.ArrayPool<Half>.Shared.Rent(destination.Length);
+                try
+                {
+                    tensor.CopyTo<Half>(start, half.AsSpan(0, destination.Length));
+                    FloatConversion.ToSingle(half.AsSpan(0, destination.Length), destination);
+                }
+                finally { System.Buffers.ArrayPool<Half>.Shared.Return(half); }
                 break;
             }
             case TensorDataType.BFloat16:
             {
-                var bf = new BFloat16[destination.Length];
-                tensor.CopyTo<BFloat16>(start, bf);
-                FloatConversion.ToSingle(bf, destination);
+                var bf = System.Buffers.ArrayPool<BFloat16>.Shared.Rent(destination.Length);
+                try
+                {
+                    tensor.CopyTo<BFloat16>(start, bf.AsSpan(0, destination.Length));
+                    FloatConversion.ToSingle(bf.AsSpan(0, destination.Length), destination);
+                }
+                finally { System.Buffers.ArrayPool<BFloat16>.Shared.Return(bf); }
                 break;
             }
             default: throw new NotSupportedException($"{tensor.DataType.OnnxName()} weights are not floating point");
