@@ -13,8 +13,12 @@ namespace OnnxOutlierTools.Tests.Mitigation.Folding;
 
 /// <summary>A fold run: the pass, its result, and the rewritten model's outputs against the unmodified model's on the same
 /// inputs (both run by ORT on CPU with graph optimizations off).</summary>
-internal sealed record FoldRun(ChannelFoldPass Pass, PassResult Result, IReadOnlyList<TensorData> Expected, IReadOnlyList<TensorData> Actual, string Output)
+internal sealed record FoldRun(IReadOnlyList<ChannelFoldPass> Passes, IReadOnlyList<PassResult> Results, IReadOnlyList<TensorData> Expected,
+    IReadOnlyList<TensorData> Actual, string Output)
 {
+    public ChannelFoldPass Pass => Passes[^1];
+    public PassResult Result => Results[^1];
+
     public FoldSiteOutcome Outcome(string site) => Pass.Outcomes.Single(o => o.SiteId == site);
 
     /// <summary>Every output within <c>atol + rtol * max|expected|</c> of the original's (the documented fold tolerance:
@@ -37,18 +41,24 @@ internal static class FoldKit
 {
     /// <summary>Runs the original, folds a loaded copy with the pass <paramref name="makePass"/> builds from its recognized
     /// structure, saves it into <paramref name="temp"/>, runs it on the same inputs.</summary>
-    public static FoldRun Run(string modelPath, InputSynthesisOptions inputs, Func<ModelStructure, ChannelFoldPass> makePass, TempFolder temp)
+    public static FoldRun Run(string modelPath, InputSynthesisOptions inputs, Func<ModelStructure, ChannelFoldPass> makePass, TempFolder temp) =>
+        Run(modelPath, inputs, s => [makePass(s)], temp);
+
+    /// <summary>Several passes in order, all built from the one structure recognized before the first ran.</summary>
+    public static FoldRun Run(string modelPath, InputSynthesisOptions inputs, Func<ModelStructure, ChannelFoldPass[]> makePasses, TempFolder temp,
+        Action<OnnxOutlierTools.Ir.Model>? inspect = null)
     {
         var (feeds, expected) = ModelRunner.RunSynthesized(modelPath, inputs, SessionSettings.CpuUnoptimized);
         using var model = ModelReader.Load(modelPath);
         var structure = StructureRecognizer.Recognize(model).Structure ?? throw new InvalidOperationException($"{modelPath}: not recognized");
-        var pass = makePass(structure);
-        var result = model.Apply(pass);
+        var passes = makePasses(structure);
+        var results = passes.Select(p => model.Apply(p)).ToArray();
+        inspect?.Invoke(model);
         string output = temp.Path("rewritten", Path.GetFileName(modelPath));
         Directory.CreateDirectory(Path.GetDirectoryName(output)!);
         ModelWriter.Save(model, output, new SaveOptions { Durable = false });
         var actual = ModelRunner.Run(output, feeds, SessionSettings.CpuUnoptimized);
-        return new FoldRun(pass, result, expected, actual, output);
+        return new FoldRun(passes, results, expected, actual, output);
     }
 
     public static ModelStructure Recognize(OnnxOutlierTools.Ir.Model model) =>
