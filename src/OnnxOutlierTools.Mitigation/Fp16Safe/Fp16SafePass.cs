@@ -13,9 +13,13 @@ namespace OnnxOutlierTools.Mitigation.Fp16Safe;
 /// row times 2^k, so y6 stays in range and the down projection's output is unchanged. Powers of two only change
 /// exponents: every edited element is checked to be bit-exact in the stored type (fp32, fp16, bf16) before anything is
 /// written, and a site where one is not (an element that would overflow or turn subnormal) is refused with the element
-/// named. The residual stream and the norm outputs are not rescaled (see <see cref="Fp16SafePlan.ResidualReason"/>);
-/// those points are listed as skipped with the reason. Weights go through <see cref="ScaledTensor"/> (lazy, chunked);
-/// initializers read elsewhere are copied first.</summary>
+/// named. Where a residual-stream point (embedding, block outputs, attention residual sums) reaches the limit, the whole
+/// stream is divided by one 2^k instead (<see cref="StreamRescale"/>: every writer's output, every norm's epsilon by
+/// 2^-2k), exact where nothing but norms and residual Adds read the stream; a per-channel scale of the stream is never
+/// exact, and a structure where the uniform one is not either is refused with the reason
+/// (<see cref="Fp16SafePlan.ResidualReason"/>). Norm outputs and o_proj inputs are listed as skipped with the fold
+/// that would serve them. Weights go through <see cref="ScaledTensor"/> (lazy, chunked); initializers read elsewhere
+/// are copied first.</summary>
 public sealed class Fp16SafePass : GraphPass
 {
     public const string PassName = "fp16-safe";
@@ -42,6 +46,9 @@ public sealed class Fp16SafePass : GraphPass
     /// <summary>The folds applied by the last run (null before it ran).</summary>
     public IReadOnlyList<UpDownRescale>? Applied { get; private set; }
 
+    /// <summary>The whole-stream rescale applied by the last run (null: none was needed or possible).</summary>
+    public StreamRescalePlan? Stream { get; private set; }
+
     /// <summary>The points at or beyond the limit that were left alone, with the reason (null before the pass ran).</summary>
     public IReadOnlyList<Fp16Refusal>? Refused { get; private set; }
 
@@ -49,14 +56,28 @@ public sealed class Fp16SafePass : GraphPass
     {
         if (!ReferenceEquals(graph, _structure.Graph)) return;
         var plan = Fp16SafePlan.Create(_structure, _statistics, Settings);
-        if (plan.Rescales.Count == 0 && plan.Refusals.Count == 0)
+        if (plan.Rescales.Count == 0 && plan.Stream is null && plan.Refusals.Count == 0)
             throw new MitigationInputException($"no value in the statistics reaches {Settings.Limit:G6} (the fp16 maximum {Settings.Fp16Max:G6} / {Settings.Margin:G3}): nothing to rescale for fp16");
         var applied = new List<UpDownRescale>();
         var refused = plan.Refusals.ToList();
+        var redirects = new Dictionary<Value, Value>();
+        // The stream first: it edits the down projections' output columns, the up -> down folds then their input rows
+        // (the kernel composes both onto the original weight, one rounding).
+        if (plan.Stream is { } stream)
+        {
+            var origin = new NodeOrigin(PassName, Fp16SafePlan.ResidualRule);
+            if (StreamRescale.Apply(context.Model, _structure, stream.Exponent, origin, redirects) is { } problem)
+                refused.AddRange(stream.Points.Select(p => new Fp16Refusal(Fp16SafePlan.ResidualRule, p, null, stream.MaxAbs, Fp16SafePlan.ResidualReason + problem)));
+            else
+            {
+                Stream = stream;
+                recorder.Count(Fp16SafePlan.ResidualRule);
+            }
+        }
         foreach (var site in plan.Rescales)
         {
             context.Cancellation.ThrowIfCancellationRequested();
-            if (Fold(context.Model, site) is { } problem) refused.Add(new(Fp16SafePlan.UpDownRule, site.Point, site.Block, site.MaxAbsBefore, problem));
+            if (Fold(context.Model, site, redirects) is { } problem) refused.Add(new(Fp16SafePlan.UpDownRule, site.Point, site.Block, site.MaxAbsBefore, problem));
             else
             {
                 applied.Add(site);
@@ -69,7 +90,7 @@ public sealed class Fp16SafePass : GraphPass
     }
 
     /// <summary>Folds one site; returns why it cannot be done exactly (nothing edited then), or null when done.</summary>
-    private string? Fold(Model model, UpDownRescale site)
+    private string? Fold(Model model, UpDownRescale site, IReadOnlyDictionary<Value, Value> redirects)
     {
         var ffn = site.Ffn;
         var down = new double[ffn.Down.InFeatures];
@@ -81,6 +102,7 @@ public sealed class Fp16SafePass : GraphPass
         var edits = new List<(Value Initializer, HashSet<Node> Site, Tensor Scaled)>();
         string? Add(Value initializer, IEnumerable<Node> siteNodes, double[]? rows, double[]? columns, string what)
         {
+            initializer = redirects.GetValueOrDefault(initializer, initializer);
             var source = initializer.ConstValue!;
             var scaled = ScaledTensor.Scale(source, rows, columns);
             if (ExactScaleCheck.FirstInexact(source, scaled, rows, columns) is { } inexact)

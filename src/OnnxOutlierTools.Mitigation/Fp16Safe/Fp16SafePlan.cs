@@ -34,11 +34,18 @@ public sealed record UpDownRescale(int Block, string Point, FfnRole Ffn, IReadOn
     public double MaxAbsAfter => Neurons.Max(n => n.MaxAbsAfter);
 }
 
+/// <summary>The residual stream divided by 2^<see cref="Exponent"/> as a whole (<see cref="StreamRescale"/>), for the
+/// stream points that reach the limit.</summary>
+public sealed record StreamRescalePlan(int Exponent, double MaxAbs, IReadOnlyList<string> Points)
+{
+    public double MaxAbsAfter => MaxAbs * Math.ScaleB(1, -Exponent);
+}
+
 /// <summary>A point at or beyond the limit that the pass does not rescale, and why.</summary>
 public sealed record Fp16Refusal(string Rule, string Point, int? Block, double MaxAbs, string Reason);
 
 /// <summary>What the fp16-safe pass will do, decided from the statistics and the structure before any edit.</summary>
-public sealed record Fp16SafePlan(IReadOnlyList<UpDownRescale> Rescales, IReadOnlyList<Fp16Refusal> Refusals)
+public sealed record Fp16SafePlan(IReadOnlyList<UpDownRescale> Rescales, StreamRescalePlan? Stream, IReadOnlyList<Fp16Refusal> Refusals)
 {
     public const string UpDownRule = "up-down";
     public const string ResidualRule = "residual";
@@ -55,6 +62,7 @@ public sealed record Fp16SafePlan(IReadOnlyList<UpDownRescale> Rescales, IReadOn
         settings.Validate();
         var rescales = new List<UpDownRescale>();
         var refusals = new List<Fp16Refusal>();
+        var streamPoints = new List<(string Id, int? Block, double Max)>();
         double limit = settings.Limit;
         foreach (var point in statistics.Manifest.Points)
         {
@@ -68,7 +76,7 @@ public sealed record Fp16SafePlan(IReadOnlyList<UpDownRescale> Rescales, IReadOn
                 if (refusal is not null) refusals.Add(refusal);
             }
             else if (point.Kind is ProbeKind.Embedding or ProbeKind.Residual or ProbeKind.ResidualSum)
-                refusals.Add(new(ResidualRule, point.Id, point.Block, max, ResidualReason));
+                streamPoints.Add((point.Id, point.Block, max));
             else
                 refusals.Add(new(LinearInputRule, point.Id, point.Block, max, point.Kind switch
                 {
@@ -77,16 +85,28 @@ public sealed record Fp16SafePlan(IReadOnlyList<UpDownRescale> Rescales, IReadOn
                     _ => "not a point this pass rescales",
                 }));
         }
-        return new Fp16SafePlan(rescales, refusals);
+        return new Fp16SafePlan(rescales, PlanStream(structure, streamPoints, limit, refusals), refusals);
     }
 
-    /// <summary>Why the residual stream is refused (the exactness condition, precisely).</summary>
+    private static StreamRescalePlan? PlanStream(ModelStructure structure, List<(string Id, int? Block, double Max)> points, double limit, List<Fp16Refusal> refusals)
+    {
+        if (points.Count == 0) return null;
+        double max = points.Max(p => p.Max);
+        string? blocker = !double.IsFinite(max)
+            ? "the stream is not finite in the statistics (the model overflowed while calibrating): calibrate a float32 copy of the model"
+            : StreamRescale.Blocker(structure);
+        if (blocker is null) return new StreamRescalePlan(PowerOfTwo.ExponentToFit(max, limit), max, points.Select(p => p.Id).ToArray());
+        refusals.AddRange(points.Select(p => new Fp16Refusal(ResidualRule, p.Id, p.Block, double.IsFinite(p.Max) ? p.Max : double.MaxValue, ResidualReason + blocker)));
+        return null;
+    }
+
+    /// <summary>Why the residual stream is refused (the exactness condition, precisely); the blocker follows.</summary>
     public const string ResidualReason =
-        "the residual stream: scaling the down projection's output columns by 2^-k is not exact here, because its readers " +
-        "do not absorb the scale: the residual Add also takes the unscaled stream (y8 = y7 + y1), and every norm reading " +
-        "the stream divides by the rms (or std) over all channels, so a per-channel scale changes every other channel's " +
-        "output; it would be exact only as one uniform 2^-k of the whole stream (the embedding, every o_proj and down " +
-        "projection output and bias, every norm's epsilon * 2^-2k), which this pass does not do";
+        "the residual stream: a per-channel 2^-k on the down projection's (or o_proj's) output columns is never exact, " +
+        "because its readers do not absorb it: the residual Add also takes the unscaled stream (y8 = y7 + y1), and every " +
+        "norm reading the stream divides by the rms (or std) over all channels, so one channel's scale changes every " +
+        "channel's output; exact only as one uniform 2^-k of the whole stream (every writer: embedding tables, o_proj and " +
+        "down projection outputs and biases; every norm's epsilon * 2^-2k), which is not exact here: ";
 
     private static (UpDownRescale?, Fp16Refusal?) UpDown(ModelStructure structure, ProbePoint point, PointStatistics stats, Fp16SafeSettings settings)
     {

@@ -13,26 +13,29 @@ using OnnxOutlierTools.Tests.Mitigation.Measurement;
 
 namespace OnnxOutlierTools.Tests.Mitigation.Clipping;
 
-/// <summary>--clip-ma on the planted model (onnx-models/planted-llama-decomposed, ground-truth.json): the clamp goes where
+/// <summary>--clip-ma on the planted models (onnx-models/planted-llama-decomposed and -genai, ground-truth.json): the clamp goes where
 /// the ground truth planted the birth (block 1's down-projection input, neurons 172 and 173), the massive activation is
 /// gone from the residual stream when the rewritten model is probed again, and the cost is measured on the text.</summary>
 public class ClipMaPassTests(ITestOutputHelper output)
 {
-    [Fact]
-    public void ClipMa_PlantedModel_RemovesTheMassiveActivationAndMeasuresItsCost()
+    [Theory]
+    [InlineData("planted-llama-decomposed")]
+    [InlineData("planted-llama-genai")]
+    public void ClipMa_PlantedModel_RemovesTheMassiveActivationAndMeasuresItsCost(string folder)
     {
-        using var truth = JsonDocument.Parse(File.ReadAllText(CalibratedModel.PlantedTruth));
+        string planted = Path.Combine(CalibratedModel.RepoRoot(), "onnx-models", folder, "model.onnx");
+        using var truth = JsonDocument.Parse(File.ReadAllText(Path.Combine(Path.GetDirectoryName(planted)!, "ground-truth.json")));
         var ma = truth.RootElement.GetProperty("massiveActivation");
         int birthBlock = ma.GetProperty("block").GetInt32();
         var channels = ma.GetProperty("channels").EnumerateArray().Select(c => c.GetInt32()).ToArray();
         var neurons = ma.GetProperty("neurons").EnumerateArray().Select(c => c.GetInt32()).ToArray();
-        var windows = CalibratedModel.Windows(seqLen: 64, maxTokens: 512);
-        var (stats, analysis) = CalibratedModel.Calibrate(CalibratedModel.Planted, windows);
+        var windows = CalibratedModel.Windows(seqLen: 64, maxTokens: 512, model: planted);
+        var (stats, analysis) = CalibratedModel.Calibrate(planted, windows);
 
         using var temp = new TempFolder("clip-ma");
         string rewritten = temp.Path("model.onnx");
         ClipMaPass pass;
-        using (var model = ModelReader.Load(CalibratedModel.Planted))
+        using (var model = ModelReader.Load(planted))
         {
             pass = new ClipMaPass(CalibratedModel.Recognize(model), analysis, stats);
             var result = pass.Run(new PassContext(model));
@@ -64,7 +67,7 @@ public class ClipMaPassTests(ITestOutputHelper output)
         Assert.DoesNotContain(afterAnalysis.MassiveActivations, m => channels.Contains(m.Channel));
 
         // Not exact: its cost is measured. The sink head of block 2 reads channel 66 on BOS, so the text gets harder.
-        using var original = SessionFactory.Open(CalibratedModel.Planted, SessionSettings.CpuUnoptimized);
+        using var original = SessionFactory.Open(planted, SessionSettings.CpuUnoptimized);
         using var clipped = SessionFactory.Open(rewritten, SessionSettings.CpuUnoptimized);
         var cost = OutputDivergence.Measure(original, clipped, windows, new DivergenceOptions { BatchSize = 4 });
         Assert.True(cost.MeanKl > 1e-3, cost.ToString());

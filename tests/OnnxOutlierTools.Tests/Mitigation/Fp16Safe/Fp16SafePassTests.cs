@@ -148,26 +148,55 @@ public class Fp16SafePassTests(OverflowingModels models, ITestOutputHelper outpu
     }
 
     [Fact]
-    public void Fp16Safe_ResidualStreamOutOfRange_IsRefusedWithTheExactnessCondition()
+    public void Fp16Safe_ResidualStreamOutOfRange_WholeStreamDividedAndLogitsBitExact()
     {
-        // A lower ceiling on the unboosted planted model: y6 neuron 172 (600) is rescaled by 2, 173 (450) stays, and the
-        // residual stream (2400 on BOS) cannot be: the sites are listed with the reason.
+        // A lower ceiling on the unboosted planted model: the stream (2400 on BOS) is divided by 2^3 as a whole, y6 neuron
+        // 172 (600) by 2 at its up -> down pair, 173 (450) stays; the float32 logits are bit-identical, and probing the
+        // rewritten model shows every point below the ceiling.
         var windows = CalibratedModel.Windows(seqLen: 32, maxTokens: 128);
         var (stats, _) = CalibratedModel.Calibrate(CalibratedModel.Planted, windows);
+        var settings = new Fp16SafeSettings { Fp16Max = 500, Margin = 1 };
+        using var temp = new TempFolder("fp16-stream");
+        string rewritten = temp.Path("model.onnx");
         using var model = ModelReader.Load(CalibratedModel.Planted);
-        var (pass, result) = Rewrite(model, stats, new Fp16SafeSettings { Fp16Max = 500, Margin = 1 });
-        var site = Assert.Single(pass.Applied!);
-        var neuron = Assert.Single(site.Neurons);
+        var (pass, result) = Rewrite(model, stats, settings);
+        Assert.Equal((1, 1), (result.Count(Fp16SafePlan.ResidualRule), result.Count(Fp16SafePlan.UpDownRule)));
+        Assert.DoesNotContain(pass.Refused!, r => r.Rule != Fp16SafePlan.LinearInputRule);
+        Assert.Equal(3, pass.Stream!.Exponent);
+        var neuron = Assert.Single(Assert.Single(pass.Applied!).Neurons);
         Assert.Equal((172, 1), (neuron.Neuron, neuron.Exponent));
-        var residual = pass.Refused!.Where(r => r.Rule == Fp16SafePlan.ResidualRule).ToList();
-        Assert.NotEmpty(residual);
-        Assert.All(residual, r => Assert.Equal(Fp16SafePlan.ResidualReason, r.Reason));
-        Assert.Contains(residual, r => r.Point == stats.Manifest.Find(ProbeKind.Residual, 1)!.Id);
-        Assert.Contains(result.Skipped, s => s.Rule == Fp16SafePlan.ResidualRule && s.Reason.Contains("residual Add"));
 
-        using var original = SessionFactory.Open(CalibratedModel.Planted, SessionSettings.CpuUnoptimized);
-        using var rewritten = OnnxOutlierTools.Calibration.InMemoryModel.Open(model, SessionSettings.CpuUnoptimized);
-        Assert.Equal(Logits(original, windows[0]), Logits(rewritten, windows[0]));
+        using (var original = SessionFactory.Open(CalibratedModel.Planted, SessionSettings.CpuUnoptimized))
+        using (var session = OnnxOutlierTools.Calibration.InMemoryModel.Open(model, SessionSettings.CpuUnoptimized))
+            foreach (var w in windows.Take(2)) Assert.Equal(Logits(original, w), Logits(session, w));
+
+        ModelWriter.Save(model, rewritten, new SaveOptions { Layout = TensorLayout.External });
+        var (after, _) = CalibratedModel.Calibrate(rewritten, windows);
+        foreach (var point in after.Manifest.Points.Where(p => p.Kind is ProbeKind.Embedding or ProbeKind.Residual or ProbeKind.ResidualSum or ProbeKind.DownInput))
+        {
+            var s = after.Points[point.Id];
+            double max = Enumerable.Range(0, s.Channels).Max(s.ChannelAbsMax);
+            Assert.True(max < settings.Limit, $"{point.Id}: {max}");
+        }
+    }
+
+    [Fact]
+    public void Fp16Safe_PostNormStream_IsRefusedWithTheExactnessCondition()
+    {
+        // BERT (post-norm encoder): the stream is a norm's output, no uniform scale passes through it.
+        using var model = ModelReader.Load(Fixtures.Export("bert-toy-torch", "bert_toy_optimized.onnx"));
+        var structure = CalibratedModel.Recognize(model);
+        var s = new OnnxOutlierTools.Tests.Analysis.SyntheticStatistics();
+        var x = s.Noise(32, 0.1);
+        x[0, 0, 3] = 1e5;
+        s.Add("block0.residual-sum.ffn", ProbeKind.ResidualSum, 0, x);
+        var plan = Fp16SafePlan.Create(structure, s.Build(), new Fp16SafeSettings());
+        Assert.Null(plan.Stream);
+        var refusal = Assert.Single(plan.Refusals);
+        Assert.Equal(Fp16SafePlan.ResidualRule, refusal.Rule);
+        Assert.StartsWith(Fp16SafePlan.ResidualReason, refusal.Reason);
+        Assert.True(refusal.Reason.Length > Fp16SafePlan.ResidualReason.Length + 10, refusal.Reason);
+        output.WriteLine(refusal.Reason[Fp16SafePlan.ResidualReason.Length..]);
     }
 
     [Fact]

@@ -73,6 +73,34 @@ public class OutputDivergenceTests
     }
 
     [Fact]
+    public void Measure_TwoExportsOfStories260K_PublishedPerplexityAndTheSameDistributions()
+    {
+        // MANIFEST.md "Reference numbers", perplexity protocol A: stories = the text split at blank lines, trimmed, empty
+        // dropped; stream = each story's llama2.c encoding with its BOS; 78 windows of 256 cut from the first 20,000
+        // tokens; positions 1..255 scored: 19890 tokens, mean NLL 1.427811, perplexity 4.1696 (PyTorch float32).
+        var tokenizer = Llama2cTokenizer.Load(CalibratedModel.Tokenizer, 512);
+        var stream = new List<int>();
+        foreach (string chunk in File.ReadAllText(CalibratedModel.Text).Split("\n\n"))
+        {
+            if (chunk.Trim().Length == 0) continue;
+            stream.AddRange(tokenizer.Encode(chunk.Trim(), bos: true));
+            if (stream.Count >= 20_000) break;
+        }
+        var windows = Enumerable.Range(0, 20_000 / 256).Select(i => stream.GetRange(i * 256, 256).ToArray()).ToArray();
+        // The same weights exported without and with a KV cache (fed an empty past): the calibration feeds drive both.
+        using var plain = SessionFactory.Open(Fixtures.Export("llama-torch-nopast", "model.onnx"));
+        using var cached = SessionFactory.Open(Fixtures.Export("llama-torch-past", "model.onnx"));
+        var report = OutputDivergence.Measure(plain, cached, windows, new DivergenceOptions { BatchSize = 13 });
+        Assert.Equal(78, report.Windows);
+        Assert.Equal(19890, report.ScoredTokens);
+        Assert.Equal(1.427811, report.Original.MeanNll, 2e-6);
+        Assert.Equal(4.1696, report.Original.Perplexity, 1e-4);
+        Assert.Equal(report.Original.MeanNll, report.Rewritten.MeanNll, 1e-6);
+        Assert.InRange(report.MaxKl, 0, 1e-8);
+        Assert.True(report.Top1Agreement > 0.999, report.ToString());
+    }
+
+    [Fact]
     public void Measure_NoLogitsOutput_IsBadInput()
     {
         using var a = SessionFactory.Open(CalibratedModel.Planted, SessionSettings.CpuUnoptimized);
