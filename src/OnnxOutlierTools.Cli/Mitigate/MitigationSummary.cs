@@ -17,7 +17,8 @@ public static class MitigationSummary
         {
             foreach (var step in stage.Steps)
             {
-                string counts = step.Pass is { } p ? (p.Changed ? p.Summary() : "no change") + (p.Skipped.Count > 0 ? $", {p.Skipped.Count} skipped" : "") : "";
+                string counts = step.Pass is { } p ? (p.Changed ? p.Summary() : "no change") + (p.Skipped.Count > 0 ? $", {p.Skipped.Count} skipped" : "")
+                    : step.Changed ? "changed" : "no change";
                 o.WriteLine(Printable.Escape($"{step.Step}: {counts}"));
                 foreach (string line in step.Lines.Take(MaxSiteLines)) o.WriteLine("  " + Printable.Escape(line));
                 if (step.Lines.Count > MaxSiteLines) o.WriteLine($"  ... {step.Lines.Count - MaxSiteLines} more in {MitigateRun.ReportFile}");

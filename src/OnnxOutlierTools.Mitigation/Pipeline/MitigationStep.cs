@@ -27,9 +27,10 @@ public sealed record MitigationContext
 }
 
 /// <summary>What a step did: its pass result (counts per rule, skipped sites) and lines for the user (per-site outcomes).</summary>
-public sealed record StepReport(string Step, PassResult? Pass, IReadOnlyList<string> Lines)
+public sealed record StepReport(string Step, PassResult? Pass, IReadOnlyList<string> Lines, bool? ChangedModel = null)
 {
-    public bool Changed => Pass?.Changed ?? Lines.Count > 0;
+    /// <summary>Whether the step edited the model (its pass says so, unless the step states it).</summary>
+    public bool Changed => ChangedModel ?? Pass?.Changed ?? false;
 }
 
 /// <summary>One mitigation of <c>mitigate</c>: a graph rewrite with its place in the fixed order and how it is checked.</summary>

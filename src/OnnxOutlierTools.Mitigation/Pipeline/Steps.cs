@@ -72,6 +72,9 @@ public sealed class Fp16SafeStep(Fp16SafeSettings? settings = null) : Mitigation
     public override StepReport Apply(MitigationContext context)
     {
         var statistics = context.Statistics ?? throw new MitigationInputException("--fp16-safe needs calibration statistics (--stats or --text)");
+        var plan = Fp16SafePlan.Create(context.Structure, statistics, settings ?? new Fp16SafeSettings());
+        if (plan.Rescales.Count == 0 && plan.Refusals.Count == 0)
+            return new StepReport(Name, null, [$"nothing reaches {(settings ?? new Fp16SafeSettings()).Limit:G4} (the fp16 maximum / 4): no change"]);
         var pass = new Fp16SafePass(context.Structure, statistics, settings);
         var result = context.Model.Apply(pass);
         var lines = (pass.Applied ?? []).Select(a => string.Create(CultureInfo.InvariantCulture,

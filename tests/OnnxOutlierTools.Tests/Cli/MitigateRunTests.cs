@@ -34,7 +34,7 @@ public class MitigateRunTests
             if (!wrong)
                 foreach (var linear in new[] { block.Attention!.Query!, block.Attention.Key!, block.Attention.ValueProjection! })
                     context.Model.Graph.SetInitializerData(linear.Weight, ScaledTensor.ScaleRows(linear.Weight.ConstValue!, s));
-            return new StepReport(Name, null, [$"block 0 attention norm: {channels} channels"]);
+            return new StepReport(Name, null, [$"block 0 attention norm: {channels} channels"], ChangedModel: true);
         }
     }
 
