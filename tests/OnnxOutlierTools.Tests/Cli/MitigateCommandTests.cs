@@ -54,6 +54,24 @@ public class MitigateCommandTests
     }
 
     [Fact]
+    public void ClipMa_IsMeasured_NotProven_AndRemovesTheMassiveActivation()
+    {
+        using var temp = new TempFolder("mitigate-clip");
+        var r = CliRunner.Run("mitigate", Planted, "--text", Text, "--seq-len", "128", "--max-tokens", "512", "--clip-ma", "-o", temp.Path("out"));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("clip-ma: down-input=1", r.Stdout);
+        Assert.Contains("measured: KL(original || rewritten) mean", r.Stdout);
+        using var report = JsonDocument.Parse(File.ReadAllText(temp.Path("out", "mitigation.json")));
+        var stage = report.RootElement.GetProperty("stages")[0];
+        Assert.Equal(JsonValueKind.Null, stage.GetProperty("proof").ValueKind);
+        Assert.Contains("perplexity", stage.GetProperty("measurement").GetString());
+        // ground-truth.json: the planted massive activation (|x| 2400 on BOS in channels 66/67) is gone from the stream.
+        var residual = Change(report, "block2.residual");
+        Assert.True(residual.GetProperty("maxAbsBefore").GetDouble() > 1000);
+        Assert.True(residual.GetProperty("maxAbsAfter").GetDouble() < 100);
+    }
+
+    [Fact]
     public void BadInput_OneLine_NothingWritten()
     {
         using var temp = new TempFolder("mitigate-bad");
