@@ -66,7 +66,8 @@ public static class MitigationPipeline
             bool joins = group.Count > 0 && step.Exactness == StepExactness.Exact && group[0].Step.Exactness == StepExactness.Exact
                 && !step.DropsPrefix && !group[0].Step.DropsPrefix;
             bool recalibrate = step.UsesStatistics && changedSinceStatistics && statistics is not null;
-            if (!joins || recalibrate) Flush();
+            bool unsaved = group.Any(g => g.Report.Changed);
+            if (!joins || recalibrate || step.RunsModel && unsaved) Flush();
             var recognition = StructureRecognizer.Recognize(model);
             var structure = recognition.Structure ?? throw new InvalidOperationException($"{modelPath}: the structure is no longer recognized before {step.Name}: {recognition.Message}");
             if (recalibrate)
@@ -80,6 +81,7 @@ public static class MitigationPipeline
             var report = step.Apply(new MitigationContext
             {
                 Model = model, Structure = structure, Statistics = statistics, Analysis = analysis, Windows = windows, Session = session, ModelPath = modelPath,
+                CurrentModelPath = previous,
             });
             group.Add((step, report));
             changedSinceStatistics |= report.Changed;

@@ -24,6 +24,10 @@ public sealed record MitigationContext
     public SessionSettings Session { get; init; } = new() { Device = ExecutionDevice.Cpu };
     /// <summary>The file the model being rewritten was read from (its external data folder).</summary>
     public required string ModelPath { get; init; }
+    /// <summary>A file holding the model as it is now, for steps that run it (capture activations, keys and values): for a
+    /// step that <see cref="MitigationStep.UsesStatistics"/> or <see cref="MitigationStep.RunsModel"/>, the last stage
+    /// saved after every earlier change (the original when nothing changed yet).</summary>
+    public required string CurrentModelPath { get; init; }
 }
 
 /// <summary>What a step did: its pass result (counts per rule, skipped sites) and lines for the user (per-site outcomes).</summary>
@@ -55,4 +59,8 @@ public abstract class MitigationStep
     /// <summary>The step reads the calibration statistics (scales from activation ranges, bounds, findings): the pipeline then
     /// gives it statistics of the model as earlier steps left it, calibrating again when one of them changed it.</summary>
     public virtual bool UsesStatistics => false;
+
+    /// <summary>The step runs the model as earlier steps left it (<see cref="MitigationContext.CurrentModelPath"/>): the
+    /// pipeline saves (and proves) the earlier steps first.</summary>
+    public virtual bool RunsModel => false;
 }
