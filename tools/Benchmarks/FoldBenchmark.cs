@@ -96,7 +96,11 @@ internal static class FoldBenchmark
         string source = Path.Combine(args[0], "model.onnx"), target = Path.Combine(args[1], "model.onnx");
         var clock = Stopwatch.StartNew();
         var phases = new List<string>();
-        void Phase(string name) { phases.Add($"{name} {clock.Elapsed.TotalSeconds:F2}s"); clock.Restart(); }
+        void Phase(string name)
+        {
+            phases.Add($"{name} {clock.Elapsed.TotalSeconds:F2}s (peak {MemoryBenchmark.Mib(MemoryBenchmark.PeakRss()):F0} MiB, managed {MemoryBenchmark.Mib(GC.GetTotalMemory(false)):F0} MiB)");
+            clock.Restart();
+        }
         using var model = ModelReader.Load(source);
         var structure = StructureRecognizer.Recognize(model).Structure ?? throw new InvalidOperationException("not recognized");
         Phase("load+recognize");
