@@ -116,6 +116,7 @@ public static class FoldSites
             if (offset < 0 || offset + kv * d > v.OutFeatures)
                 unsupported ??= $"the value columns of {v} are not where q, k, v packing puts them";
             else if (v.Selection is not null) unsupported ??= $"{v.Weight.Name} is one slice of a stack";
+            else if (v != attention.ValueProjection && PackedValueProblem(attention, v, h, kv, d) is { } packedProblem) unsupported ??= packedProblem;
             else
             {
                 groups = new int[channels];
@@ -150,6 +151,47 @@ public static class FoldSites
             return s.Count == 3 && s[2] == kv * d ? s[0] + s[1] : -1;
         }
         return packed.OutFeatures == (long)(h + 2 * kv) * d ? (long)(h + kv) * d : -1;
+    }
+
+    /// <summary>Null when v's columns of a packed projection are known to be its contiguous tail: com.microsoft Attention and
+    /// GroupQueryAttention define it so; a decomposed graph must split it on the last axis by a Split [H*D, KV*D, KV*D] or a
+    /// Slice starting at (H + KV)*D (GPT-NeoX-style per-head interleaving is neither). MultiHeadAttention's packed input
+    /// interleaves q, k, v per head.</summary>
+    private static string? PackedValueProblem(AttentionRole attention, LinearRole packed, int h, int kv, int d)
+    {
+        if (packed.Form == LinearForm.AttentionWeights || attention.Form.Op == AttentionOp.GroupQueryAttention) return null;
+        if (attention.Form.Op == AttentionOp.MultiHeadAttention) return "MultiHeadAttention's packed QKV interleaves q, k and v per head";
+        var readers = new List<Node>();
+        var pending = new Queue<Value>([packed.Output]);
+        while (pending.Count > 0 && readers.Count < 16)
+            foreach (var node in pending.Dequeue().Consumers)
+                if ((node.Is("Reshape") || node.Is("Identity")) && node.Output(0) is { } o) pending.Enqueue(o);
+                else readers.Add(node);
+        long vStart = (long)(h + kv) * d;
+        foreach (var node in readers)
+        {
+            if (node.Is("Split") && node.Outputs.Count == 3)
+            {
+                var sizes = node.Input(1) is { } splitInput ? Integers(splitInput) : node.GetAttribute("split")?.AsInts().ToArray();
+                if (sizes is null && h == kv) return null; // equal thirds
+                if (sizes is [var q, var k, var vs] && q == (long)h * d && k == (long)kv * d && vs == (long)kv * d) return null;
+            }
+            if (node.Is("Slice") && node.Input(1) is { } starts && Integers(starts) is [var start] && start == vStart
+                && (node.Input(3) is not { } axes || Integers(axes) is [var axis] && axis != 0))
+                return null;
+        }
+        return $"cannot tell where v's columns are in {packed.Weight.Name} (no Split [q, k, v] or Slice from {vStart} on its last axis)";
+    }
+
+    private static long[]? Integers(Value value)
+    {
+        if (ConstantResolver.Resolve(value)?.Tensor is not { } t || t.ElementCount > 8) return null;
+        switch (t.DataType)
+        {
+            case TensorDataType.Int64: { var a = new long[t.ElementCount]; t.CopyTo<long>(0, a); return a; }
+            case TensorDataType.Int32: { var a = new int[t.ElementCount]; t.CopyTo<int>(0, a); return a.Select(x => (long)x).ToArray(); }
+            default: return null;
+        }
     }
 
     private static FoldSite UpDownSite(int block, FfnRole ffn)

@@ -46,6 +46,23 @@ public sealed class FoldConditionTests
     }
 
     [Fact]
+    public void PostNorm_TwoPassesWithMuls_Compose()
+    {
+        // The second pass finds the first one's Mul in front of the linears and puts its own after it.
+        using var temp = new TempFolder("fold-postnorm-compose");
+        var recipe = FixtureRecipes.Get("bert-toy-torch");
+        var statistics = FoldKit.Calibrate(recipe.ModelPath, FoldKit.RandomWindows(99, 2, 8));
+        var run = FoldKit.Run(recipe.ModelPath, recipe.Inputs,
+            s => [new NormGainFoldPass(s), new SmoothQuantPass(s, statistics, 0.5, kinds: FoldSiteKinds.All)], temp);
+        run.AssertEquivalent(1e-4);
+        Assert.All(run.Passes[1].Outcomes.Where(o => o.Kind != FoldSiteKind.VO), o => Assert.Equal(FoldOutcome.MulInserted, o.Outcome));
+        Assert.All(run.Passes[1].Outcomes.Where(o => o.Kind == FoldSiteKind.VO), o => Assert.Equal(FoldOutcome.Exact, o.Outcome));
+        using var model = ModelReader.Load(run.Output);
+        Assert.Contains(model.Graph.Nodes, n => n.Is("Mul") && n.Input(0)?.Producer is { } p && NodeOriginOf(p) == NormGainFoldPass.PassName
+            && NodeOriginOf(n) == SmoothQuantPass.PassName);
+    }
+
+    [Fact]
     public void MiniLm_BothPolicies_MulExactSkipUntouched()
     {
         var vocab = File.ReadAllLines(MiniLm.VocabPath);

@@ -31,6 +31,19 @@ public sealed class FoldSiteDiscoveryTests
     }
 
     [Theory]
+    [InlineData("gpt2-torch-nopast", 8, 4)]      // Gemm c_attn, Reshape, Split [4, 4, 4]: v is the tail
+    [InlineData("gpt2-ort-fused-fp32", 64, 32)]  // com.microsoft Attention's packed weight input
+    [InlineData("llama-genai-gqa-fp32", 32, 16)] // GroupQueryAttention reading the packed projection
+    public void PackedQkv_ValueColumnsLocated(string fixture, long offset, int groups)
+    {
+        using var model = ModelReader.Load(OnnxOutlierTools.Tests.Runtime.FixtureRecipes.Get(fixture).ModelPath);
+        var vo = FoldSites.Discover(FoldKit.Recognize(model)).First(s => s.Kind == FoldSiteKind.VO);
+        Assert.Null(vo.Unsupported);
+        Assert.Equal(offset, vo.Producer!.ColumnOffset);
+        Assert.Equal(groups, vo.GroupCount);
+    }
+
+    [Theory]
     [InlineData(InexactPolicy.Mul)]
     [InlineData(InexactPolicy.Skip)]
     public void OnePlusGamma_GainCannotTakeTheScale_MulOrSkip(InexactPolicy policy)
