@@ -2,6 +2,7 @@ using OnnxOutlierTools.Analysis;
 using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Ir;
 using OnnxOutlierTools.Mitigation.Verification;
+using OnnxOutlierTools.Passes;
 using OnnxOutlierTools.Probes;
 using OnnxOutlierTools.Runtime;
 using OnnxOutlierTools.Structure.Recognition;
@@ -44,6 +45,8 @@ public static class MitigationPipeline
         {
             if (group.Count == 0) return;
             string stagePath = Path.Combine(stagingFolder, $"stage{stages.Count + 1}", "model.onnx");
+            // A weight copied before its edit (it was shared) leaves the original without readers once every reader moved.
+            model.Apply(new UnusedInitializerRemoval());
             ModelWriter.Save(model, stagePath, new SaveOptions { Layout = TensorLayout.External, Durable = false });
             var reports = group.Select(g => g.Report).ToList();
             string names = string.Join(" + ", group.Select(g => g.Step.Name));

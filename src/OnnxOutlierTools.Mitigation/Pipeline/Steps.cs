@@ -36,9 +36,17 @@ public sealed class FoldNormsStep(bool keepSigns, IReadOnlyList<FoldSiteKind> si
 
     public override StepReport Apply(MitigationContext context)
     {
-        var pass = new NormGainFoldPass(context.Structure, keepSigns, policy, sites);
+        var pass = Guard(() => new NormGainFoldPass(context.Structure, keepSigns, policy, sites), context);
         var result = context.Model.Apply(pass);
         return new StepReport(Name, result, FoldLines.Of(pass.Outcomes));
+    }
+
+    /// <summary>A fold pass refuses a structure it cannot edit (a decoder nested in an If or BeamSearch) with
+    /// NotSupportedException: bad input for the user, one line.</summary>
+    internal static T Guard<T>(Func<T> create, MitigationContext context)
+    {
+        try { return create(); }
+        catch (NotSupportedException ex) { throw new MitigationInputException($"{context.ModelPath}: {ex.Message}", ex); }
     }
 }
 
@@ -54,7 +62,7 @@ public sealed class SmoothStep(double alpha, IReadOnlyList<FoldSiteKind> sites, 
     {
         var statistics = context.Statistics ?? throw new MitigationInputException("--smooth needs calibration statistics (--stats or --text)");
         var alphas = siteAlphas?.Invoke(context);
-        var pass = new SmoothQuantPass(context.Structure, statistics, alpha, alphas, sites, policy);
+        var pass = FoldNormsStep.Guard(() => new SmoothQuantPass(context.Structure, statistics, alpha, alphas, sites, policy), context);
         var result = context.Model.Apply(pass);
         var lines = FoldLines.Of(pass.Outcomes).Select((line, i) =>
             alphas is null ? line : line + string.Create(CultureInfo.InvariantCulture, $", alpha {pass.AlphaOf(pass.Outcomes[i].SiteId):G3}")).ToList();

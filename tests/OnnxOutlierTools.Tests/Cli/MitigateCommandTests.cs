@@ -39,6 +39,9 @@ public class MitigateCommandTests
         var proof = report.RootElement.GetProperty("stages")[0].GetProperty("proof");
         Assert.True(proof.GetProperty("exact").GetBoolean());
         Assert.True(File.Exists(temp.Path("out", "tokenizer.bin")));
+        // Edited weights replace the originals (none is kept twice): the data is the original's size.
+        long before = new FileInfo(Planted + ".data").Length, after = new FileInfo(temp.Path("out", "model.onnx.data")).Length;
+        Assert.InRange(after, before * 0.99, before * 1.01);
     }
 
     [Fact]
