@@ -136,9 +136,11 @@ public class InspectLayersTests
         using var temp = new TempFolder("readme-quick-start");
         foreach (var line in commands)
         {
-            // Paths are the repository's (the README runs from its root); the output folder "out" goes to a temp folder.
+            // Paths are the repository's (the README runs from its root), fixtures wherever the tests find them; "out" goes to a temp folder.
             var args = line[prefix.Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries)
-                .Select(a => a == "out" ? temp.Path("out") : File.Exists(Path.Combine(root, a)) ? Path.Combine(root, a) : a).ToArray();
+                .Select(a => a == "out" ? temp.Path("out")
+                    : a.StartsWith("../shared/fixtures/", StringComparison.Ordinal) ? Fixtures.Path(a["../shared/fixtures/".Length..].Split('/'))
+                    : File.Exists(Path.Combine(root, a)) ? Path.Combine(root, a) : a).ToArray();
             var r = CliRunner.Run(args);
             Assert.True(r.ExitCode == 0, $"{line}\n{r}");
             Assert.NotEmpty(r.Stdout);
