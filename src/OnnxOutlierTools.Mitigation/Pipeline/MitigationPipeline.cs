@@ -54,7 +54,7 @@ public static class MitigationPipeline
             if (first.Exactness == StepExactness.Exact)
             {
                 log?.WriteLine($"proving {names} on {windows.Count} window(s) ...");
-                var cases = ProofInputs.Build(previous, stagePath, windows, first.DroppedPrefix, session);
+                var cases = ProofInputs.Build(previous, stagePath, windows.Select(first.ProofWindow).ToList(), first.DroppedPrefix, session);
                 var proof = EquivalenceProof.Require(names, previous, stagePath, cases, tolerance, session);
                 stages.Add(new StageOutcome(reports, StepExactness.Exact, stagePath, proof, null));
             }

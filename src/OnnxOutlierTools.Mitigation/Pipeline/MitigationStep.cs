@@ -56,6 +56,10 @@ public abstract class MitigationStep
     /// the step is proven on its own.</summary>
     public virtual bool DropsPrefix => false;
 
+    /// <summary>The calibration window as the proof feeds it to the original model (a step whose rewritten model bakes a
+    /// prefix needs windows that start with that prefix). Default: unchanged.</summary>
+    public virtual int[] ProofWindow(int[] window) => window;
+
     /// <summary>The step reads the calibration statistics (scales from activation ranges, bounds, findings): the pipeline then
     /// gives it statistics of the model as earlier steps left it, calibrating again when one of them changed it.</summary>
     public virtual bool UsesStatistics => false;
