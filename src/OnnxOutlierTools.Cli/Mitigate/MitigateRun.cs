@@ -50,6 +50,7 @@ public static class MitigateRun
                 calibrationWindows: before.Windows, analysisSettings: request.Analysis);
             string finalFolder = Path.GetDirectoryName(outcome.ModelPath)!;
             CopyCompanions(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, finalFolder);
+            if (steps.Any(s => s.DropsPrefix)) NoBosInTokenizerConfig(finalFolder, log);
 
             CalibrationStatistics? after = null;
             IReadOnlyList<PointChange> changes = [];
@@ -146,6 +147,21 @@ public static class MitigateRun
             string source = Path.Combine(from, name);
             if (File.Exists(source)) File.Copy(source, Path.Combine(to, name), overwrite: false);
         }
+    }
+
+    /// <summary>A model with a baked prefix is fed the text without BOS: a Hugging Face tokenizer_config.json that adds BOS
+    /// (add_bos_token true, read by transformers and onnxruntime-genai's tokenizer) is changed to not add it.</summary>
+    private static void NoBosInTokenizerConfig(string folder, TextWriter log)
+    {
+        string path = Path.Combine(folder, "tokenizer_config.json");
+        if (!File.Exists(path)) return;
+        System.Text.Json.Nodes.JsonNode? root;
+        try { root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path)); }
+        catch (System.Text.Json.JsonException) { log.WriteLine($"note: {path}: not JSON; left as it was (the model takes no BOS now)"); return; }
+        if (root is not System.Text.Json.Nodes.JsonObject config || config["add_bos_token"] is not { } add || add.GetValueKind() != System.Text.Json.JsonValueKind.True) return;
+        config["add_bos_token"] = false;
+        File.WriteAllText(path, config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        log.WriteLine($"note: {path}: add_bos_token set to false (the BOS keys and values are baked into the model)");
     }
 
     private static void CheckOutput(MitigateRequest request)
