@@ -123,3 +123,25 @@ public sealed class ActivationCaptureTests(ITestOutputHelper output)
         Assert.True(result.Error < result.UnsmoothedError, $"{result.Error} vs unsmoothed {result.UnsmoothedError}");
     }
 }
+
+/// <summary>A one-token step model (GPT-2 with stacked past, input_ids [B, 1]) is captured token by token with its cache fed
+/// back: two windows that share a prefix agree there, and a shared token after a different one does not (it would, were the
+/// cache not fed).</summary>
+public sealed class ActivationCaptureStepTests
+{
+    [Fact]
+    public void Capture_StepModel_FeedsTheCacheBack()
+    {
+        using var model = ModelReader.Load(Fixtures.Export("gpt2-torch-past", "gpt2_past.onnx"));
+        var structure = StructureRecognizer.Recognize(model).Structure!;
+        var tensor = structure.Blocks[0].Ffn!.DownInput;
+        int[][] windows = [[3, 5, 7, 9], [3, 5, 8, 9]];
+        var x = ActivationCapture.Capture(model, [tensor.Name], windows,
+            new ActivationCaptureOptions { Session = new SessionSettings { Device = ExecutionDevice.Cpu } })[0];
+        Assert.Equal(8, x.RowCount);
+        Assert.Equal(x.Row(0).ToArray(), x.Row(4).ToArray());
+        Assert.Equal(x.Row(1).ToArray(), x.Row(5).ToArray());
+        Assert.NotEqual(x.Row(2).ToArray(), x.Row(6).ToArray());
+        Assert.NotEqual(x.Row(3).ToArray(), x.Row(7).ToArray());
+    }
+}
