@@ -69,6 +69,8 @@ public sealed record SmoothAlphaResult
 /// alpha). The cost is bounded by <see cref="SmoothAlphaSearchOptions.MaxTokens"/> x in x
 /// <see cref="SmoothAlphaSearchOptions.MaxOutputChannels"/> multiply-adds per alpha and linear (vectorized dot products), and the
 /// weights are read chunk by chunk, never whole. The per-tensor static scale is exact too: max|X/s| = max_j (max|X_j| / s_j).
+/// Only the linears that read X are measured: at the v -> o and up -> down sites the producer's output columns are divided by s,
+/// and a per-output-channel weight quantization is invariant to a column's scale, so the producer's own error does not move.
 /// Prints nothing.</summary>
 public static class SmoothAlphaSearch
 {

@@ -155,6 +155,22 @@ public sealed class SmoothAlphaSearchTests
     }
 
     [Fact]
+    public void HalfAndBFloat16Weights_MeasureWhatTheirFloatValuesDo()
+    {
+        const int n = 64, channels = 24, outputs = 20;
+        var x = FakeQuantTests.Random(n * channels, 50, outlierScale: 30, outlierEvery: 11);
+        var half = FakeQuantTests.Random(outputs * channels, 51).Select(v => (Half)v).ToArray();
+        var bf = half.Select(h => (BFloat16)(float)h).ToArray();
+        var activation = new CapturedActivation("x", channels, x);
+        var asFloat = SmoothAlphaSearch.Search(activation, [Linear("w", half.Select(h => (float)h).ToArray(), outputs, channels, WeightLayout.OutIn)]);
+        var asHalf = SmoothAlphaSearch.Search(activation, [new SiteLinear("w", ArrayTensor.Create<Half>(half, outputs, channels), WeightLayout.OutIn)]);
+        Assert.Equal(asFloat.Errors.Select(e => e.Error), asHalf.Errors.Select(e => e.Error));
+        var bfAsFloat = SmoothAlphaSearch.Search(activation, [Linear("w", bf.Select(b => (float)b).ToArray(), outputs, channels, WeightLayout.OutIn)]);
+        var asBf = SmoothAlphaSearch.Search(activation, [new SiteLinear("w", ArrayTensor.Create<BFloat16>(bf, outputs, channels), WeightLayout.OutIn)]);
+        Assert.Equal(bfAsFloat.Errors.Select(e => e.Error), asBf.Errors.Select(e => e.Error));
+    }
+
+    [Fact]
     public void BadInput_NamesTheSiteAndTheLinear()
     {
         var x = new CapturedActivation("site.x", 4, FakeQuantTests.Random(8, 1));
