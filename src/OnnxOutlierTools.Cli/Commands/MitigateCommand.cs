@@ -28,7 +28,12 @@ public static class MitigateCommand
             HelpName = "gamma|abs",
             Arity = ArgumentArity.ZeroOrOne,
         };
-        var smooth = new Option<string?>("--smooth") { Description = "SmoothQuant scales folded into the weights (exact): a migration strength alpha in [0, 1] (0.5 in the paper, 0.8-0.9 for Llama-family models).", HelpName = "ALPHA" };
+        var smooth = new Option<string?>("--smooth")
+        {
+            Description = "SmoothQuant scales folded into the weights (exact): a migration strength alpha in [0, 1] (0.5 in the paper, 0.8-0.9 for Llama-family models), " +
+                "or auto: per site the alpha of 0, 0.05, ..., 1 whose int8 fake-quantized outputs (per-token activations, per-channel weights) are closest to the float ones on captured calibration activations.",
+            HelpName = "ALPHA|auto",
+        };
         var sites = new Option<string?>("--sites")
         {
             Description = "Sites of --fold-norms and --smooth, comma-separated: qkv, gate-up, fc1, v-o, up-down (default: qkv,gate-up,fc1, the norm sites).",
@@ -80,9 +85,10 @@ public static class MitigateCommand
             }
             if (parseResult.GetValue(smooth) is { } alphaText)
             {
-                if (!double.TryParse(alphaText, NumberStyles.Float, CultureInfo.InvariantCulture, out double alpha) || alpha is < 0 or > 1 || double.IsNaN(alpha))
-                    throw new UsageException($"--smooth takes an alpha in [0, 1], not '{alphaText}'");
-                steps.Add(new SmoothStep(alpha, siteKinds, policy));
+                if (alphaText.Equals("auto", StringComparison.OrdinalIgnoreCase)) steps.Add(new SmoothStep(null, siteKinds, policy));
+                else if (!double.TryParse(alphaText, NumberStyles.Float, CultureInfo.InvariantCulture, out double alpha) || alpha is < 0 or > 1 || double.IsNaN(alpha))
+                    throw new UsageException($"--smooth takes an alpha in [0, 1] or auto, not '{alphaText}'");
+                else steps.Add(new SmoothStep(alpha, siteKinds, policy));
             }
             if (parseResult.GetValue(fp16Safe)) steps.Add(new Fp16SafeStep());
             if (parseResult.GetValue(clipMa)) steps.Add(new ClipMaStep(new ClipMaSettings()));

@@ -2,6 +2,7 @@ using System.Globalization;
 using OnnxOutlierTools.Mitigation.Clipping;
 using OnnxOutlierTools.Mitigation.Folding;
 using OnnxOutlierTools.Mitigation.Fp16Safe;
+using OnnxOutlierTools.Mitigation.Smoothing;
 using OnnxOutlierTools.Passes;
 
 namespace OnnxOutlierTools.Mitigation.Pipeline;
@@ -50,22 +51,32 @@ public sealed class FoldNormsStep(bool keepSigns, IReadOnlyList<FoldSiteKind> si
     }
 }
 
-/// <summary><c>--smooth ALPHA</c> (and per-site alphas from an automatic search): <see cref="SmoothQuantPass"/>.</summary>
-public sealed class SmoothStep(double alpha, IReadOnlyList<FoldSiteKind> sites, InexactPolicy policy,
-    Func<MitigationContext, IReadOnlyDictionary<string, double>>? siteAlphas = null) : MitigationStep
+/// <summary><c>--smooth ALPHA</c>, or <c>--smooth auto</c> (alpha per site from <see cref="SiteAlphas"/>, searched on the
+/// model as earlier steps left it): <see cref="SmoothQuantPass"/>.</summary>
+public sealed class SmoothStep(double? alpha, IReadOnlyList<FoldSiteKind> sites, InexactPolicy policy, ActivationScheme scheme = ActivationScheme.PerTokenDynamic) : MitigationStep
 {
     public override string Name => "smooth";
     public override StepExactness Exactness => StepExactness.Exact;
     public override bool UsesStatistics => true;
+    public override bool RunsModel => alpha is null;
+
+    /// <summary>The automatic search's choices (after <see cref="Apply"/> with alpha auto).</summary>
+    public IReadOnlyList<SiteAlpha> Searched { get; private set; } = [];
 
     public override StepReport Apply(MitigationContext context)
     {
         var statistics = context.Statistics ?? throw new MitigationInputException("--smooth needs calibration statistics (--stats or --text)");
-        var alphas = siteAlphas?.Invoke(context);
-        var pass = FoldNormsStep.Guard(() => new SmoothQuantPass(context.Structure, statistics, alpha, alphas, sites, policy), context);
+        IReadOnlyDictionary<string, double>? alphas = null;
+        if (alpha is null)
+        {
+            Searched = SiteAlphas.Search(context.CurrentModelPath, sites, context.Windows, scheme, context.Session);
+            alphas = Searched.ToDictionary(a => a.SiteId, a => a.Alpha);
+        }
+        var pass = FoldNormsStep.Guard(() => new SmoothQuantPass(context.Structure, statistics, alpha ?? 0.5, alphas, sites, policy), context);
         var result = context.Model.Apply(pass);
-        var lines = FoldLines.Of(pass.Outcomes).Select((line, i) =>
-            alphas is null ? line : line + string.Create(CultureInfo.InvariantCulture, $", alpha {pass.AlphaOf(pass.Outcomes[i].SiteId):G3}")).ToList();
+        var byId = Searched.ToDictionary(a => a.SiteId);
+        var lines = FoldLines.Of(pass.Outcomes).Select((line, i) => !byId.TryGetValue(pass.Outcomes[i].SiteId, out var a) ? line
+            : line + string.Create(CultureInfo.InvariantCulture, $", alpha {a.Alpha:G3} (int8 output error {a.Error:G3}, {a.UnsmoothedError:G3} unsmoothed, {a.Tokens} tokens, {a.Elapsed.TotalMilliseconds:F0} ms)")).ToList();
         return new StepReport(Name, result, lines);
     }
 }

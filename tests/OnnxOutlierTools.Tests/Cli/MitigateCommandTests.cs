@@ -57,6 +57,29 @@ public class MitigateCommandTests
     }
 
     [Fact]
+    public void FoldThenSmoothAuto_TwoProvenStages_AnAlphaOfTheGridPerSite()
+    {
+        using var temp = new TempFolder("mitigate-auto");
+        var r = CliRunner.Run("mitigate", Planted, "--text", Text, "--seq-len", "128", "--max-tokens", "512", "--fold-norms", "--smooth", "auto",
+            "--sites", "qkv,gate-up,up-down", "-o", temp.Path("out"), "--no-compare");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        // fold-norms then smooth: two exact stages, each proven; the search ran on the model the fold left.
+        using var report = JsonDocument.Parse(File.ReadAllText(temp.Path("out", "mitigation.json")));
+        var stages = report.RootElement.GetProperty("stages");
+        Assert.Equal(2, stages.GetArrayLength());
+        Assert.All(stages.EnumerateArray(), s => Assert.True(s.GetProperty("proof").GetProperty("exact").GetBoolean()));
+        var lines = stages[1].GetProperty("steps")[0].GetProperty("lines").EnumerateArray().Select(l => l.GetString()!).ToList();
+        Assert.Equal(15, lines.Count);
+        foreach (string line in lines)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(line, @"alpha ([0-9.]+) \(int8 output error ([0-9.Ee+-]+), ([0-9.Ee+-]+) unsmoothed");
+            Assert.True(m.Success, line);
+            double alpha = double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(Math.Round(alpha * 20) / 20, alpha, 9); // a point of the 0, 0.05, ..., 1 grid
+        }
+    }
+
+    [Fact]
     public void ClipMa_IsMeasured_NotProven_AndRemovesTheMassiveActivation()
     {
         using var temp = new TempFolder("mitigate-clip");
