@@ -1,0 +1,61 @@
+using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Import;
+using OnnxOutlierTools.Mitigation.SinkBias;
+using OnnxOutlierTools.Tests.Import;
+using Xunit.Abstractions;
+
+namespace OnnxOutlierTools.Tests.Mitigation.SinkBias;
+
+/// <summary>The sink bias on stories260K in each importer flavour: the rewritten model fed the text alone reproduces the
+/// original on BOS (or a multi-token prefix) + text, for the whole prompt and token by token with the KV cache. fp32
+/// models; the rewrite adds the same keys and values the original computes, so the tolerance is fp32 round-off.</summary>
+public sealed class SinkBiasEquivalenceTests(Stories260KModels models, ITestOutputHelper output) : IClassFixture<Stories260KModels>
+{
+    private const double Fp32Tolerance = 1e-4;
+    private const int Bos = 1;
+
+    private static int[] Text => Stories260K.Tokenizer.Encode(Stories260K.Sentence).SkipWhile(t => t == Bos).ToArray();
+
+    [Theory]
+    [InlineData(LlamaOnnxFlavour.Decomposed, SinkForm.Inline)]
+    [InlineData(LlamaOnnxFlavour.DecomposedWithPast, SinkForm.Cache)]
+    [InlineData(LlamaOnnxFlavour.GenAiGqa, SinkForm.Cache)]
+    public void BosSink_TextAlone_MatchesOriginalOnBosPlusText(LlamaOnnxFlavour flavour, SinkForm form)
+    {
+        using var temp = new TempFolder("sink-" + flavour);
+        var (path, sink, result) = SinkBiasHarness.Rewrite(models.PathOf(flavour), temp.Path("out"), SinkPrefix.Bos(Bos));
+        Assert.Equal(form, sink.Plan.Form);
+        Assert.Equal(5, sink.Layers.Count);
+        Assert.Equal(5, result.Count(form == SinkForm.Cache ? SinkBiasPass.PastRule : SinkBiasPass.InlineRule));
+        if (form == SinkForm.Cache) Assert.Equal(10, result.Count(SinkBiasPass.PresentRule));
+        Assert.True(result.Count(SinkBiasPass.MaskRule) >= 1);
+        double diff = SinkBiasHarness.Compare(models.PathOf(flavour), path, [Bos], Text, split: 7, output);
+        Assert.True(diff <= Fp32Tolerance, $"{flavour}: max |diff| {diff} > {Fp32Tolerance}");
+
+        using var saved = ModelReader.Load(path);
+        Assert.Equal([Bos], SinkContract.PrefixOf(saved));
+        var contract = saved.Metadata.Single(m => m.Key == SinkContract.ContractKey).Value;
+        Assert.Contains("WITHOUT the prefix tokens [1]", contract);
+        Assert.Equal(10, saved.Graph.Initializers.Count(i => i.Name.StartsWith("sink_bias.layers.", StringComparison.Ordinal)));
+    }
+
+    [Theory]
+    [InlineData(LlamaOnnxFlavour.Decomposed)]
+    [InlineData(LlamaOnnxFlavour.DecomposedWithPast)]
+    [InlineData(LlamaOnnxFlavour.GenAiGqa)]
+    public void MultiTokenPrefix_TextAlone_MatchesOriginalOnPrefixPlusText(LlamaOnnxFlavour flavour)
+    {
+        // "Once upon a" as a baked prefix (PrefixQuant-style), then the rest of the sentence.
+        int[] prefix = Stories260K.OnceUponATime[..3];
+        int[] text = [.. Stories260K.OnceUponATime[3..], .. Stories260K.GreedyContinuation[..12]];
+        using var temp = new TempFolder("sink-prefix-" + flavour);
+        var (path, sink, _) = SinkBiasHarness.Rewrite(models.PathOf(flavour), temp.Path("out"), SinkPrefix.Explicit(prefix));
+        Assert.Equal(3, sink.Length);
+        Assert.All(sink.Layers, l => Assert.Equal(3, l.Value.Dims[2]));
+        double diff = SinkBiasHarness.Compare(models.PathOf(flavour), path, prefix, text, split: 4, output);
+        Assert.True(diff <= Fp32Tolerance, $"{flavour}: max |diff| {diff} > {Fp32Tolerance}");
+        using var saved = ModelReader.Load(path);
+        Assert.Equal(prefix, SinkContract.PrefixOf(saved));
+        Assert.Contains("positions 3 onward", saved.Metadata.Single(m => m.Key == SinkContract.ContractKey).Value);
+    }
+}
