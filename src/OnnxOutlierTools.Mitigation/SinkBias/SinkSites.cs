@@ -92,6 +92,8 @@ public static class SinkSites
             throw new SinkBiasException($"{modelName}: block {block}'s cache ({pastKey.Name} -> {presentKey.Name}) is not a graph input/output pair");
         if (pastKey.Shape is { Count: not 4 } || presentKey.Shape is { Count: not 4 })
             throw new SinkBiasException($"{modelName}: block {block}'s cache {pastKey.Name} is not a [batch, heads, length, head_size] tensor");
+        if (pastKey.Shape is { } shape && shape[2].IsKnown)
+            throw new SinkBiasException($"{modelName}: block {block}'s cache {pastKey.Name} has a fixed length ({shape[2]}): a static (scatter) cache; the sink bias needs a growing past_key_values cache");
         return new SinkSite(block, SinkForm.Cache, pastKey, pastValue) { PresentKey = presentKey, PresentValue = presentValue };
     }
 
