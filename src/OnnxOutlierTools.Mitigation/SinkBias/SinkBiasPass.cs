@@ -45,7 +45,8 @@ public sealed class SinkBiasPass : GraphPass
 
     protected override void RunOnGraph(Graph graph, PassContext context, PassRecorder recorder)
     {
-        if (!ReferenceEquals(graph, _structure.Graph)) return;
+        if (!ReferenceEquals(graph, _structure.Graph))
+            throw new SinkBiasException($"{context.Model.SourcePath ?? graph.Name}: the structure and the captured sink belong to another model than the one the pass runs on");
         if (context.Model.Metadata.Any(m => m.Key == SinkContract.PrefixKey))
             throw new SinkBiasException($"{context.Model.SourcePath ?? graph.Name}: the model already has a baked sink prefix ({SinkContract.PrefixKey})");
         var plan = _sink.Plan;

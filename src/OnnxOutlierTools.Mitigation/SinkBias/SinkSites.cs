@@ -73,13 +73,37 @@ public static class SinkSites
         bool rotary = attentions.Any(a => a.Attention.Rotary.Style != RotaryStyle.None);
         bool gqa = attentions.All(a => a.Attention.Form.Op == AttentionOp.GroupQueryAttention);
         // GroupQueryAttention's positions come from seqlens_k (or from the mask, in-graph), which the extended mask shifts.
-        if (rotary && positions is null && !gqa)
+        if (rotary && positions is null && !gqa && !(cached && RotaryPositionsFollowThePrefix(graph, mask, sites)))
             throw new SinkBiasException($"{modelName}: rotary positions are computed in-graph without a position_ids input; the sink bias cannot shift them by the prefix length");
         if (structure.Embedding?.Form == EmbeddingForm.GatherWithPositions && positions is null)
             throw new SinkBiasException($"{modelName}: learned position embeddings without a position_ids input; the sink bias cannot shift them by the prefix length");
         if (cached && mask is null && seqLensK is null)
             throw new SinkBiasException($"{modelName}: a KV-cache decoder without attention_mask or seqlens_k input; the prefix's columns cannot be made visible");
         return new SinkPlan(cached ? SinkForm.Cache : SinkForm.Inline, sites, mask, positions, seqLensK, total);
+    }
+
+    /// <summary>Without a position_ids input, RotaryEmbedding ops whose positions are computed from attention_mask or from a
+    /// past input (genai's ReduceSum(mask) - S + Range, or the past length) move with the extended mask and past by
+    /// themselves; positions computed from the text alone would not.</summary>
+    private static bool RotaryPositionsFollowThePrefix(Graph graph, Value? mask, IReadOnlyList<SinkSite> sites)
+    {
+        var sources = sites.SelectMany(s => new[] { s.Key, s.Value }).Append(mask).OfType<Value>().ToHashSet();
+        var rotaries = graph.Nodes.Where(n => n.OpType == "RotaryEmbedding").ToList();
+        return rotaries.Count > 0 && rotaries.All(n => n.Input(1) is { } positions && DependsOn(positions, sources));
+    }
+
+    private static bool DependsOn(Value value, HashSet<Value> sources)
+    {
+        var seen = new HashSet<Value>();
+        var stack = new Stack<Value>([value]);
+        while (stack.Count > 0)
+        {
+            var v = stack.Pop();
+            if (!seen.Add(v)) continue;
+            if (sources.Contains(v)) return true;
+            foreach (var input in v.Producer?.Inputs ?? []) if (input is not null) stack.Push(input);
+        }
+        return false;
     }
 
     private static SinkSite CacheSite(int block, AttentionRole attention, Graph graph, string modelName)
