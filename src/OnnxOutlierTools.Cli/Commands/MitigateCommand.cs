@@ -46,6 +46,15 @@ public static class MitigateCommand
             DefaultValueFactory = _ => "mul",
         };
         var fp16Safe = new Option<bool>("--fp16-safe") { Description = "Rescale by powers of two (exact) where values reach the fp16 range (within 4x of 65504), so the model runs in fp16." };
+        var sinkBias = new Option<bool>("--sink-bias")
+        {
+            Description = "Bake the BOS token's keys and values into every attention layer (exact): the model is then fed the text WITHOUT BOS, and the massive activation BOS carried never appears at run time.",
+        };
+        var sinkPrefix = new Option<string?>("--sink-prefix")
+        {
+            Description = "As --sink-bias with several tokens: auto (BOS, then the tokens analyze found carrying massive activations) or comma-separated token ids; the model is fed the text without them.",
+            HelpName = "auto|TOKENS",
+        };
         var clipMa = new Option<bool>("--clip-ma") { Description = "Clamp the neurons that write each massive activation at its birth point (not exact: its cost is measured and printed)." };
         var seqLen = new Option<int?>("--seq-len") { Description = "Calibration window length (default: min(context, 512)).", HelpName = "N" };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Calibration token budget (default 2048).", HelpName = "N" };
@@ -57,11 +66,12 @@ public static class MitigateCommand
 
         var command = new Command("mitigate",
             "Rewrite a model against its activation outliers: norm gains and SmoothQuant scales folded into the weights, fp16-safe " +
-            "power-of-two rescaling, clipping at the birth point. Steps run in a fixed order (fold-norms, smooth, fp16-safe, clip-ma); " +
+            "power-of-two rescaling, clipping at the birth point, the explicit attention bias (BOS keys and values baked in). Steps run in a fixed order " +
+            "(fold-norms, smooth, fp16-safe, clip-ma, sink-bias); " +
             "every exact rewrite is proven on ONNX Runtime against the model before it (exit 3 and nothing written when it is not exact), " +
             "clipping's cost is measured, and the result is probed again for outlier statistics before and after.")
         {
-            model, stats, text, ids, tokenizer, output, foldNorms, smooth, sites, inexact, fp16Safe, clipMa, seqLen, maxTokens, bos, proofWindows, device, noCompare, force,
+            model, stats, text, ids, tokenizer, output, foldNorms, smooth, sites, inexact, fp16Safe, clipMa, sinkBias, sinkPrefix, seqLen, maxTokens, bos, proofWindows, device, noCompare, force,
         };
         command.SetAction(parseResult => context.Guard(parseResult, () =>
         {
@@ -92,6 +102,12 @@ public static class MitigateCommand
             }
             if (parseResult.GetValue(fp16Safe)) steps.Add(new Fp16SafeStep());
             if (parseResult.GetValue(clipMa)) steps.Add(new ClipMaStep(new ClipMaSettings()));
+            if (parseResult.GetValue(sinkPrefix) is { } prefix)
+            {
+                if (parseResult.GetValue(sinkBias)) throw new UsageException("--sink-bias and --sink-prefix both bake a prefix: give one (--sink-prefix includes BOS)");
+                steps.Add(new SinkBiasStep(prefix.Trim().ToLowerInvariant() == "auto" ? "auto" : prefix));
+            }
+            else if (parseResult.GetValue(sinkBias)) steps.Add(new SinkBiasStep());
             if (!BosPolicy.TryParse(parseResult.GetValue(bos), out var bosMode)) throw new UsageException($"--bos must be auto, on or off, not '{parseResult.GetValue(bos)}'");
             var request = new MitigateRequest
             {

@@ -34,7 +34,7 @@ public static class MitigateRun
     public static MitigateOutcome Execute(MitigateRequest request, IReadOnlyList<MitigationStep> steps, TextWriter log,
         IProgress<CalibrationProgress>? progress = null, string? commandLine = null)
     {
-        if (steps.Count == 0) throw new UsageException("nothing to do: give at least one of --fold-norms, --smooth, --sink-bias, --sink-prefix, --fp16-safe, --clip-ma");
+        if (steps.Count == 0) throw new UsageException("nothing to do: give at least one of --fold-norms, --smooth, --fp16-safe, --clip-ma, --sink-bias, --sink-prefix");
         CheckOutput(request);
         string modelPath = ModelLocator.Locate(request.Model);
         var before = Statistics(request, modelPath, log, progress, commandLine);

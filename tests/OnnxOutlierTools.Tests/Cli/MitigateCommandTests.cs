@@ -80,6 +80,30 @@ public class MitigateCommandTests
     }
 
     [Fact]
+    public void FoldNormsAndSinkBias_RemoveEveryPlantedOutlier_BothProvenExact()
+    {
+        using var temp = new TempFolder("mitigate-sink");
+        var r = CliRunner.Run("mitigate", Planted, "--text", Text, "--seq-len", "128", "--max-tokens", "512", "--sink-bias", "--fold-norms", "-o", temp.Path("out"));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var report = JsonDocument.Parse(File.ReadAllText(temp.Path("out", "mitigation.json")));
+        var stages = report.RootElement.GetProperty("stages");
+        // The fixed order puts fold-norms first whatever the options' order; the sink bias is proven on its own (BOS + text
+        // against the text alone).
+        Assert.Equal(["fold-norms", "sink-bias"], stages.EnumerateArray().Select(s => s.GetProperty("steps")[0].GetProperty("step").GetString()!).ToArray());
+        Assert.All(stages.EnumerateArray(), s => Assert.True(s.GetProperty("proof").GetProperty("exact").GetBoolean()));
+        // ground-truth.json: |x| 2400 on BOS (channels 66/67) from block 1 on; the rewritten model, fed text without BOS, never has it.
+        foreach (int block in new[] { 1, 2, 3, 4 })
+        {
+            var residual = Change(report, $"block{block}.residual");
+            Assert.True(residual.GetProperty("maxAbsBefore").GetDouble() > 1000);
+            Assert.True(residual.GetProperty("maxAbsAfter").GetDouble() < 50);
+        }
+        Assert.True(Change(report, "block2.ffn-input").GetProperty("channelRatioAfter").GetDouble() < 4);
+        using var model = OnnxOutlierTools.IO.ModelReader.Load(temp.Path("out", "model.onnx"));
+        Assert.Contains(model.Metadata, p => p.Key == "onnx_outliers.input_contract" && p.Value.Contains("WITHOUT the prefix", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void ClipMa_IsMeasured_NotProven_AndRemovesTheMassiveActivation()
     {
         using var temp = new TempFolder("mitigate-clip");
