@@ -22,7 +22,8 @@ public static class SinkContract
               $"{p} visible mask column(s) and shifts positions by {p}; the present outputs hold the text's keys and values only."
             : $" attention_mask and position_ids cover the text only (positions from 0); the graph shifts positions by {p}.";
         return $"Feed the text WITHOUT the prefix tokens [{ids}] (do not add BOS): they are baked into every attention as constant keys and values at positions 0..{p - 1}, " +
-               $"so the text occupies positions {p} onward, and the outputs equal the original model's on [{ids}] + text." + cache;
+               $"so the text occupies positions {p} onward (at most the context length minus {p} tokens), and the outputs equal the original model's on [{ids}] + text." + cache +
+               (sink.Plan.Form == SinkForm.Cache ? " onnxruntime-genai: set search.past_present_share_buffer to false (the past fed to each attention is a new tensor, prefix + cache)." : "");
     }
 
     public static void Write(Model model, CapturedSink sink)

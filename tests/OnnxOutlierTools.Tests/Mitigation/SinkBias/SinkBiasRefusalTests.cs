@@ -82,3 +82,19 @@ public sealed class SinkBiasRefusalTests
         Assert.Equal([1, 13], SinkPrefix.Auto(1, carriers, maxTokens: 1).TokenIds);
     }
 }
+
+public sealed class SinkCompanionsTests
+{
+    [Fact]
+    public void GenAiConfig_ShareBufferOff_LengthsReducedByThePrefix()
+    {
+        string json = File.ReadAllText(Fixtures.Export("llama-genai-mha-fp16", "genai_config.json"));
+        var before = System.Text.Json.Nodes.JsonNode.Parse(json)!;
+        var after = System.Text.Json.Nodes.JsonNode.Parse(SinkCompanions.UpdateGenAiConfig(json, 2))!;
+        Assert.False(after["search"]!["past_present_share_buffer"]!.GetValue<bool>());
+        Assert.Equal(before["model"]!["context_length"]!.GetValue<long>() - 2, after["model"]!["context_length"]!.GetValue<long>());
+        Assert.Equal(before["model"]!["decoder"]!.ToJsonString(), after["model"]!["decoder"]!.ToJsonString());
+        var e = Assert.Throws<SinkBiasException>(() => SinkCompanions.UpdateGenAiConfig("[1", 1));
+        Assert.StartsWith("genai_config.json: not valid JSON", e.Message);
+    }
+}
