@@ -97,9 +97,9 @@ public static class SmoothAlphaSearch
         foreach (var linear in linears)
         {
             CheckLinear(linear, channels, activation.Name);
-            var max = SmoothQuantScale.InputChannelAbsMax(linear.Weight, linear.Layout);
-            for (int j = 0; j < channels; j++) weightMax[j] = Math.Max(weightMax[j], max[j]);
-            samples.Add(WeightSample.Read(linear, options.MaxOutputChannels, options.Seed));
+            var sample = WeightSample.Read(linear, options.MaxOutputChannels, options.Seed);
+            for (int j = 0; j < channels; j++) weightMax[j] = Math.Max(weightMax[j], sample.InputAbsMax[j]);
+            samples.Add(sample);
         }
         options.Ties?.ReduceMax(activationMax);
         options.Ties?.ReduceMax(weightMax);
@@ -154,7 +154,8 @@ public static class SmoothAlphaSearch
         var w = linear.Weight;
         if (w.DataType is not (TensorDataType.Float or TensorDataType.Float16 or TensorDataType.BFloat16))
             throw new NotSupportedException($"{site}: linear '{linear.Name}' has a {w.DataType.OnnxName()} weight; only FLOAT, FLOAT16 and BFLOAT16 weights can be smoothed");
-        if (w.Dims.Count != 2) throw new ArgumentException($"{site}: linear '{linear.Name}' has a weight of shape [{string.Join(",", w.Dims)}], a 2-D one was expected");
+        if (w.Dims.Count != 2 || w.ElementCount == 0)
+            throw new ArgumentException($"{site}: linear '{linear.Name}' has a weight of shape [{string.Join(",", w.Dims)}], a non-empty 2-D one was expected");
         long inFeatures = linear.Layout == WeightLayout.InOut ? w.Dims[0] : w.Dims[1];
         if (inFeatures != channels)
             throw new ArgumentException($"{site}: linear '{linear.Name}' reads {inFeatures} input channels, the activation has {channels}");
@@ -189,21 +190,34 @@ public static class SmoothAlphaSearch
         return errors;
     }
 
+    /// <summary>sum (xq_i . wq_c - reference_ic)^2 in tiles of rows x output channels small enough to stay in cache (the dot
+    /// products stream rows of the input width; without tiles every row would re-read all the sampled weights from memory).</summary>
     private static double SquaredError(float[] xq, float[] wq, int n, int m, int channels, float[] reference)
     {
-        double total = 0;
-        object gate = new();
-        Parallel.For(0, n, () => 0.0, (i, _, sum) =>
+        int tile = Math.Max(1, Math.Min(32, (256 << 10) / (4 * channels)));
+        int rowTiles = (n + tile - 1) / tile;
+        // One partial sum per tile, added in order afterwards: the result does not depend on how threads were scheduled.
+        var partial = new double[rowTiles];
+        Parallel.For(0, rowTiles, t =>
         {
-            var row = xq.AsSpan(i * channels, channels);
-            for (int c = 0; c < m; c++)
+            double sum = 0;
+            int i0 = t * tile, i1 = Math.Min(n, i0 + tile);
+            for (int c0 = 0; c0 < m; c0 += tile)
             {
-                double d = TensorPrimitives.Dot(row, wq.AsSpan(c * channels, channels)) - (double)reference[i * m + c];
-                sum += d * d;
+                int c1 = Math.Min(m, c0 + tile);
+                for (int i = i0; i < i1; i++)
+                {
+                    var row = xq.AsSpan(i * channels, channels);
+                    for (int c = c0; c < c1; c++)
+                    {
+                        double d = TensorPrimitives.Dot(row, wq.AsSpan(c * channels, channels)) - (double)reference[i * m + c];
+                        sum += d * d;
+                    }
+                }
             }
-            return sum;
-        }, sum => { lock (gate) total += sum; });
-        return total;
+            partial[t] = sum;
+        });
+        return partial.Sum();
     }
 
     private sealed class Workspace(int n, int channels, int maxColumns)
@@ -233,14 +247,19 @@ public static class SmoothAlphaSearch
 }
 
 /// <summary>Sampled output channels of a linear's weight as fp32 rows [count, in] (each row one output channel's weights over
-/// the input channels, whatever the stored layout), read chunk by chunk.</summary>
+/// the input channels, whatever the stored layout), and max |W_j| per input channel over every output channel (as
+/// <see cref="SmoothQuantScale.InputChannelAbsMax"/> computes it: NaN ignored), in one vectorized pass over the weight, read in
+/// chunks of whole rows.</summary>
 internal sealed class WeightSample
 {
-    private WeightSample(int inFeatures, int[] columns, float[] values)
+    private const int ChunkElements = 1 << 20;
+
+    private WeightSample(int inFeatures, int[] columns, float[] values, double[] inputAbsMax)
     {
         InFeatures = inFeatures;
         Columns = columns;
         Values = values;
+        InputAbsMax = inputAbsMax;
     }
 
     public int InFeatures { get; }
@@ -248,33 +267,55 @@ internal sealed class WeightSample
     public int[] Columns { get; }
     public int Count => Columns.Length;
     public float[] Values { get; }
+    public double[] InputAbsMax { get; }
 
     public static WeightSample Read(SiteLinear linear, int maxColumns, int seed)
     {
         var w = linear.Weight;
         bool inOut = linear.Layout == WeightLayout.InOut;
-        int inFeatures = checked((int)(inOut ? w.Dims[0] : w.Dims[1]));
-        long outFeatures = inOut ? w.Dims[1] : w.Dims[0];
-        var columns = EvenSample.Indices(outFeatures, maxColumns, seed);
+        long rows = w.Dims[0], width = w.Dims[1];
+        int inFeatures = checked((int)(inOut ? rows : width));
+        var columns = EvenSample.Indices(inOut ? width : rows, maxColumns, seed);
         var values = new float[(long)columns.Length * inFeatures];
-        if (!inOut)
+        var max = new float[inFeatures];
+        var magnitude = new float[inOut ? 0 : inFeatures];
+        int rowsPerChunk = (int)Math.Clamp(ChunkElements / Math.Max(1, width), 1, Math.Max(1, rows));
+        var chunk = new float[checked((int)(rowsPerChunk * width))];
+        int next = 0; // the next sampled output channel (OutIn: a row)
+        for (long r0 = 0; r0 < rows; r0 += rowsPerChunk)
         {
-            for (int c = 0; c < columns.Length; c++)
-                SmoothQuantScale.ReadSingles(w, (long)columns[c] * inFeatures, values.AsSpan(c * inFeatures, inFeatures));
-            return new WeightSample(inFeatures, columns, values);
+            int count = (int)Math.Min(rowsPerChunk, rows - r0);
+            var span = chunk.AsSpan(0, checked((int)(count * width)));
+            SmoothQuantScale.ReadSingles(w, r0 * width, span);
+            for (int r = 0; r < count; r++)
+            {
+                var row = span.Slice(checked((int)(r * width)), (int)width);
+                long index = r0 + r;
+                if (inOut)
+                {
+                    // Row = input channel: its max, and the sampled output channels' entries.
+                    float m = Math.Abs(TensorPrimitives.MaxMagnitude(row));
+                    max[index] = float.IsNaN(m) ? AbsMaxIgnoringNaN(row) : m;
+                    for (int c = 0; c < columns.Length; c++) values[(long)c * inFeatures + index] = row[columns[c]];
+                }
+                else
+                {
+                    // Row = output channel: fold into every input channel's max, keep it when sampled.
+                    TensorPrimitives.Abs(row, magnitude);
+                    TensorPrimitives.MaxNumber(max, magnitude, max);
+                    if (next < columns.Length && columns[next] == index) row.CopyTo(values.AsSpan(next++ * inFeatures, inFeatures));
+                }
+            }
         }
-        // [in, out]: a sampled column is strided; read blocks of whole rows and pick the columns out.
-        int rowsPerBlock = (int)Math.Max(1, Math.Min(inFeatures, (1 << 20) / Math.Max(1, outFeatures)));
-        var block = new float[rowsPerBlock * outFeatures];
-        for (int r0 = 0; r0 < inFeatures; r0 += rowsPerBlock)
-        {
-            int rows = Math.Min(rowsPerBlock, inFeatures - r0);
-            var span = block.AsSpan(0, checked((int)(rows * outFeatures)));
-            SmoothQuantScale.ReadSingles(w, r0 * outFeatures, span);
-            for (int r = 0; r < rows; r++)
-                for (int c = 0; c < columns.Length; c++)
-                    values[(long)c * inFeatures + r0 + r] = span[(int)(r * outFeatures + columns[c])];
-        }
-        return new WeightSample(inFeatures, columns, values);
+        return new WeightSample(inFeatures, columns, values, Array.ConvertAll(max, v => (double)v));
+    }
+
+    /// <summary>The rare row holding a NaN: its max over the other values.</summary>
+    private static float AbsMaxIgnoringNaN(ReadOnlySpan<float> row)
+    {
+        float max = 0;
+        foreach (float v in row)
+            if (Math.Abs(v) > max) max = Math.Abs(v);
+        return max;
     }
 }

@@ -170,6 +170,27 @@ public sealed class SmoothAlphaSearchTests
         Assert.Equal(bfAsFloat.Errors.Select(e => e.Error), asBf.Errors.Select(e => e.Error));
     }
 
+    [Theory]
+    [InlineData(WeightLayout.InOut)]
+    [InlineData(WeightLayout.OutIn)]
+    public void WeightSample_ReadsTheSampledChannelsAndTheInputMaxima_AcrossChunks(WeightLayout layout)
+    {
+        const int rows = 1100, columns = 1000; // 1.1M elements: more than one chunk
+        var values = FakeQuantTests.Random(rows * columns, 60).Select(v => (Half)v).ToArray();
+        values[5 * columns + 7] = Half.NaN;
+        var weight = ArrayTensor.Create<Half>(values, rows, columns);
+        var sample = WeightSample.Read(new SiteLinear("w", weight, layout), 37, 3);
+        Assert.Equal(SmoothQuantScale.InputChannelAbsMax(weight, layout), sample.InputAbsMax);
+        Assert.Equal(37, sample.Count);
+        int inFeatures = layout == WeightLayout.InOut ? rows : columns;
+        for (int c = 0; c < sample.Count; c++)
+            for (int j = 0; j < inFeatures; j += 97)
+            {
+                var stored = layout == WeightLayout.InOut ? values[j * columns + sample.Columns[c]] : values[sample.Columns[c] * columns + j];
+                Assert.Equal((float)stored, sample.Values[c * inFeatures + j]);
+            }
+    }
+
     [Fact]
     public void BadInput_NamesTheSiteAndTheLinear()
     {
