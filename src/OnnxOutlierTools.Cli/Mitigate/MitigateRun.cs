@@ -50,7 +50,16 @@ public static class MitigateRun
                 calibrationWindows: before.Windows, analysisSettings: request.Analysis);
             string finalFolder = Path.GetDirectoryName(outcome.ModelPath)!;
             CopyCompanions(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, finalFolder);
-            if (steps.Any(s => s.DropsPrefix)) NoBosInTokenizerConfig(finalFolder, log);
+            if (steps.OfType<SinkBiasStep>().FirstOrDefault() is { Prefix: { } prefix })
+            {
+                NoBosInTokenizerConfig(finalFolder, log);
+                string genai = Path.Combine(finalFolder, "genai_config.json");
+                if (File.Exists(genai))
+                {
+                    File.WriteAllText(genai, Mitigation.SinkBias.SinkCompanions.UpdateGenAiConfig(File.ReadAllText(genai), prefix.Length));
+                    log.WriteLine($"note: {genai}: past/present buffer sharing off, context length less the {prefix.Length} baked position(s)");
+                }
+            }
 
             CalibrationStatistics? after = null;
             IReadOnlyList<PointChange> changes = [];

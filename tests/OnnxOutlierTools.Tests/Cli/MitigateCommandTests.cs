@@ -104,6 +104,26 @@ public class MitigateCommandTests
     }
 
     [Fact]
+    public void SinkBias_OnTheGenaiFlavour_UpdatesGenaiConfig()
+    {
+        using var temp = new TempFolder("mitigate-sink-genai");
+        // A copy of the planted genai model with the genai_config.json onnxruntime-genai reads (share buffer on, as the builder writes it).
+        string source = Repo("onnx-models", "planted-llama-genai");
+        string folder = temp.Folder("model");
+        foreach (string file in Directory.GetFiles(source)) File.Copy(file, System.IO.Path.Combine(folder, System.IO.Path.GetFileName(file)));
+        File.WriteAllText(System.IO.Path.Combine(folder, "genai_config.json"),
+            """{ "model": { "type": "llama", "context_length": 512, "decoder": { "filename": "model.onnx" } }, "search": { "max_length": 512, "past_present_share_buffer": true } }""");
+        var r = CliRunner.Run("mitigate", System.IO.Path.Combine(folder, "model.onnx"), "--text", Text, "--seq-len", "128", "--max-tokens", "256", "--sink-bias", "--no-compare", "-o", temp.Path("out"));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("): exact", r.Stdout);
+        using var config = JsonDocument.Parse(File.ReadAllText(temp.Path("out", "genai_config.json")));
+        Assert.False(config.RootElement.GetProperty("search").GetProperty("past_present_share_buffer").GetBoolean());
+        Assert.Equal(511, config.RootElement.GetProperty("model").GetProperty("context_length").GetInt32());
+        Assert.Contains("past_present_share_buffer", File.ReadAllText(System.IO.Path.Combine(folder, "genai_config.json"))); // the input is untouched
+        Assert.Contains("true", File.ReadAllText(System.IO.Path.Combine(folder, "genai_config.json")));
+    }
+
+    [Fact]
     public void ClipMa_IsMeasured_NotProven_AndRemovesTheMassiveActivation()
     {
         using var temp = new TempFolder("mitigate-clip");
