@@ -54,7 +54,18 @@ public static class SmoothQuantScale
                 for (int r = 0; r < n; r++)
                 {
                     var values = chunk.Slice(r * columns, columns);
-                    if (rowMax is not null) rowMax[row + r] = Math.Abs(TensorPrimitives.MaxMagnitude(values));
+                    float largest = TensorPrimitives.MaxMagnitude(values);
+                    if (float.IsNaN(largest))
+                    {
+                        // NaN elements are skipped (as a comparison skips them), not propagated into the channel's maximum.
+                        for (int j = 0; j < columns; j++)
+                        {
+                            float a = Math.Abs(values[j]);
+                            if (rowMax is not null) { if (a > rowMax[row + r]) rowMax[row + r] = a; }
+                            else if (a > columnMax![j]) columnMax[j] = a;
+                        }
+                    }
+                    else if (rowMax is not null) rowMax[row + r] = Math.Abs(largest);
                     else
                     {
                         var abs = magnitudes.AsSpan(0, columns);
