@@ -46,7 +46,7 @@ public static class ErrorHandler
                 message = ex.Message;
                 break;
             // A rewrite meant to be exact is not: its proof failed, nothing was written.
-            case Mitigation.Verification.NotEquivalentException:
+            case Mitigation.Verification.NotEquivalentException or Mitigation.Pipeline.RewriteFailedException:
                 code = NotExact;
                 message = ex.Message;
                 break;

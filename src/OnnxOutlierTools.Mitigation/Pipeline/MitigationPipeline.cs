@@ -15,6 +15,10 @@ public sealed record StageOutcome(IReadOnlyList<StepReport> Steps, StepExactness
 
 public sealed record MitigationOutcome(IReadOnlyList<StageOutcome> Stages, string ModelPath);
 
+/// <summary>A rewrite produced a model ONNX Runtime cannot run (a bug of the rewrite, or a graph form it misjudged): like a
+/// failed proof, nothing is written and the CLI exits 3.</summary>
+public sealed class RewriteFailedException(string message, Exception? inner = null) : Exception(message, inner);
+
 /// <summary>Runs the steps in the given (fixed) order on one working copy of the model and checks each: after a group of
 /// exact steps the model is saved to the staging folder and proven against the previous stage (the original model for the
 /// first) on the calibration windows (<see cref="EquivalenceProof"/>; a failure throws <see cref="NotEquivalentException"/>
@@ -54,8 +58,17 @@ public static class MitigationPipeline
             if (first.Exactness == StepExactness.Exact)
             {
                 log?.WriteLine($"proving {names} on {windows.Count} window(s) ...");
-                var cases = ProofInputs.Build(previous, stagePath, windows.Select(first.ProofWindow).ToList(), first.DroppedPrefix, session);
-                var proof = EquivalenceProof.Require(names, previous, stagePath, cases, tolerance, session);
+                ProofResult proof;
+                try
+                {
+                    var cases = ProofInputs.Build(previous, stagePath, windows.Select(first.ProofWindow).ToList(), first.DroppedPrefix, session);
+                    proof = EquivalenceProof.Require(names, previous, stagePath, cases, tolerance, session);
+                }
+                catch (ModelRunException ex)
+                {
+                    // The staging file is not a name the user knows; the rewrite is what failed.
+                    throw new RewriteFailedException($"{names}: the rewritten model does not run on ONNX Runtime ({ex.Message.Replace(stagePath, "rewritten model")}); nothing written", ex);
+                }
                 stages.Add(new StageOutcome(reports, StepExactness.Exact, stagePath, proof, null));
             }
             else

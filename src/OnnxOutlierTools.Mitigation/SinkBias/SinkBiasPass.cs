@@ -90,11 +90,30 @@ public sealed class SinkBiasPass : GraphPass
         {
             if (input is null) continue;
             var uses = UsesOf(input);
-            Rewire(uses, shift.Op("Add", input, shift.Constant(ScalarOf(input.ElementType ?? TensorDataType.Int64, p, rank1: false))));
+            var shifted = shift.Op("Add", input, shift.Constant(ScalarOf(input.ElementType ?? TensorDataType.Int64, p, rank1: false)));
+            Rewire(uses, shifted);
+            if (input == plan.PositionIds)
+                foreach (var gather in shifted.Consumers.Where(n => n.Is("Gather") && n.Input(1) == shifted).ToList())
+                    LengthenTable(context.Model.Edit(graph, new NodeOrigin(Name, PositionRule)), gather, p);
             recorder.Count(PositionRule);
         }
         graph.TopologicalSort();
         SinkContract.Write(context.Model, _sink);
+    }
+
+    /// <summary>Hugging Face's rotary embedding slices its tables to the fed length before gathering them by position
+    /// (<c>cos_cached[:seq_len][position_ids]</c>, torch.onnx exports without a cache); with positions shifted by P the
+    /// slice must keep P rows more. A Slice of a constant table with a computed end (behind Cast/Squeeze/Unsqueeze) in front
+    /// of a Gather by the shifted positions gets its end moved by P. (Found by a second implementation of this pass, which
+    /// failed on exports/llama-torch-nopast without it.)</summary>
+    private static void LengthenTable(GraphEditor edit, Node gather, long p)
+    {
+        var producer = gather.Input(0)?.Producer;
+        while (producer is not null && (producer.Is("Cast") || producer.Is("Squeeze") || producer.Is("Unsqueeze"))) producer = producer.Input(0)?.Producer;
+        if (producer is null || !producer.Is("Slice") || producer.Input(2) is not { } ends || ends.IsInitializer || ends.Producer is null or { OpType: "Constant" }) return;
+        if (producer.Input(0) is not { } table || !(table.IsInitializer || table.Producer is { OpType: "Constant" })) return;
+        var at = edit.InsertingBefore(producer);
+        producer.ReplaceInput(2, at.Op("Add", ends, at.Constant(ScalarOf(ends.ElementType ?? TensorDataType.Int64, p, rank1: true))));
     }
 
     /// <summary>Every use of <paramref name="target"/> now reads Concat(prefix expanded to its batch, target).</summary>

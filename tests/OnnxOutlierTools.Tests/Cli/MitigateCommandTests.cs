@@ -124,6 +124,18 @@ public class MitigateCommandTests
     }
 
     [Fact]
+    public void SinkBias_OnATorchExportWithoutCache_LengthensTheRotaryTables_ProvenExact()
+    {
+        using var temp = new TempFolder("mitigate-sink-torch");
+        // Random weights: ids, not text. torch.onnx slices cos/sin to the fed length before gathering by position.
+        File.WriteAllText(temp.Path("ids.json"), "[[1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61], [1, 2, 4, 8, 16, 32, 64, 3, 6, 12, 24, 48, 96, 7, 14, 28]]");
+        var r = CliRunner.Run("mitigate", Fixtures.Export("llama-torch-nopast", "model.onnx"), "--ids", temp.Path("ids.json"), "--sink-bias", "--no-compare", "-o", temp.Path("out"));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("): exact", r.Stdout);
+        Assert.Contains("shift-positions=1", r.Stdout);
+    }
+
+    [Fact]
     public void ClipMa_IsMeasured_NotProven_AndRemovesTheMassiveActivation()
     {
         using var temp = new TempFolder("mitigate-clip");
