@@ -114,7 +114,7 @@ public static class AnalyzeCommand
         return ErrorHandler.Success;
     }
 
-    private static ExecutionDevice ParseDevice(string? text) => text?.ToLowerInvariant() switch
+    internal static ExecutionDevice ParseDevice(string? text) => text?.ToLowerInvariant() switch
     {
         "auto" => ExecutionDevice.Auto,
         "cpu" => ExecutionDevice.Cpu,
@@ -122,7 +122,7 @@ public static class AnalyzeCommand
         _ => throw new UsageException($"--device must be auto, cpu or cuda, not '{text}'"),
     };
 
-    private static int Positive(int value, string option) => value >= 1 ? value : throw new UsageException($"{option} must be at least 1, not {value}");
+    internal static int Positive(int value, string option) => value >= 1 ? value : throw new UsageException($"{option} must be at least 1, not {value}");
 
     private static double NonNegative(double value, string option) =>
         double.IsFinite(value) && value >= 0 ? value : throw new UsageException($"{option} must be a finite number of 0 or more, not {value.ToString(CultureInfo.InvariantCulture)}");

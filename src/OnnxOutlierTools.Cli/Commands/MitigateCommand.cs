@@ -121,13 +121,7 @@ public static class MitigateCommand
                 MaxTokens = parseResult.GetValue(maxTokens) is int m ? Positive(m, "--max-tokens") : 2048,
                 Bos = bosMode,
                 ProofWindows = parseResult.GetValue(proofWindows) is int p ? Positive(p, "--proof-windows") : 2,
-                Device = parseResult.GetValue(device)?.ToLowerInvariant() switch
-                {
-                    "auto" => ExecutionDevice.Auto,
-                    "cpu" => ExecutionDevice.Cpu,
-                    "cuda" => ExecutionDevice.Cuda,
-                    var other => throw new UsageException($"--device must be auto, cpu or cuda, not '{other}'"),
-                },
+                Device = AnalyzeCommand.ParseDevice(parseResult.GetValue(device)),
                 CompareStatistics = !parseResult.GetValue(noCompare),
                 Force = parseResult.GetValue(force),
             };
@@ -160,5 +154,5 @@ public static class MitigateCommand
         catch (ArgumentException ex) { throw new UsageException($"--sites: {ex.Message.Split(" (Parameter")[0]}"); }
     }
 
-    private static int Positive(int value, string option) => value >= 1 ? value : throw new UsageException($"{option} must be at least 1, not {value}");
+    private static int Positive(int value, string option) => AnalyzeCommand.Positive(value, option);
 }

@@ -15,12 +15,7 @@ namespace OnnxOutlierTools.Tests.Cli;
 /// reports), and bad input (one line, non-zero exit).</summary>
 public sealed class AnalyzeCommandTests
 {
-    private static string Repo(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(System.IO.Path.Combine(dir.FullName, "OnnxOutlierTools.sln"))) return System.IO.Path.Combine([dir.FullName, .. parts]);
-        throw new DirectoryNotFoundException("repository root not found");
-    }
+    private static string Repo(params string[] parts) => RepositoryFiles.Path(parts);
 
     private static string Text(string name) => Fixtures.Path("text", name);
 

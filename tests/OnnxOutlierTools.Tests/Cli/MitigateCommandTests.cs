@@ -6,12 +6,7 @@ namespace OnnxOutlierTools.Tests.Cli;
 /// folding the norm gains, with the logits proven equal; the same driven by a stats.json of analyze; bad input.</summary>
 public class MitigateCommandTests
 {
-    private static string Repo(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(System.IO.Path.Combine(dir.FullName, "OnnxOutlierTools.sln"))) return System.IO.Path.Combine([dir.FullName, .. parts]);
-        throw new DirectoryNotFoundException("repository root not found");
-    }
+    private static string Repo(params string[] parts) => RepositoryFiles.Path(parts);
 
     private static readonly string Planted = Repo("onnx-models", "planted-llama-decomposed", "model.onnx");
     private static string Text => Fixtures.Path("text", "tinystories-sample.txt");

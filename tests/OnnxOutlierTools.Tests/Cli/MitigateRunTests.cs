@@ -11,12 +11,7 @@ namespace OnnxOutlierTools.Tests.Cli;
 /// commit; and a step whose rewrite is wrong (a scale folded into the gain only) exits 3 and leaves nothing behind.</summary>
 public class MitigateRunTests
 {
-    private static string Repo(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(System.IO.Path.Combine(dir.FullName, "OnnxOutlierTools.sln"))) return System.IO.Path.Combine([dir.FullName, .. parts]);
-        throw new InvalidOperationException("repository root not found");
-    }
+    private static string Repo(params string[] parts) => RepositoryFiles.Path(parts);
 
     /// <summary>Block 0's attention-norm gain divided by s; q/k/v's input rows multiplied by s unless <c>wrong</c>.</summary>
     private sealed class HandFold(bool wrong) : MitigationStep

@@ -12,12 +12,7 @@ namespace OnnxOutlierTools.Tests.Mitigation.Folding;
 /// median channel at the FFN input before, are ordinary after, measured by probing both models on the same text.</summary>
 public sealed class PlantedFoldTests(ITestOutputHelper output)
 {
-    private static string Repo(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "OnnxOutlierTools.sln"))) return Path.Combine([dir.FullName, .. parts]);
-        throw new DirectoryNotFoundException("repository root not found");
-    }
+    private static string Repo(params string[] parts) => RepositoryFiles.Path(parts);
 
     [Fact]
     public void FoldNormGains_PlantedGainOutliers_GoneFromTheFfnInput()

@@ -15,12 +15,7 @@ namespace OnnxOutlierTools.Tests.Mitigation.Smoothing;
 /// the alpha search on the captured gate/up input of the planted block.</summary>
 public sealed class ActivationCaptureTests(ITestOutputHelper output)
 {
-    private static string Repo(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(System.IO.Path.Combine(dir.FullName, "OnnxOutlierTools.sln"))) return System.IO.Path.Combine([dir.FullName, .. parts]);
-        throw new DirectoryNotFoundException("repository root not found");
-    }
+    private static string Repo(params string[] parts) => RepositoryFiles.Path(parts);
 
     private static IReadOnlyList<int[]> Windows(string modelPath, int seqLen, int maxTokens) =>
         CalibrationInputs.Prepare(new CalibrationRequest(modelPath, Fixtures.Path("text", "tinystories-sample.txt"), null, null, seqLen, maxTokens, BosMode.Auto, false))
