@@ -3,6 +3,7 @@ using System.Globalization;
 using OnnxOutlierTools.Import;
 using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Mitigation.Folding;
+using OnnxOutlierTools.Mitigation.Smoothing;
 using OnnxOutlierTools.Passes;
 using OnnxOutlierTools.Probes;
 using OnnxOutlierTools.Structure.Recognition;
@@ -12,13 +13,13 @@ namespace OnnxOutlierTools.Benchmarks;
 /// <summary>Scale of the folds (issue 9 item 7): norm-gain folding then SmoothQuant on a generated Llama-shaped FLOAT16 model
 /// in external data, saved durably to a new folder, against <c>cp -r; sync</c> of the model folder, in one run: 1 GB and 4 GB
 /// models, each side in a fresh child process (peak RSS = its VmHWM), the setup (delete, sync, pause) untimed, ABBA order,
-/// medians. SmoothQuant's activation ranges are synthetic (a fixed pattern per channel, written into statistics of the
-/// probe points the pass reads): the benchmark measures the rewrite and the save, not a calibration.</summary>
+/// medians. SmoothQuant's activation ranges are synthetic (a fixed pattern per channel at every fold site's probe point, the
+/// <see cref="ActivationRanges"/> the pass reads): the benchmark measures the rewrite and the save, not a calibration.</summary>
 internal static class FoldBenchmark
 {
     public const string ChildCommand = "fold-child";
 
-    public static int Run(string work, string sizes, int repetitions)
+    public static int Run(string work, string sizes, int repetitions, bool keep = false)
     {
         Console.WriteLine($"fold norms + smooth (alpha 0.5) + durable save vs cp -r; sync, FLOAT16 weights in external data, {Environment.ProcessorCount} cores, " +
             $"median of {repetitions} (ABBA, setup untimed), peak = VmHWM of the child");
@@ -29,11 +30,13 @@ internal static class FoldBenchmark
             double gigabytes = double.Parse(size, CultureInfo.InvariantCulture);
             string source = Path.Combine(work, $"source-{size}g");
             var config = SyntheticDecoder.BenchmarkConfig(gigabytes);
-            using (var model = SyntheticDecoder.CreateBenchmarkModel(config, seed: 3))
-                ModelWriter.Save(model, Path.Combine(source, "model.onnx"), new SaveOptions { Layout = TensorLayout.External, Durable = false });
+            if (!File.Exists(Path.Combine(source, "model.onnx"))) // kept from an earlier run with --keep
+                using (var model = SyntheticDecoder.CreateBenchmarkModel(config, seed: 3))
+                    ModelWriter.Save(model, Path.Combine(source, "model.onnx"), new SaveOptions { Layout = TensorLayout.External, Durable = false });
             long bytes = Directory.GetFiles(source).Sum(f => new FileInfo(f).Length);
             var copy = new List<double>();
             var fold = new List<(double Seconds, long Peak)>();
+            if (repetitions == 0) continue; // --repetitions 0 --keep: only generate the models
             Child("copy", source, Target(work, "copy"));           // warm-up (page cache, JIT), untimed
             Child("fold", source, Target(work, "fold"));
             for (int r = 0; r < repetitions; r++)
@@ -46,7 +49,7 @@ internal static class FoldBenchmark
             long foldPeak = (long)Median(fold.Select(x => (double)x.Peak).ToList());
             peaks.Add((bytes / 1e9, foldPeak));
             Console.WriteLine($"{bytes / 1e9,7:F2} GB {c,10:F2} {f,12:F2} {f / c,6:F2} {MemoryBenchmark.Mib(foldPeak),14:F0} {"-",12}");
-            Directory.Delete(source, recursive: true);
+            if (!keep) Directory.Delete(source, recursive: true);
         }
         if (peaks.Count >= 2)
             Console.WriteLine($"peak RSS growth {peaks[0].Gb:F2} GB -> {peaks[^1].Gb:F2} GB: {(peaks[^1].Peak / (double)peaks[0].Peak - 1) * 100:F1}%");
@@ -98,18 +101,21 @@ internal static class FoldBenchmark
         var phases = new List<string>();
         void Phase(string name)
         {
-            phases.Add($"{name} {clock.Elapsed.TotalSeconds:F2}s (peak {MemoryBenchmark.Mib(MemoryBenchmark.PeakRss()):F0} MiB, managed {MemoryBenchmark.Mib(GC.GetTotalMemory(false)):F0} MiB)");
+            string live = Environment.GetEnvironmentVariable("FOLD_BENCHMARK_LIVE") == "1" ? $", live {MemoryBenchmark.Mib(GC.GetTotalMemory(true)):F1} MiB, " +
+                string.Join(" ", File.ReadAllLines("/proc/self/status").Where(l => l.StartsWith("RssAnon") || l.StartsWith("RssFile")).Select(l => string.Join(' ', l.Split(' ', StringSplitOptions.RemoveEmptyEntries)))) : "";
+            phases.Add($"{name} {clock.Elapsed.TotalSeconds:F2}s (peak {MemoryBenchmark.Mib(MemoryBenchmark.PeakRss()):F0} MiB, managed {MemoryBenchmark.Mib(GC.GetTotalMemory(false)):F0} MiB{live})");
             clock.Restart();
         }
         using var model = ModelReader.Load(source);
+        Phase("load");
         var structure = StructureRecognizer.Recognize(model).Structure ?? throw new InvalidOperationException("not recognized");
-        Phase("load+recognize");
+        Phase("recognize");
         model.Apply(new NormGainFoldPass(structure));
         Phase("fold-norms");
         structure = StructureRecognizer.Recognize(model).Structure!;
-        var statistics = SyntheticStatistics(model, structure);
-        Phase("statistics");
-        model.Apply(new SmoothQuantPass(structure, statistics, 0.5));
+        var ranges = SyntheticRanges(structure);
+        Phase("ranges");
+        model.Apply(new SmoothQuantPass(structure, ranges, 0.5));
         Phase("smooth");
         ModelWriter.Save(model, target, new SaveOptions { Layout = TensorLayout.External, Durable = true });
         Phase("save");
@@ -118,31 +124,13 @@ internal static class FoldBenchmark
         return 0;
     }
 
-    /// <summary>Statistics at every probe point the placement finds (placed on a throwaway copy of the graph's roles, nothing
-    /// is added to this model): one token whose channel c has max |x| = 1 + (c mod 17).</summary>
-    private static CalibrationStatistics SyntheticStatistics(Ir.Model model, Structure.Roles.ModelStructure structure)
+    /// <summary>The activation ranges SmoothQuant reads, at every norm site's probe point (the sites the pass smooths): channel c has max |x| = 1 + (c mod 17).</summary>
+    private static ActivationRanges SyntheticRanges(Structure.Roles.ModelStructure structure)
     {
-        using var copy = ModelReader.Load(model.SourcePath!);
-        var copyStructure = StructureRecognizer.Recognize(copy).Structure!;
-        var pass = new ProbePass(copyStructure);
-        pass.Run(new PassContext(copy));
-        var statistics = new CalibrationStatistics(pass.Manifest!);
-        foreach (var point in pass.Manifest!.Points.Where(p => p.Kind != ProbeKind.AttentionProbabilities && p.Channels is not null))
-        {
-            int c = (int)point.Channels!.Value;
-            var max = Enumerable.Range(0, c).Select(i => 1f + i % 17).ToArray();
-            var min = max.Select(v => -v).ToArray();
-            var zero = new float[c];
-            var stats = new PointStatistics(point.Id, c, 1);
-            stats.AddActivationBatch(new ActivationBatch
-            {
-                ChannelMax = max, ChannelMin = min, ChannelSum = zero, ChannelSumSquares = zero, ChannelSumFourth = zero, ChannelAboveCount = zero,
-                TokenMaxAbs = new[] { 17f }, TokenMedianAbs = new[] { 9f }, TokenArgMaxChannel = new[] { 16L },
-                TopKAbs = [], TopKIndex = [], TopKValue = [],
-            }, new BatchTokens([0], 1, [1]));
-            statistics.Points[point.Id] = stats;
-        }
-        return statistics;
+        var ranges = new ActivationRanges();
+        foreach (var site in FoldSites.Discover(structure).Where(s => FoldSiteKinds.NormSites.Contains(s.Kind)))
+            ranges.Set(site.ProbePoint, Enumerable.Range(0, site.Channels).Select(i => 1.0 + i % 17).ToArray());
+        return ranges;
     }
 }
 

@@ -13,7 +13,7 @@ using OnnxOutlierTools.IO;
 //       (edit, generation and recognition cost against the same on a smaller graph, in one run)
 //   dotnet run -c Release --project tools/Benchmarks -- probe [--models all|llama|stories] [--repetitions 5] [--windows 4] [--seq-len 512]
 //       (plain ORT forward vs the probed model vs every intermediate tensor as an output: time and peak RSS ratios)
-//   dotnet run -c Release --project tools/Benchmarks -- fold [--sizes 1,4] [--repetitions 3] [--work DIR]
+//   dotnet run -c Release --project tools/Benchmarks -- fold [--sizes 1,4] [--repetitions 3] [--work DIR] [--keep]
 //       (norm-gain folding + SmoothQuant + durable save of a FLOAT16 model in external data vs cp -r; sync: time, peak RSS)
 string command = args.FirstOrDefault() ?? "save-vs-copy";
 if (command == MemoryBenchmark.ChildCommand) return MemoryBenchmark.Child(args[1..]);
@@ -33,7 +33,7 @@ try
             (int)Option("--windows", 4), (int)Option("--seq-len", 512)),
         "big-protobuf" => BigProtobuf(),
         "kernel" => KernelBenchmark.Run(),
-        "fold" => FoldBenchmark.Run(work, args.SkipWhile(a => a != "--sizes").Skip(1).FirstOrDefault() ?? "1,4", (int)Option("--repetitions", 3)),
+        "fold" => FoldBenchmark.Run(work, args.SkipWhile(a => a != "--sizes").Skip(1).FirstOrDefault() ?? "1,4", (int)Option("--repetitions", 3), args.Contains("--keep")),
         "scale" => ScaleBenchmark.Run(args.SkipWhile(a => a != "--parts").Skip(1).FirstOrDefault() ?? "all", (int)Option("--layers", 1464)),
         "memory" => MemoryBenchmark.Run(work, args.SkipWhile(a => a != "--nodes").Skip(1).FirstOrDefault() ?? "100000,1000000",
             (long)Option("--embed-megabytes", 512)),
@@ -42,13 +42,13 @@ try
 }
 finally
 {
-    Directory.Delete(work, recursive: true);
+    if (!args.Contains("--keep")) Directory.Delete(work, recursive: true);
 }
 
 int Usage()
 {
     Console.Error.WriteLine("usage: Benchmarks save-vs-copy [--gigabytes G] [--repetitions N] [--work DIR] | big-protobuf [--work DIR] | " +
-        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR] | probe [--models all|llama|stories] [--repetitions N] [--windows N] [--seq-len N] | fold [--sizes 1,4] [--repetitions N] | scale [--parts all|edits,generate,recognize,embedded-load,outputs] [--layers 1464]");
+        "memory [--nodes N,N..] [--embed-megabytes M] [--work DIR] | probe [--models all|llama|stories] [--repetitions N] [--windows N] [--seq-len N] | fold [--sizes 1,4] [--repetitions N] [--keep] | scale [--parts all|edits,generate,recognize,embedded-load,outputs] [--layers 1464]");
     return 2;
 }
 

@@ -74,6 +74,25 @@ public sealed class ScaledTensor : Tensor
         return product;
     }
 
+    /// <summary>max |x| per channel of this tensor, from the source's per-channel maxima (<paramref name="sourceMaxima"/>)
+    /// without computing the scaled elements: when the only scale runs along the channel axis (rows when
+    /// <paramref name="rowChannels"/>, else columns), every element of a channel takes one factor f, and the kernel's
+    /// fp32 product then one rounding to the stored type are monotone in |x|, so the channel's largest result is
+    /// round(max|x| * |f|). Null when the other axis is scaled as well (the maximum then depends on every element).</summary>
+    internal double[]? ChannelMagnitudes(double[] sourceMaxima, bool rowChannels)
+    {
+        ArgumentNullException.ThrowIfNull(sourceMaxima);
+        double[]? scale = rowChannels ? (_columnScale is null ? _rowScale : null) : (_rowScale is null ? _columnScale : null);
+        if (scale is null) return null;
+        if (scale.Length != sourceMaxima.Length) throw new ArgumentException($"{sourceMaxima.Length} maxima for {scale.Length} channels", nameof(sourceMaxima));
+        var products = new float[scale.Length];
+        for (int i = 0; i < products.Length; i++) products[i] = (float)sourceMaxima[i] * Math.Abs((float)scale[i]);
+        var bytes = new byte[products.Length * ElementSize];
+        Store(products, bytes);
+        Load(bytes, products);
+        return products.Select(v => (double)v).ToArray();
+    }
+
     public override ReadOnlySpan<byte> GetBytes(long offset, int length)
     {
         var chunk = new byte[length];

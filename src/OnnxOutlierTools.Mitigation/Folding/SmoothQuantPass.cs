@@ -13,19 +13,26 @@ public sealed class SmoothQuantPass : ChannelFoldPass
 {
     public const string PassName = "smooth-quant";
 
-    private readonly CalibrationStatistics _statistics;
+    private readonly ActivationRanges _ranges;
     private readonly IReadOnlyDictionary<string, double> _alphas;
 
     /// <param name="alpha">Migration strength in [0, 1] for every site not in <paramref name="siteAlphas"/>.</param>
     /// <param name="siteAlphas">alpha per site id (<c>block3.qkv</c>), e.g. from an automatic search.</param>
     public SmoothQuantPass(ModelStructure structure, CalibrationStatistics statistics, double alpha = 0.5,
         IReadOnlyDictionary<string, double>? siteAlphas = null, IEnumerable<FoldSiteKind>? kinds = null, InexactPolicy policy = InexactPolicy.Mul)
+        : this(structure, ActivationRanges.From(statistics ?? throw new ArgumentNullException(nameof(statistics))), alpha, siteAlphas, kinds, policy)
+    {
+    }
+
+    /// <param name="ranges">max |x| per channel at the sites' probe points (<see cref="ActivationRanges.From"/>).</param>
+    public SmoothQuantPass(ModelStructure structure, ActivationRanges ranges, double alpha = 0.5,
+        IReadOnlyDictionary<string, double>? siteAlphas = null, IEnumerable<FoldSiteKind>? kinds = null, InexactPolicy policy = InexactPolicy.Mul)
         : base(PassName, structure, kinds ?? FoldSiteKinds.NormSites, policy)
     {
-        ArgumentNullException.ThrowIfNull(statistics);
+        ArgumentNullException.ThrowIfNull(ranges);
         CheckAlpha(alpha, "alpha");
         foreach (var (site, a) in siteAlphas ?? new Dictionary<string, double>()) CheckAlpha(a, $"alpha of site '{site}'");
-        _statistics = statistics;
+        _ranges = ranges;
         Alpha = alpha;
         _alphas = siteAlphas ?? new Dictionary<string, double>();
     }
@@ -42,16 +49,15 @@ public sealed class SmoothQuantPass : ChannelFoldPass
     protected override double[]? ComputeScale(FoldSite site, out string? skipReason)
     {
         skipReason = null;
-        var point = _statistics.Manifest[site.ProbePoint];
-        var stats = point is null ? null : _statistics[point.Id];
-        if (stats is null || stats.Tokens == 0)
+        var range = _ranges[site.ProbePoint];
+        if (range is null)
         {
             skipReason = $"no calibration statistics at {site.ProbePoint}";
             return null;
         }
-        if (stats.Channels != site.Channels)
+        if (range.Length != site.Channels)
         {
-            skipReason = $"{site.ProbePoint} has {stats.Channels} channels, the site {site.Channels}";
+            skipReason = $"{site.ProbePoint} has {range.Length} channels, the site {site.Channels}";
             return null;
         }
         var activation = new double[site.GroupCount];
@@ -59,7 +65,7 @@ public sealed class SmoothQuantPass : ChannelFoldPass
         for (int c = 0; c < site.Channels; c++)
         {
             int g = site.Groups is null ? c : site.Groups[c];
-            activation[g] = Math.Max(activation[g], stats.ChannelAbsMax(c));
+            activation[g] = Math.Max(activation[g], range[c]);
         }
         foreach (var slot in site.ConsumerSlots)
         {

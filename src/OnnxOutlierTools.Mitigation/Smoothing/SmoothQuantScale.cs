@@ -34,53 +34,50 @@ public static class SmoothQuantScale
     {
         ArgumentNullException.ThrowIfNull(weight);
         if (weight.Dims.Count != 2) throw new ArgumentException($"a linear weight is 2-D, not [{string.Join(",", weight.Dims)}]", nameof(weight));
+        // A weight an earlier fold scaled along its input channels only: its maxima follow from the source's (see
+        // ScaledTensor.ChannelMagnitudes), so the scaled weight is not computed twice (here and when it is saved).
+        if (weight is Folding.ScaledTensor scaled
+            && scaled.ChannelMagnitudes(InputChannelAbsMax(scaled.Source, layout), rowChannels: layout == WeightLayout.InOut) is { } derived)
+            return derived;
+        return weight.DataType switch
+        {
+            TensorDataType.Float => PatternMaxima<uint>(weight, layout, 0x7FFF_FFFFu, 0x7F80_0000u, b => BitConverter.UInt32BitsToSingle(b)),
+            TensorDataType.Float16 => PatternMaxima<ushort>(weight, layout, 0x7FFF, 0x7C00, b => (double)BitConverter.UInt16BitsToHalf(b)),
+            TensorDataType.BFloat16 => PatternMaxima<ushort>(weight, layout, 0x7FFF, 0x7F80, b => BitConverter.UInt32BitsToSingle((uint)b << 16)),
+            _ => throw new NotSupportedException($"{weight.DataType.OnnxName()} weights are not floating point"),
+        };
+    }
+
+    /// <summary>Whole rows per read, maxima of the magnitude bit patterns (<see cref="MagnitudeBits"/>): an [in, out]
+    /// weight's channel is a row, an [out, in] weight's a column (an element-wise running maximum over the rows).</summary>
+    private static double[] PatternMaxima<T>(Tensor weight, WeightLayout layout, T magnitudeMask, T infinity, Func<T, double> toDouble)
+        where T : unmanaged, System.Numerics.IBinaryInteger<T>
+    {
         long rows = weight.Dims[0];
         int columns = checked((int)weight.Dims[1]);
-        // Whole rows per read, vectorized per row: an [in, out] weight's channel is a row (its max magnitude), an [out, in]
-        // weight's channel is a column (an element-wise running max over the rows).
+        if (columns == 0 || rows == 0) return new double[layout == WeightLayout.InOut ? rows : columns];
         var rowMax = layout == WeightLayout.InOut ? new double[rows] : null;
-        var columnMax = layout == WeightLayout.OutIn ? new float[columns] : null;
-        if (columns == 0 || rows == 0) return rowMax ?? new double[columns];
-        int rowsPerRead = (int)Math.Max(1, Math.Min(rows, (1 << 20) / columns));
-        float[] buffer = System.Buffers.ArrayPool<float>.Shared.Rent(rowsPerRead * columns);
-        float[] magnitudes = System.Buffers.ArrayPool<float>.Shared.Rent(columns);
+        var columnMax = layout == WeightLayout.OutIn ? new T[columns] : null;
+        int rowsPerRead = (int)Math.Max(1, Math.Min(rows, (1 << 21) / columns));
+        T[] buffer = System.Buffers.ArrayPool<T>.Shared.Rent(rowsPerRead * columns);
         try
         {
             for (long row = 0; row < rows; row += rowsPerRead)
             {
                 int n = (int)Math.Min(rowsPerRead, rows - row);
                 var chunk = buffer.AsSpan(0, n * columns);
-                ReadSingles(weight, row * columns, chunk);
+                // Raw bytes: the patterns, not the values (a typed view of FLOAT16 as UInt16 is refused by design).
+                weight.CopyTo(row * columns * System.Runtime.CompilerServices.Unsafe.SizeOf<T>(), System.Runtime.InteropServices.MemoryMarshal.AsBytes(chunk));
                 for (int r = 0; r < n; r++)
                 {
                     var values = chunk.Slice(r * columns, columns);
-                    float largest = TensorPrimitives.MaxMagnitude(values);
-                    if (float.IsNaN(largest))
-                    {
-                        // NaN elements are skipped (as a comparison skips them), not propagated into the channel's maximum.
-                        for (int j = 0; j < columns; j++)
-                        {
-                            float a = Math.Abs(values[j]);
-                            if (rowMax is not null) { if (a > rowMax[row + r]) rowMax[row + r] = a; }
-                            else if (a > columnMax![j]) columnMax[j] = a;
-                        }
-                    }
-                    else if (rowMax is not null) rowMax[row + r] = Math.Abs(largest);
-                    else
-                    {
-                        var abs = magnitudes.AsSpan(0, columns);
-                        TensorPrimitives.Abs(values, abs);
-                        TensorPrimitives.Max(columnMax!, abs, columnMax);
-                    }
+                    if (rowMax is not null) rowMax[row + r] = toDouble(MagnitudeBits.Max<T>(values, magnitudeMask, infinity));
+                    else MagnitudeBits.MaxInto<T>(values, columnMax, magnitudeMask, infinity);
                 }
             }
         }
-        finally
-        {
-            System.Buffers.ArrayPool<float>.Shared.Return(buffer);
-            System.Buffers.ArrayPool<float>.Shared.Return(magnitudes);
-        }
-        return rowMax ?? columnMax!.Select(v => (double)v).ToArray();
+        finally { System.Buffers.ArrayPool<T>.Shared.Return(buffer); }
+        return rowMax ?? columnMax!.Select(toDouble).ToArray();
     }
 
     /// <summary>Elements [start, start + destination.Length) of a FLOAT, FLOAT16 or BFLOAT16 tensor as float.</summary>

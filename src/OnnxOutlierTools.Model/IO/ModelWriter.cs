@@ -285,6 +285,7 @@ public static class ModelWriter
     {
         var offsets = new Dictionary<Value, long>();
         long position = 0;
+        var writeback = EarlyWriteback.For(stream, options.Durable);
         foreach (var v in tensors)
         {
             var t = v.ConstValue!;
@@ -296,6 +297,7 @@ public static class ModelWriter
             if (!(stream is FileStream file && t is MappedTensor { File.Handle: { } handle } mapped && KernelCopy.TryAppend(handle, mapped.Offset, file, t.ByteLength)))
                 t.CopyTo(stream);
             position = aligned + t.ByteLength;
+            writeback?.Written(position);
         }
         return offsets;
     }
