@@ -39,7 +39,9 @@ public sealed class ScaledTensor : Tensor
     public static bool Supports(TensorDataType type) => type is TensorDataType.Float or TensorDataType.Float16 or TensorDataType.BFloat16;
 
     /// <summary><paramref name="tensor"/> with row r multiplied by <paramref name="rowScale"/>[r] (null: 1) and column c by
-    /// <paramref name="columnScale"/>[c] (null: 1). Rows are every axis but the last, columns the last axis.</summary>
+    /// <paramref name="columnScale"/>[c] (null: 1). Rows are every axis but the last, columns the last axis. A
+    /// <c>double[]</c> scale is kept, not copied (a site's linears share one vector: a deep model's rewrite holds one per
+    /// site, not one per tensor): do not change it afterwards.</summary>
     public static Tensor Scale(Tensor tensor, IReadOnlyList<double>? rowScale, IReadOnlyList<double>? columnScale)
     {
         ArgumentNullException.ThrowIfNull(tensor);
@@ -55,7 +57,7 @@ public sealed class ScaledTensor : Tensor
         if (rowScale is null && columnScale is null) return tensor;
         if (tensor is ScaledTensor scaled)
             return new ScaledTensor(scaled.Source, rows, columns, Compose(scaled._rowScale, rowScale), Compose(scaled._columnScale, columnScale));
-        return new ScaledTensor(tensor, rows, columns, rowScale?.ToArray(), columnScale?.ToArray());
+        return new ScaledTensor(tensor, rows, columns, Keep(rowScale), Keep(columnScale));
     }
 
     /// <summary>Rows multiplied by <paramref name="scale"/> (a per-input-channel scale of an [in, out] weight).</summary>
@@ -65,12 +67,20 @@ public sealed class ScaledTensor : Tensor
     /// [in, out] weight's output channels, a gain or a bias).</summary>
     public static Tensor ScaleColumns(Tensor tensor, IReadOnlyList<double> scale) => Scale(tensor, null, scale);
 
+    private static double[]? Keep(IReadOnlyList<double>? scale) => scale as double[] ?? scale?.ToArray();
+
+    // The last product made on this thread: the linears of one site compose the same two vectors (q, k and v after a norm
+    // fold and a smoothing of the same site), so they share one product as they shared the vectors.
+    [ThreadStatic] private static (double[] First, IReadOnlyList<double> Second, double[] Product)? _lastProduct;
+
     private static double[]? Compose(double[]? first, IReadOnlyList<double>? second)
     {
         if (second is null) return first;
-        if (first is null) return second.ToArray();
+        if (first is null) return Keep(second);
+        if (_lastProduct is { } last && ReferenceEquals(last.First, first) && ReferenceEquals(last.Second, second)) return last.Product;
         var product = new double[first.Length];
         for (int i = 0; i < product.Length; i++) product[i] = first[i] * second[i];
+        _lastProduct = (first, second, product);
         return product;
     }
 
