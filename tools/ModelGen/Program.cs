@@ -28,6 +28,9 @@ public static class Program
               sink) and ground-truth.json; the repository's onnx-models/planted-llama-*. Reads
               llama2c/stories260K.bin, llama2c/tok512.bin and text/tinystories-sample.txt under DIR
               (default $ONNX_OUTLIERS_FIXTURES, else ../shared/fixtures)
+          ModelGen demo-text <out.txt> [--stories N] [--seed N] [--fixtures DIR] [--force]
+              stories sampled from stories260K (temperature 0.9, seeded; default 60 stories, seed 1): the demo's
+              bundled text (onnx-models/planted-llama-decomposed/demo-text.txt). Reads llama2c/ under DIR as for planted
         flavours: decomposed (default), decomposed-past, genai-gqa
         """;
 
@@ -54,6 +57,9 @@ public static class Program
                 case "planted":
                     if (positional.Count != 0) return Fail(Usage);
                     return Planted(args[1], Flavour(options), options.GetValueOrDefault("fixtures"), options.ContainsKey("force"));
+                case "demo-text":
+                    if (positional.Count != 0) return Fail(Usage);
+                    return DemoTextFile(args[1], Int(options, "stories", 60), Int(options, "seed", 1), options.GetValueOrDefault("fixtures"), options.ContainsKey("force"));
                 default:
                     return Fail(Usage);
             }
@@ -114,6 +120,19 @@ public static class Program
         return 0;
     }
 
+    private static int DemoTextFile(string path, int stories, int seed, string? fixtures, bool force)
+    {
+        var clock = Stopwatch.StartNew();
+        fixtures ??= Environment.GetEnvironmentVariable("ONNX_OUTLIERS_FIXTURES") is { Length: > 0 } env ? env : Path.Combine("..", "shared", "fixtures");
+        if (File.Exists(path) && !force) return Fail($"{path}: exists (use --force to replace it)");
+        var weights = Llama2cCheckpoint.Load(Path.Combine(fixtures, "llama2c", "stories260K.bin"));
+        var tokenizer = Llama2cTokenizer.Load(Path.Combine(fixtures, "llama2c", "tok512.bin"), weights.Config.VocabSize);
+        string text = DemoText.Generate(weights, tokenizer, stories, seed);
+        AtomicTextFile.Write(path, text, overwrite: force);
+        Console.WriteLine($"wrote {path}: {stories} stories, {tokenizer.Encode(text, bos: false).Length} tokens, in {clock.Elapsed.TotalSeconds:F1} s");
+        return 0;
+    }
+
     private static void Save(Model model, string outDir, DecoderConfig config, LlamaOnnxFlavour flavour, string dtype)
     {
         var clock = Stopwatch.StartNew();
@@ -137,7 +156,7 @@ public static class Program
             options[name] = args[++i];
         }
         foreach (var key in options.Keys)
-            if (key is not ("seed" or "gigabytes" or "flavour" or "fp16" or "force" or "fixtures" or "nodes" or "tensor-megabytes")) throw new ArgumentException($"unknown option --{key}");
+            if (key is not ("stories" or "seed" or "gigabytes" or "flavour" or "fp16" or "force" or "fixtures" or "nodes" or "tensor-megabytes")) throw new ArgumentException($"unknown option --{key}");
         return options;
     }
 
