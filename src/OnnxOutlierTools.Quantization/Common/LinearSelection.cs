@@ -153,6 +153,7 @@ public sealed record LinearSelection(IReadOnlyList<QuantizationSite> Sites, IRea
         if (weight.Dims.Count != 2) return $"the weight has rank {weight.Dims.Count}, not 2";
         if (!ReferenceEquals(linear.Node.Input(0), linear.Input)) return "the activation is not the node's first input";
         if (linear.Form == LinearForm.Gemm && linear.Node.GetInt("transA", 0) != 0) return "a Gemm with transA (the activation transposed)";
+        if (linear.Form == LinearForm.Gemm && (linear.Node.GetFloat("alpha", 1) != 1 || linear.Node.GetFloat("beta", 1) != 1)) return "a Gemm with alpha or beta other than 1";
         if (linear.WeightPath.Any(n => n.OpType is not ("Transpose" or "Cast")))
             return $"the weight reaches the node through {string.Join(", ", linear.WeightPath.Select(n => n.OpType))}";
         if (linear.WeightPath.Count > 0 && linear.WeightPath[0].Input(0) != linear.Weight) return "the weight path does not start at the weight";

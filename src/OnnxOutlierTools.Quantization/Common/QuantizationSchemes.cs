@@ -13,6 +13,8 @@ public static class QuantizationSchemes
     static QuantizationSchemes()
     {
         // Built-in schemes, one line each.
+        Register(new W8A8.W8A8Scheme(W8A8.ActivationMode.StaticPerTensor));
+        Register(new W8A8.W8A8Scheme(W8A8.ActivationMode.DynamicPerToken));
     }
 
     /// <summary>Adds (or replaces) the scheme under its <see cref="IQuantizationScheme.Name"/>.</summary>
