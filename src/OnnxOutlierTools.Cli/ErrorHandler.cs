@@ -32,12 +32,14 @@ public static class ErrorHandler
             // Already "<path>: <problem>", one line, fit to show as is.
             case ModelLoadException or ModelSaveException or UsageException or Import.Llama2cFormatException
                 or Calibration.CalibrationException or Calibration.Text.CalibrationInputException or Runtime.RuntimeSetupException or Runtime.ModelRunException
-                or Reporting.Stats.StatsFileException or Mitigation.MitigationInputException or Mitigation.Folding.FoldRefusedException or Mitigation.SinkBias.SinkBiasException:
+                or Reporting.Stats.StatsFileException or Mitigation.MitigationInputException or Mitigation.Folding.FoldRefusedException or Mitigation.SinkBias.SinkBiasException
+                or Quantization.Common.QuantizationInputException:
                 code = BadInput;
                 message = ex.Message;
                 break;
             // A pass refused its input (already quantized weights, nothing to act on): the pass's own one line.
-            case Passes.PassException { InnerException: Mitigation.MitigationInputException or Mitigation.Folding.FoldRefusedException or Mitigation.SinkBias.SinkBiasException }:
+            case Passes.PassException { InnerException: Mitigation.MitigationInputException or Mitigation.Folding.FoldRefusedException or Mitigation.SinkBias.SinkBiasException
+                or Quantization.Common.QuantizationInputException }:
                 code = BadInput;
                 message = ex.Message;
                 break;
