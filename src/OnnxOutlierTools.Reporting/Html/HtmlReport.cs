@@ -22,10 +22,13 @@ public static class HtmlReport
     /// <summary>Channel-outlier rows shown in the table (all of them are in report.json).</summary>
     public const int MaxChannelOutlierRows = 40;
 
-    public static void Write(string path, CalibrationStatistics statistics, AnalysisResult? analysis, RunSettings? run = null, bool overwrite = false) =>
-        AtomicTextFile.Write(path, Render(statistics, analysis, run), overwrite);
+    public static void Write(string path, CalibrationStatistics statistics, AnalysisResult? analysis, RunSettings? run = null, bool overwrite = false,
+        string? leadingSection = null) =>
+        AtomicTextFile.Write(path, Render(statistics, analysis, run, leadingSection), overwrite);
 
-    public static string Render(CalibrationStatistics statistics, AnalysisResult? analysis, RunSettings? run = null)
+    /// <param name="leadingSection">Rendered HTML placed right after the header (the pipeline's before/after table,
+    /// <see cref="PipelineSection"/>): the rest is the analysis of the original model.</param>
+    public static string Render(CalibrationStatistics statistics, AnalysisResult? analysis, RunSettings? run = null, string? leadingSection = null)
     {
         ArgumentNullException.ThrowIfNull(statistics);
         var html = new StringBuilder(64 * 1024);
@@ -36,6 +39,7 @@ public static class HtmlReport
             .Append("<title>Activation outliers: ").Append(HtmlText.Escape(Path.GetFileName(model.TrimEnd('/', '\\')) is { Length: > 0 } f ? f : model)).Append("</title>\n")
             .Append("<style>\n").Append(Css).Append("</style>\n</head>\n<body>\n<main>\n");
         Header(html, statistics, analysis, run);
+        if (leadingSection is not null) html.Append(leadingSection);
         AtAGlance(html, statistics, analysis);
         MassivePlots(html, statistics, analysis);
         ChannelPlots(html, statistics);
@@ -262,10 +266,10 @@ public static class HtmlReport
         code, pre { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 13px; }
         code.tok { background: #eef; padding: 0 3px; border-radius: 3px; white-space: pre; }
         pre { background: #f4f4f4; padding: 8px 10px; overflow-x: auto; white-space: pre-wrap; }
-        table.findings { border-collapse: collapse; width: 100%; font-size: 13.5px; }
-        table.findings th, table.findings td { border-bottom: 1px solid var(--line); padding: 5px 7px; text-align: left; vertical-align: top; }
-        table.findings th { background: #f0f0f0; position: sticky; top: 0; }
-        table.findings td.num, table.findings th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+        table.findings, table.pipeline { border-collapse: collapse; width: 100%; font-size: 13.5px; }
+        table.findings th, table.findings td, table.pipeline th, table.pipeline td { border-bottom: 1px solid var(--line); padding: 5px 7px; text-align: left; vertical-align: top; }
+        table.findings th, table.pipeline th { background: #f0f0f0; position: sticky; top: 0; }
+        table.findings td.num, table.findings th.num, table.pipeline td.num, table.pipeline th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
         table.findings tr.rank0 td:first-child, table.findings tr.rank1 td:first-child { color: var(--accent); font-weight: bold; }
         .pos { color: var(--grey); font-size: 12px; }
         td.tok { white-space: nowrap; }
