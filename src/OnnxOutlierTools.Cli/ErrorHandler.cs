@@ -32,7 +32,7 @@ public static class ErrorHandler
             // Already "<path>: <problem>", one line, fit to show as is.
             case ModelLoadException or ModelSaveException or UsageException or Import.Llama2cFormatException
                 or Calibration.CalibrationException or Calibration.Text.CalibrationInputException or Runtime.RuntimeSetupException or Runtime.ModelRunException
-                or Reporting.Stats.StatsFileException or Mitigation.MitigationInputException or Mitigation.Folding.FoldRefusedException or Mitigation.SinkBias.SinkBiasException:
+                or Reporting.Stats.StatsFileException or Mitigation.MitigationInputException or Mitigation.Folding.FoldRefusedException or Mitigation.SinkBias.SinkBiasException or Evaluation.EvaluationInputException:
                 code = BadInput;
                 message = ex.Message;
                 break;

@@ -58,6 +58,7 @@ public static class Program
         root.Subcommands.Add(ImportLlama2cCommand.Create(context));
         root.Subcommands.Add(ProbeCommand.Create(context));
         root.Subcommands.Add(MitigateCommand.Create(context));
+        root.Subcommands.Add(EvalCommand.Create(context));
         return root;
     }
 }
