@@ -33,7 +33,7 @@ public static class ErrorHandler
             case ModelLoadException or ModelSaveException or UsageException or Import.Llama2cFormatException
                 or Calibration.CalibrationException or Calibration.Text.CalibrationInputException or Runtime.RuntimeSetupException or Runtime.ModelRunException
                 or Reporting.Stats.StatsFileException or Mitigation.MitigationInputException or Mitigation.Folding.FoldRefusedException or Mitigation.SinkBias.SinkBiasException
-                or Quantization.Common.QuantizationInputException:
+                or Quantization.Common.QuantizationInputException or Evaluation.EvaluationInputException:
                 code = BadInput;
                 message = ex.Message;
                 break;

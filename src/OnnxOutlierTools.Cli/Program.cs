@@ -60,6 +60,7 @@ public static class Program
         root.Subcommands.Add(MitigateCommand.Create(context));
         root.Subcommands.Add(QuantizeCommand.Create(context));
         root.Subcommands.Add(RunCommand.Create(context));
+        root.Subcommands.Add(EvalCommand.Create(context));
         return root;
     }
 }

@@ -109,7 +109,9 @@ public sealed class CalibrationCorpus
             throw new CalibrationInputException(model, $"token id {id} (window {window}, position {position} of {Source}) is outside the model's {embeddingRows} embedding rows; the tokenizer does not match the model");
     }
 
-    private static int[] EncodePrefix(string text, TextTokenizer tokenizer, int? maxTokens)
+    /// <summary>The ids of the text, or with a budget of a prefix cut at a blank line that yields at least <paramref name="maxTokens"/> ids
+    /// (the whole text when it has fewer).</summary>
+    public static int[] EncodePrefix(string text, TextTokenizer tokenizer, int? maxTokens)
     {
         if (maxTokens is not int budget) return tokenizer.Encode(text);
         // Grow a blank-line-cut prefix until it yields enough tokens (a token is rarely under 2 characters).

@@ -9,10 +9,11 @@ namespace OnnxOutlierTools.Cli.Analyze;
 /// lines (at most one every two seconds, and the last) when it is redirected or captured.</summary>
 public static class CalibrationProgressDisplay
 {
-    public static T Run<T>(TextWriter stderr, Func<IProgress<CalibrationProgress>, T> work)
+    /// <param name="verb">What the bar says is happening ("calibrating", "evaluating").</param>
+    public static T Run<T>(TextWriter stderr, Func<IProgress<CalibrationProgress>, T> work, string verb = "calibrating")
     {
         bool terminal = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
-        if (!terminal) return work(new PlainLines(stderr));
+        if (!terminal) return work(new PlainLines(stderr, verb));
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         T result = default!;
         console.Progress()
@@ -20,12 +21,12 @@ public static class CalibrationProgressDisplay
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
             .Start(ctx =>
             {
-                var task = ctx.AddTask("calibrating", autoStart: true, maxValue: 1);
+                var task = ctx.AddTask(verb, autoStart: true, maxValue: 1);
                 result = work(new Progress(p =>
                 {
                     task.MaxValue = Math.Max(1, p.TokensTotal);
                     task.Value = p.TokensDone;
-                    task.Description = string.Create(CultureInfo.InvariantCulture, $"calibrating {p.TokensDone:N0}/{p.TokensTotal:N0} tokens, {p.TokensPerSecond:N0} tokens/s");
+                    task.Description = string.Create(CultureInfo.InvariantCulture, $"{verb} {p.TokensDone:N0}/{p.TokensTotal:N0} tokens, {p.TokensPerSecond:N0} tokens/s");
                 }));
             });
         return result;
@@ -37,7 +38,7 @@ public static class CalibrationProgressDisplay
         public void Report(CalibrationProgress value) => report(value);
     }
 
-    private sealed class PlainLines(TextWriter stderr) : IProgress<CalibrationProgress>
+    private sealed class PlainLines(TextWriter stderr, string verb) : IProgress<CalibrationProgress>
     {
         private readonly Stopwatch _sinceLast = Stopwatch.StartNew();
 
@@ -47,7 +48,7 @@ public static class CalibrationProgressDisplay
             if (!last && _sinceLast.Elapsed < TimeSpan.FromSeconds(2)) return;
             _sinceLast.Restart();
             stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"calibrating: {p.TokensDone:N0}/{p.TokensTotal:N0} tokens ({100.0 * p.TokensDone / Math.Max(1, p.TokensTotal):F0}%), {p.WindowsDone}/{p.WindowsTotal} windows, {p.TokensPerSecond:N0} tokens/s"));
+                $"{verb}: {p.TokensDone:N0}/{p.TokensTotal:N0} tokens ({100.0 * p.TokensDone / Math.Max(1, p.TokensTotal):F0}%), {p.WindowsDone}/{p.WindowsTotal} windows, {p.TokensPerSecond:N0} tokens/s"));
         }
     }
 }

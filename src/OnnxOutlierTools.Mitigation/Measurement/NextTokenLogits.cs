@@ -7,7 +7,7 @@ namespace OnnxOutlierTools.Mitigation.Measurement;
 /// <summary>Runs calibration windows through one session and returns the next-token logits of every position, fed as
 /// calibration feeds them (<see cref="FeedPlan"/>: masks, positions, empty caches, GroupQueryAttention lengths); a
 /// one-token step model runs token by token with its present caches fed back.</summary>
-internal sealed class NextTokenLogits
+public sealed class NextTokenLogits
 {
     private readonly ModelSession _session;
     private readonly FeedPlan _plan;

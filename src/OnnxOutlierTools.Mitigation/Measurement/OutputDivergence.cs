@@ -95,19 +95,13 @@ public static class OutputDivergence
 
         public void Add(ReadOnlySpan<float> p, ReadOnlySpan<float> q, int? target, int window, int position)
         {
-            bool finiteP = AllFinite(p), finiteQ = AllFinite(q);
+            bool finiteP = NextTokenMath.AllFinite(p), finiteQ = NextTokenMath.AllFinite(q);
             if (!finiteP) _nonFiniteP++;
             if (!finiteQ) _nonFiniteQ++;
             if (!finiteP || !finiteQ) return;
             if (_lp.Length != p.Length) { _lp = new double[p.Length]; _lq = new double[p.Length]; }
-            int argP = LogSoftmax(p, _lp), argQ = LogSoftmax(q, _lq);
-            double kl = 0;
-            for (int i = 0; i < _lp.Length; i++)
-            {
-                double pi = Math.Exp(_lp[i]);
-                if (pi > 0) kl += pi * (_lp[i] - _lq[i]);
-            }
-            kl = Math.Max(0, kl); // float64 rounding can leave -1e-17 for identical distributions
+            int argP = NextTokenMath.LogSoftmax(p, _lp), argQ = NextTokenMath.LogSoftmax(q, _lq);
+            double kl = NextTokenMath.Kl(_lp, _lq);
             _positions++;
             _kl += kl;
             if (kl > _maxKl) (_maxKl, _maxWindow, _maxPosition) = (kl, window, position);
@@ -127,24 +121,6 @@ public static class OutputDivergence
                 _positions == 0 ? double.NaN : _kl / _positions, _positions == 0 ? double.NaN : _maxKl, _maxWindow, _maxPosition,
                 _positions == 0 ? double.NaN : (double)_agree / _positions,
                 new TextScore(meanP, Math.Exp(meanP), _nonFiniteP), new TextScore(meanQ, Math.Exp(meanQ), _nonFiniteQ), output);
-        }
-
-        private static bool AllFinite(ReadOnlySpan<float> x)
-        {
-            foreach (float v in x) if (!float.IsFinite(v)) return false;
-            return true;
-        }
-
-        /// <summary>log softmax in float64; returns the argmax (first on ties).</summary>
-        private static int LogSoftmax(ReadOnlySpan<float> x, double[] result)
-        {
-            int arg = 0;
-            for (int i = 1; i < x.Length; i++) if (x[i] > x[arg]) arg = i;
-            double max = x[arg], sum = 0;
-            for (int i = 0; i < x.Length; i++) sum += Math.Exp(x[i] - max);
-            double log = max + Math.Log(sum);
-            for (int i = 0; i < x.Length; i++) result[i] = x[i] - log;
-            return arg;
         }
     }
 }
