@@ -13,7 +13,7 @@ public sealed record Int4Report(Int4Settings Settings, IReadOnlyList<Int4LinearO
 
 /// <summary>The entry point of int4 weight-only quantization: <c>Int4Quantizer.Quantize(model, new Int4Settings(...))</c>
 /// edits <paramref name="model"/> in place (round-to-nearest, <see cref="Int4Settings"/>); save it with ModelWriter, the
-/// int4 tensors are computed while they are written. For AWQ, fold the scales first (<see cref="AwqQuantizer"/>).</summary>
+/// int4 tensors are computed while they are written. For AWQ, fold the scales first (<see cref="Awq.AwqQuantizer"/>).</summary>
 public static class Int4Quantizer
 {
     public const string MetadataKey = "onnx_outliers.quantization";
