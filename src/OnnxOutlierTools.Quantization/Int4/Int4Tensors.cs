@@ -44,6 +44,12 @@ internal sealed class TiledTensor : Tensor
         }
     }
 
+    /// <summary>The save path: tile after tile straight into the stream.</summary>
+    public override void CopyTo(Stream destination)
+    {
+        for (int tile = 0; tile < _tiles; tile++) destination.Write(Tile(tile));
+    }
+
     private byte[] Tile(int index)
     {
         lock (_render)
