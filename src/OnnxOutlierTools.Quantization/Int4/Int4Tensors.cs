@@ -47,7 +47,15 @@ internal sealed class TiledTensor : Tensor
     /// <summary>The save path: tile after tile straight into the stream.</summary>
     public override void CopyTo(Stream destination)
     {
-        for (int tile = 0; tile < _tiles; tile++) destination.Write(Tile(tile));
+        long written = 0;
+        for (int tile = 0; tile < _tiles; tile++)
+        {
+            var bytes = Tile(tile);
+            if (tile < _tiles - 1 && bytes.Length != _tileBytes) throw new InvalidOperationException($"tile {tile} has {bytes.Length} bytes, not {_tileBytes}");
+            destination.Write(bytes);
+            written += bytes.Length;
+        }
+        if (written != ByteLength) throw new InvalidOperationException($"the tiles hold {written} bytes, the tensor {ByteLength}");
     }
 
     private byte[] Tile(int index)
