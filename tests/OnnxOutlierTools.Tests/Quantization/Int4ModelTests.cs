@@ -97,11 +97,45 @@ public class Int4ModelTests(ITestOutputHelper output)
             for (int r = 0; r < rows; r++)
                 for (int c = 0; c < columns; c++)
                     values[r * columns + c] = (float)(linear.Layout == WeightLayout.InOut ? deq[c, r] : deq[r, c]);
-            model.Graph.SetInitializerData(linear.Weight, ArrayTensor.Create<float>(values, rows, columns));
+            var tensor = ArrayTensor.Create<float>(values, rows, columns);
+            if (linear.Weight.Uses.Count == 1) model.Graph.SetInitializerData(linear.Weight, tensor);
+            else
+            {
+                // A tied table: only the linear reads the dequantized copy, the embedding's Gather keeps the float one.
+                var (node, input) = Int4Linears.WeightSlot(linear)!.Value;
+                node.ReplaceInput(input, model.Graph.AddInitializer(linear.Weight.Name + ".reference", tensor));
+            }
         }
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         ModelWriter.Save(model, path, new SaveOptions { Layout = TensorLayout.External, Durable = false });
         return path;
+    }
+
+    [Fact]
+    public void IncludeLmHead_TiedTable_LmHeadQuantizedEmbeddingKeepsFloat()
+    {
+        using var temp = new TempFolder("int4-head");
+        string source = Stories(temp);
+        var windows = CalibratedModel.Windows(seqLen: 32, maxTokens: 32, model: source);
+        foreach (var settings in new[] { new Int4Settings(Int4Format.MatMulNBits, 64, includeLmHead: true), new Int4Settings(Int4Format.BlockedDequantize, 64, includeLmHead: true) })
+        {
+            string path = temp.Path(settings.Format.ToString(), "model.onnx");
+            using (var model = ModelReader.Load(source))
+            {
+                var structure = CalibratedModel.Recognize(model);
+                string table = structure.Embedding!.TokenTable.Name;
+                var report = Int4Quantizer.Quantize(model, settings, structure);
+                Assert.Contains(report.Linears, l => l.Role == "lm-head" && l.Quantized);
+                // The Gather still reads the float table.
+                Assert.Equal(TensorDataType.Float, model.Graph.FindInitializer(table)!.ConstValue!.DataType);
+                ModelWriter.Save(model, path, new SaveOptions { Layout = TensorLayout.External, Durable = false });
+            }
+            string reference = DequantizedReference(source, path, settings, temp.Path(settings.Format + "-reference", "model.onnx"));
+            var (quantized, expected) = (Run(path, windows), Run(reference, windows));
+            double diff = MaxAbsDiff(quantized, expected), scale = expected.Max(Math.Abs);
+            output.WriteLine($"LM head included, {settings.Format}: max |logit - reference| {diff:G3} of {scale:G3}");
+            Assert.True(diff <= 1e-3 * scale, $"{settings.Format}: {diff}");
+        }
     }
 
     internal static float[] Run(string path, IReadOnlyList<int[]> windows, SessionSettings? settings = null)
