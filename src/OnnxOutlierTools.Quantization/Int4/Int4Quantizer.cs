@@ -9,6 +9,11 @@ namespace OnnxOutlierTools.Quantization.Int4;
 public sealed record Int4Report(Int4Settings Settings, IReadOnlyList<Int4LinearOutcome> Linears, PassResult Pass, IReadOnlyList<string> OpsetChanges)
 {
     public int QuantizedCount => Linears.Count(l => l.Quantized);
+
+    /// <summary>One line per linear for the user, then the opset changes.</summary>
+    public IReadOnlyList<string> Lines() =>
+        Linears.Select(l => l.Quantized ? $"{l.Role}: int4 [{l.InFeatures}->{l.OutFeatures}] ({l.Weight})" : $"{l.Role}: kept in float ({l.Reason})")
+            .Concat(OpsetChanges).ToList();
 }
 
 /// <summary>The entry point of int4 weight-only quantization: <c>Int4Quantizer.Quantize(model, new Int4Settings(...))</c>

@@ -103,13 +103,14 @@ internal sealed class Int4Weight
         var tile = new QuantizedTile(channels, length, blocks);
         try
         {
-            for (int c = 0; c < channels; c++)
-            {
-                Int4BlockCodec.Quantize(values.AsSpan(c * length, length), BlockSize, Symmetric, ScaleType,
-                    tile.Codes.AsSpan(c * length, length), tile.Scales.AsSpan(c * blocks, blocks), tile.ZeroPoints.AsSpan(c * blocks, blocks));
-            }
+            // Channels are independent: quantized on every core (each writes its own slices).
+            Parallel.For(0, channels, c => Int4BlockCodec.Quantize(values.AsSpan(c * length, length), BlockSize, Symmetric, ScaleType,
+                tile.Codes.AsSpan(c * length, length), tile.Scales.AsSpan(c * blocks, blocks), tile.ZeroPoints.AsSpan(c * blocks, blocks)));
         }
-        catch (Int4QuantizationException ex) { throw new Int4QuantizationException($"{Name}: {ex.Message}", ex); }
+        catch (AggregateException ex) when (ex.InnerExceptions.FirstOrDefault() is Int4QuantizationException inner)
+        {
+            throw new Int4QuantizationException($"{Name}: {inner.Message}", inner);
+        }
         return tile;
     }
 

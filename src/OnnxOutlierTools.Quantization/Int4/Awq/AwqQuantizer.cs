@@ -9,7 +9,14 @@ using OnnxOutlierTools.Structure.Roles;
 namespace OnnxOutlierTools.Quantization.Int4.Awq;
 
 /// <summary>What AWQ searched and folded.</summary>
-public sealed record AwqReport(IReadOnlyList<AwqSiteResult> Sites, IReadOnlyList<FoldSiteOutcome> Folds, IReadOnlyList<string> Skipped);
+public sealed record AwqReport(IReadOnlyList<AwqSiteResult> Sites, IReadOnlyList<FoldSiteOutcome> Folds, IReadOnlyList<string> Skipped)
+{
+    /// <summary>One line per site for the user: the alpha chosen and its int4 output error against round-to-nearest's.</summary>
+    public IReadOnlyList<string> Lines() =>
+        Sites.Select(s => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{s.Site}: alpha {s.Alpha:G3}, int4 output error {s.Error:G4} (RTN {s.RtnError:G4}), {s.Tokens} tokens, {s.Elapsed.TotalMilliseconds:F0} ms"))
+            .Concat(Skipped.Select(s => $"{s} (skipped)")).ToList();
+}
 
 /// <summary><c>int4-awq</c>: activation-aware int4. The linears' inputs at every foldable site (norm -> q/k/v, norm -> gate/up or
 /// fc1, v -> o, up -> down) are captured on the calibration windows (<see cref="ActivationCapture"/>, ONNX Runtime, nothing
