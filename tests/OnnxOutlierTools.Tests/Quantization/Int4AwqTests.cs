@@ -102,7 +102,7 @@ public class Int4AwqTests(ITestOutputHelper output)
         string path = temp.Path("awq", "model.onnx");
         using (var model = ModelReader.Load(CalibratedModel.Planted))
         {
-            var (awq, int4) = AwqQuantizer.Quantize(model, windows, Int4);
+            var (awq, int4) = AwqQuantizer.Quantize(model, windows, Int4, new AwqSettings { Alphas = [0, 0.2, 0.4, 0.6, 0.8, 1] });
             foreach (var site in awq.Sites)
             {
                 output.WriteLine($"{site.Site}: alpha {site.Alpha:G2}, int4 output error {site.Error:G4} (RTN {site.RtnError:G4})");
@@ -114,5 +114,20 @@ public class Int4AwqTests(ITestOutputHelper output)
         }
         var logits = Int4ModelTests.Run(path, windows);
         Assert.All(logits, v => Assert.True(float.IsFinite(v)));
+    }
+
+    [Fact]
+    public void Quantize_AlreadyQuantizedModel_OneLine()
+    {
+        var windows = CalibratedModel.Windows(seqLen: 16, maxTokens: 16);
+        using var model = ModelReader.Load(CalibratedModel.Planted);
+        Int4Quantizer.Quantize(model, Int4);
+        var again = Assert.Throws<Int4QuantizationException>(() => Int4Quantizer.Quantize(model, Int4, display: "q.onnx"));
+        Assert.StartsWith("q.onnx: no linear can be quantized", again.Message);
+        Assert.Contains("already quantized", again.Message);
+        var awq = Assert.Throws<Int4QuantizationException>(() => AwqQuantizer.Fold(model, windows, Int4, display: "q.onnx"));
+        Assert.StartsWith("q.onnx: ", awq.Message);
+        Assert.Contains("already quantized", awq.Message);
+        Assert.DoesNotContain('\n', again.Message + awq.Message);
     }
 }

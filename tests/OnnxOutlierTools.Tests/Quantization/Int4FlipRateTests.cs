@@ -4,6 +4,7 @@ using OnnxOutlierTools.IO;
 using OnnxOutlierTools.Mitigation.Folding;
 using OnnxOutlierTools.Mitigation.Pipeline;
 using OnnxOutlierTools.Quantization.Int4;
+using OnnxOutlierTools.Quantization.Int4.Awq;
 using OnnxOutlierTools.Runtime;
 using OnnxOutlierTools.Tests.Mitigation.Measurement;
 using Xunit.Abstractions;
@@ -27,10 +28,12 @@ public class Int4FlipRateTests(ITestOutputHelper output)
         var session = SessionSettings.CpuUnoptimized;
         var proof = windows.Take(2).ToList();
 
-        var variants = new List<(string Name, string Path, int Dropped)> { ("none", fp32, 0) };
-        variants.Add(("fold-norms", Mitigate(fp32, [new FoldNormsStep(false, FoldSiteKinds.NormSites, InexactPolicy.Mul)], temp.Folder("fold"), proof, session), 0));
+        // AWQ is calibrated on the first 128 tokens of the sample (inside the first evaluation windows).
+        var calibration = CalibratedModel.Windows(seqLen: 32, maxTokens: 128, model: fp32);
+        var variants = new List<(string Name, string Path, int Dropped, bool Awq)> { ("none", fp32, 0, false), ("none, AWQ weights", fp32, 0, true) };
+        variants.Add(("fold-norms", Mitigate(fp32, [new FoldNormsStep(false, FoldSiteKinds.NormSites, InexactPolicy.Mul)], temp.Folder("fold"), proof, session), 0, false));
         variants.Add(("fold-norms + sink-bias", Mitigate(fp32,
-            [new FoldNormsStep(false, FoldSiteKinds.NormSites, InexactPolicy.Mul), new SinkBiasStep()], temp.Folder("sink"), proof, session), 1));
+            [new FoldNormsStep(false, FoldSiteKinds.NormSites, InexactPolicy.Mul), new SinkBiasStep()], temp.Folder("sink"), proof, session), 1, false));
 
         using var reference = SessionFactory.Open(fp32, session);
         using (var self = SessionFactory.Open(fp32, session))
@@ -47,15 +50,17 @@ public class Int4FlipRateTests(ITestOutputHelper output)
             "| mitigation | accuracy_level | flip rate | near-tie flip rate | level 4 vs level 0 of the same model | positions (near ties) |",
             "|---|---|---|---|---|---|",
         };
-        foreach (var (variant, path, dropped) in variants)
+        foreach (var (variant, path, dropped, awq) in variants)
         {
             string? levelZero = null;
             foreach (int level in new[] { 0, 4 })
             {
-                string quantized = temp.Path($"{variant.Replace(' ', '_').Replace('+', 'p')}-acc{level}", "model.onnx");
+                string quantized = temp.Path($"{variant.Replace(' ', '_').Replace('+', 'p').Replace(',', '_')}-acc{level}", "model.onnx");
                 using (var model = ModelReader.Load(path))
                 {
-                    var report = Int4Quantizer.Quantize(model, new Int4Settings(Int4Format.MatMulNBits, 32, symmetric: true, accuracyLevel: level));
+                    var settings = new Int4Settings(Int4Format.MatMulNBits, 32, symmetric: true, accuracyLevel: level);
+                    var report = awq ? AwqQuantizer.Quantize(model, calibration, settings, new AwqSettings { Alphas = [0, 0.25, 0.5, 0.75, 1] }, session).Int4
+                        : Int4Quantizer.Quantize(model, settings);
                     Assert.True(report.QuantizedCount > 0);
                     ModelWriter.Save(model, quantized, new SaveOptions { Layout = TensorLayout.External, Durable = false });
                 }
