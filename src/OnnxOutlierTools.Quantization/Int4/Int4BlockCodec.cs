@@ -41,6 +41,17 @@ public static class Int4BlockCodec
         }
     }
 
+    /// <summary>The scales and zero points of <paramref name="values"/> only (what <see cref="Quantize"/> would give).</summary>
+    public static void Parameters(ReadOnlySpan<float> values, int blockSize, bool symmetric, TensorDataType scaleType, Span<float> scales, Span<byte> zeroPoints)
+    {
+        int blocks = (values.Length + blockSize - 1) / blockSize;
+        for (int b = 0; b < blocks; b++)
+        {
+            var block = values.Slice(b * blockSize, Math.Min(blockSize, values.Length - b * blockSize));
+            (scales[b], zeroPoints[b]) = symmetric ? SymmetricParameters(block, scaleType) : AsymmetricParameters(block, scaleType);
+        }
+    }
+
     /// <summary>scale = w_e / -8 (w_e: the element of largest magnitude, the first on ties), rounded to the stored type.</summary>
     public static (float Scale, byte ZeroPoint) SymmetricParameters(ReadOnlySpan<float> block, TensorDataType scaleType)
     {

@@ -12,11 +12,26 @@ internal sealed class TiledTensor : Tensor
     private int _lastIndex = -1;
     private byte[] _last = [];
 
-    public TiledTensor(TensorDataType type, long[] dims, long tileBytes, int tiles, Func<int, byte[]> render) : base(type, dims)
+    private readonly Action? _release;
+
+    /// <param name="release">Called when the tensor has been read to its end (frees the weight's cached tile).</param>
+    public TiledTensor(TensorDataType type, long[] dims, long tileBytes, int tiles, Func<int, byte[]> render, Action? release = null) : base(type, dims)
     {
         _tileBytes = tileBytes;
         _tiles = tiles;
         _render = render;
+        _release = release;
+    }
+
+    /// <summary>Forgets the last tile: a tensor read to its end holds no memory.</summary>
+    private void Finish()
+    {
+        lock (_render)
+        {
+            _last = [];
+            _lastIndex = -1;
+        }
+        _release?.Invoke();
     }
 
     public override TensorStorage Storage => TensorStorage.Memory;
@@ -42,6 +57,7 @@ internal sealed class TiledTensor : Tensor
             destination = destination[n..];
             offset += n;
         }
+        if (offset == ByteLength) Finish();
     }
 
     /// <summary>The save path: tile after tile straight into the stream.</summary>
@@ -56,6 +72,7 @@ internal sealed class TiledTensor : Tensor
             written += bytes.Length;
         }
         if (written != ByteLength) throw new InvalidOperationException($"the tiles hold {written} bytes, the tensor {ByteLength}");
+        Finish();
     }
 
     private byte[] Tile(int index)
@@ -76,13 +93,16 @@ internal sealed class TiledTensor : Tensor
 /// B, scales and packed zero points, or the opset-21 INT4/UINT4 weight with its blocked scales and zero points.</summary>
 internal static class Int4Tensors
 {
+    private static TiledTensor Tiled(Int4Weight w, TensorDataType type, long[] dims, long tileBytes, int tiles, Func<int, byte[]> render) =>
+        new(type, dims, tileBytes, tiles, render, w.Release);
+
     // ---- MatMulNBits: B [N, k_blocks, block_size / 2], scales [N, k_blocks], zero_points [N, ceil(k_blocks / 2)] -----------
 
     public static Tensor MatMulNBitsWeight(Int4Weight w)
     {
         int blob = w.BlockSize / 2;
         long perChannel = (long)w.KBlocks * blob;
-        return new TiledTensor(TensorDataType.UInt8, [w.N, w.KBlocks, blob], perChannel * w.ChannelsPerTile, w.ChannelTileCount, index =>
+        return Tiled(w, TensorDataType.UInt8, [w.N, w.KBlocks, blob], perChannel * w.ChannelsPerTile, w.ChannelTileCount, index =>
         {
             var tile = w.ChannelTile(index);
             var bytes = new byte[perChannel * tile.Channels];
@@ -99,14 +119,14 @@ internal static class Int4Tensors
     }
 
     public static Tensor ChannelMajorScales(Int4Weight w) =>
-        Scales(w, [w.N, w.KBlocks], (long)w.KBlocks * w.ChannelsPerTile, w.ChannelTileCount, index => w.ChannelTile(index).Scales);
+        Scales(w, [w.N, w.KBlocks], (long)w.KBlocks * w.ChannelsPerTile, w.ChannelTileCount, index => w.ChannelTile(index, codes: false).Scales);
 
     public static Tensor MatMulNBitsZeroPoints(Int4Weight w)
     {
         int perChannel = (w.KBlocks + 1) / 2;
-        return new TiledTensor(TensorDataType.UInt8, [w.N, perChannel], (long)perChannel * w.ChannelsPerTile, w.ChannelTileCount, index =>
+        return Tiled(w, TensorDataType.UInt8, [w.N, perChannel], (long)perChannel * w.ChannelsPerTile, w.ChannelTileCount, index =>
         {
-            var tile = w.ChannelTile(index);
+            var tile = w.ChannelTile(index, codes: false);
             var bytes = new byte[(long)perChannel * tile.Channels];
             for (int c = 0; c < tile.Channels; c++)
                 for (int b = 0; b < tile.Blocks; b++)
@@ -125,12 +145,12 @@ internal static class Int4Tensors
         {
             // [N, K]: a channel tile is a run of whole rows.
             long elements = (long)w.K * w.ChannelsPerTile;
-            return new TiledTensor(type, [w.N, w.K], elements / 2, w.ChannelTileCount, index =>
+            return Tiled(w, type, [w.N, w.K], elements / 2, w.ChannelTileCount, index =>
                 Pack(w.ChannelTile(index).Codes, w.Symmetric));
         }
         // [K, N]: a block-row tile is a run of whole rows; the tile holds it channel-major.
         long rowsPerTile = (long)w.BlocksPerTile * w.BlockSize;
-        return new TiledTensor(type, [w.K, w.N], rowsPerTile * w.N / 2, w.BlockRowTileCount, index =>
+        return Tiled(w, type, [w.K, w.N], rowsPerTile * w.N / 2, w.BlockRowTileCount, index =>
         {
             var tile = w.BlockRowTile(index);
             var codes = new byte[(long)tile.Length * w.N];
@@ -146,7 +166,7 @@ internal static class Int4Tensors
         if (w.InputAxis == 1) return ChannelMajorScales(w);
         return Scales(w, [w.KBlocks, w.N], (long)w.BlocksPerTile * w.N, w.BlockRowTileCount, index =>
         {
-            var tile = w.BlockRowTile(index);
+            var tile = w.BlockRowTile(index, codes: false);
             var scales = new float[(long)tile.Blocks * w.N];
             for (int b = 0; b < tile.Blocks; b++)
                 for (int n = 0; n < w.N; n++) scales[(long)b * w.N + n] = tile.Scales[(long)n * tile.Blocks + b];
@@ -158,11 +178,11 @@ internal static class Int4Tensors
     public static Tensor BlockedZeroPoints(Int4Weight w)
     {
         if (w.InputAxis == 1)
-            return new TiledTensor(TensorDataType.UInt4, [w.N, w.KBlocks], (long)w.KBlocks * w.ChannelsPerTile / 2, w.ChannelTileCount,
-                index => Pack(w.ChannelTile(index).ZeroPoints, signed: false));
-        return new TiledTensor(TensorDataType.UInt4, [w.KBlocks, w.N], (long)w.BlocksPerTile * w.N / 2, w.BlockRowTileCount, index =>
+            return Tiled(w, TensorDataType.UInt4, [w.N, w.KBlocks], (long)w.KBlocks * w.ChannelsPerTile / 2, w.ChannelTileCount,
+                index => Pack(w.ChannelTile(index, codes: false).ZeroPoints, signed: false));
+        return Tiled(w, TensorDataType.UInt4, [w.KBlocks, w.N], (long)w.BlocksPerTile * w.N / 2, w.BlockRowTileCount, index =>
         {
-            var tile = w.BlockRowTile(index);
+            var tile = w.BlockRowTile(index, codes: false);
             var zeros = new byte[(long)tile.Blocks * w.N];
             for (int b = 0; b < tile.Blocks; b++)
                 for (int n = 0; n < w.N; n++) zeros[(long)b * w.N + n] = tile.ZeroPoints[(long)n * tile.Blocks + b];
@@ -173,7 +193,7 @@ internal static class Int4Tensors
     private static Tensor Scales(Int4Weight w, long[] dims, long elementsPerTile, int tiles, Func<int, float[]> values)
     {
         int size = (int)w.ScaleType.ByteLength(1);
-        return new TiledTensor(w.ScaleType, dims, elementsPerTile * size, tiles, index =>
+        return Tiled(w, w.ScaleType, dims, elementsPerTile * size, tiles, index =>
         {
             var v = values(index);
             var bytes = new byte[(long)v.Length * size];

@@ -4,12 +4,14 @@ namespace OnnxOutlierTools.Quantization.Int4;
 
 /// <summary>One channel-major piece of a quantized weight: <see cref="Channels"/> output channels, each with
 /// <see cref="Length"/> codes (input channels from <see cref="FirstInput"/>) and <see cref="Blocks"/> scales and zero points.</summary>
-internal sealed class QuantizedTile(int channels, int length, int blocks)
+internal sealed class QuantizedTile(int channels, int length, int blocks, bool withCodes)
 {
     public int Channels { get; } = channels;
     public int Length { get; } = length;
     public int Blocks { get; } = blocks;
-    public byte[] Codes { get; } = new byte[(long)channels * length];
+    /// <summary>False when only the scales and zero points were computed (their tensors need nothing else).</summary>
+    public bool HasCodes { get; } = withCodes;
+    public byte[] Codes { get; } = withCodes ? new byte[(long)channels * length] : [];
     public float[] Scales { get; } = new float[(long)channels * blocks];
     public byte[] ZeroPoints { get; } = new byte[(long)channels * blocks];
 }
@@ -60,52 +62,75 @@ internal sealed class Int4Weight
     private (bool ByChannels, int Index, QuantizedTile Tile)? _last;
 
     /// <summary>Output channels [tile * ChannelsPerTile, ...), all K.</summary>
-    public QuantizedTile ChannelTile(int tile) => Cached(true, tile, () =>
+    public QuantizedTile ChannelTile(int tile, bool codes = true) => Cached(true, tile, codes, () =>
     {
         int n0 = tile * ChannelsPerTile, count = Math.Min(ChannelsPerTile, N - n0);
         var values = new float[(long)count * K];
         if (InputAxis == 1) WeightReader.Read(Source, (long)n0 * K, values);
         else
         {
-            var row = new float[count];
-            for (int k = 0; k < K; k++)
+            // [K, N] stored: the tile's columns, read a band of rows at a time and transposed band by band (each channel's
+            // band is written as one run, so the writes stay in cache).
+            const int Band = 64;
+            var rows = new float[(long)Band * count];
+            for (int k0 = 0; k0 < K; k0 += Band)
             {
-                WeightReader.Read(Source, (long)k * N + n0, row);
-                for (int i = 0; i < count; i++) values[(long)i * K + k] = row[i];
+                int band = Math.Min(Band, K - k0);
+                for (int r = 0; r < band; r++) WeightReader.Read(Source, (long)(k0 + r) * N + n0, rows.AsSpan(r * count, count));
+                for (int i = 0; i < count; i++)
+                {
+                    long target = (long)i * K + k0;
+                    for (int r = 0; r < band; r++) values[target + r] = rows[r * count + i];
+                }
             }
         }
-        return Quantize(values, count, K);
+        return Quantize(values, count, K, codes);
     });
 
     /// <summary>Blocks [tile * BlocksPerTile, ...) of every output channel (input rows of a stored [K, N] weight).</summary>
-    public QuantizedTile BlockRowTile(int tile)
+    public QuantizedTile BlockRowTile(int tile, bool codes = true)
     {
         if (InputAxis != 0) throw new InvalidOperationException("block-row tiles are read from a [K, N] weight");
-        return Cached(false, tile, () =>
+        return Cached(false, tile, codes, () =>
         {
             int b0 = tile * BlocksPerTile, blocks = Math.Min(BlocksPerTile, KBlocks - b0);
             int r0 = b0 * BlockSize, rows = Math.Min(blocks * BlockSize, K - r0);
             var stored = new float[(long)rows * N];
             WeightReader.Read(Source, (long)r0 * N, stored);
             var values = new float[stored.LongLength];
-            for (int r = 0; r < rows; r++)
-                for (int n = 0; n < N; n++) values[(long)n * rows + r] = stored[(long)r * N + n];
-            return Quantize(values, N, rows);
+            // Transposed in bands of 64 channels: each band's rows are read in runs, its writes stay in cache.
+            const int Band = 64;
+            for (int n0 = 0; n0 < N; n0 += Band)
+            {
+                int band = Math.Min(Band, N - n0);
+                for (int r = 0; r < rows; r++)
+                {
+                    long source = (long)r * N + n0;
+                    for (int n = 0; n < band; n++) values[(long)(n0 + n) * rows + r] = stored[source + n];
+                }
+            }
+            return Quantize(values, N, rows, codes);
         });
     }
 
     public int ChannelTileCount => (N + ChannelsPerTile - 1) / ChannelsPerTile;
     public int BlockRowTileCount => (KBlocks + BlocksPerTile - 1) / BlocksPerTile;
 
-    private QuantizedTile Quantize(float[] values, int channels, int length)
+    private QuantizedTile Quantize(float[] values, int channels, int length, bool codes)
     {
         int blocks = (length + BlockSize - 1) / BlockSize;
-        var tile = new QuantizedTile(channels, length, blocks);
+        var tile = new QuantizedTile(channels, length, blocks, codes);
         try
         {
             // Channels are independent: quantized on every core (each writes its own slices).
-            Parallel.For(0, channels, c => Int4BlockCodec.Quantize(values.AsSpan(c * length, length), BlockSize, Symmetric, ScaleType,
-                tile.Codes.AsSpan(c * length, length), tile.Scales.AsSpan(c * blocks, blocks), tile.ZeroPoints.AsSpan(c * blocks, blocks)));
+            Parallel.For(0, channels, c =>
+            {
+                var v = values.AsSpan(c * length, length);
+                if (codes)
+                    Int4BlockCodec.Quantize(v, BlockSize, Symmetric, ScaleType, tile.Codes.AsSpan(c * length, length), tile.Scales.AsSpan(c * blocks, blocks),
+                        tile.ZeroPoints.AsSpan(c * blocks, blocks));
+                else Int4BlockCodec.Parameters(v, BlockSize, Symmetric, ScaleType, tile.Scales.AsSpan(c * blocks, blocks), tile.ZeroPoints.AsSpan(c * blocks, blocks));
+            });
         }
         catch (AggregateException ex) when (ex.InnerExceptions.FirstOrDefault() is Int4QuantizationException inner)
         {
@@ -114,12 +139,18 @@ internal sealed class Int4Weight
         return tile;
     }
 
+    /// <summary>Drops the cached tile (a tensor read to its end calls this, so a finished weight holds no memory).</summary>
+    public void Release()
+    {
+        lock (_gate) _last = null;
+    }
+
     // The save reads one tensor's tiles in order, then the next tensor's: one cached tile serves every read of that tile.
-    private QuantizedTile Cached(bool byChannels, int index, Func<QuantizedTile> compute)
+    private QuantizedTile Cached(bool byChannels, int index, bool codes, Func<QuantizedTile> compute)
     {
         lock (_gate)
         {
-            if (_last is { } last && last.ByChannels == byChannels && last.Index == index) return last.Tile;
+            if (_last is { } last && last.ByChannels == byChannels && last.Index == index && (last.Tile.HasCodes || !codes)) return last.Tile;
             var tile = compute();
             _last = (byChannels, index, tile);
             return tile;
