@@ -15,6 +15,22 @@ public static class ModelLimits
     /// nothing says.</summary>
     public static ModelLimit? Context(Model model, ModelStructure structure)
     {
+        // A model with a baked prefix (mitigate --sink-bias) holds P positions before the text: the text gets the rest.
+        var limit = FullContext(model, structure);
+        int baked = BakedPrefixLength(model);
+        return limit is null || baked == 0 ? limit : new(Math.Max(1, limit.Value - baked), $"{limit.Source} less {baked} baked prefix position(s)");
+    }
+
+    /// <summary>Metadata key of the baked prefix's length (written by the sink-bias rewrite's contract).</summary>
+    public const string BakedPrefixLengthKey = "onnx_outliers.sink_prefix_length";
+
+    /// <summary>Positions a baked sink prefix takes (0 without one).</summary>
+    public static int BakedPrefixLength(Model model) =>
+        model.Metadata.FirstOrDefault(m => m.Key == BakedPrefixLengthKey) is { Value: { } text }
+            && int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int p) ? p : 0;
+
+    private static ModelLimit? FullContext(Model model, ModelStructure structure)
+    {
         if (model.FolderFacts?.ContextLength is int configured)
             return new(configured, model.FolderFacts.GenAiConfig?.ContextLength is not null ? "genai_config.json" : "config.json");
         if (structure.Embedding?.PositionTable?.ConstValue is { Dims.Count: 2 } table)

@@ -29,6 +29,7 @@ public static class QuantizeCommand
         var output = new Option<string>("--output", "-o") { Description = "The folder to write: model.onnx with its data, the model's companions (config, tokenizer), quantization.json.", HelpName = "DIR", Required = true };
         var blockSize = new Option<int?>("--block-size") { Description = "int4: input channels per quantization block, a power of two from 16 (32, 64, 128; default 32).", HelpName = "N" };
         var accuracy = new Option<int?>("--accuracy-level") { Description = "int4 MatMulNBits accuracy_level: 0 (unset), 1 fp32, 2 fp16, 3 bf16, 4 int8 activations per block (default 0).", HelpName = "N" };
+        var int4Format = new Option<string>("--int4-format") { Description = "int4: matmulnbits (com.microsoft MatMulNBits, default) or dq (opset-21 blocked DequantizeLinear + MatMul; the opset is raised to 21).", HelpName = "matmulnbits|dq", DefaultValueFactory = _ => "matmulnbits" };
         var asymmetric = new Option<bool>("--asymmetric") { Description = "int4: per-block zero points (default symmetric)." };
         var percentile = new Option<double?>("--percentile") { Description = "w8a8-static: the range is the P-th percentile of the per-token max |x| (e.g. 99.9) instead of the max.", HelpName = "P" };
         var includeHead = new Option<bool>("--include-head") { Description = "Also quantize the LM head (left in float by default)." };
@@ -49,7 +50,7 @@ public static class QuantizeCommand
             "that ONNX Runtime fuses into int8 kernels, or int4 weight-only. The result is loaded and compared with the original on ONNX Runtime; " +
             "--attribute ranks the sites by what quantizing each alone costs.")
         {
-            model, scheme, stats, text, ids, tokenizer, output, blockSize, accuracy, asymmetric, percentile, includeHead, includeEmbedding, attention,
+            model, scheme, stats, text, ids, tokenizer, output, blockSize, accuracy, int4Format, asymmetric, percentile, includeHead, includeEmbedding, attention,
             attribute, attributeTop, seqLen, maxTokens, bos, device, noCompare, force,
         };
         command.SetAction(parseResult => context.Guard(parseResult, () =>
@@ -64,6 +65,12 @@ public static class QuantizeCommand
                 BlockSize = parseResult.GetValue(blockSize) is int b ? BlockSize(b) : 32,
                 AccuracyLevel = parseResult.GetValue(accuracy) is int a ? AccuracyLevel(a) : 0,
                 Symmetric = !parseResult.GetValue(asymmetric),
+                Int4Format = parseResult.GetValue(int4Format)?.ToLowerInvariant() switch
+                {
+                    "matmulnbits" => Quantization.Int4.Int4Format.MatMulNBits,
+                    "dq" => Quantization.Int4.Int4Format.BlockedDequantize,
+                    var other => throw new UsageException($"--int4-format must be matmulnbits or dq, not '{other}'"),
+                },
             };
             var request = new QuantizeRequest
             {

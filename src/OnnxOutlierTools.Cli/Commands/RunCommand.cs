@@ -26,7 +26,7 @@ public static class RunCommand
         var evalTokens = new Option<int?>("--eval-tokens") { Description = "Evaluation token budget (default 2048).", HelpName = "N" };
         var seqLen = new Option<int?>("--seq-len") { Description = "Window length for calibration and evaluation (default: the model's).", HelpName = "N" };
         var noLatency = new Option<bool>("--no-latency") { Description = "Do not measure CPU latency." };
-        var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", HelpName = "auto|cpu|cuda", DefaultValueFactory = _ => "auto" };
+        var device = new Option<string>("--device") { Description = "cpu (default: the table's latency is CPU latency), cuda or auto.", HelpName = "cpu|cuda|auto", DefaultValueFactory = _ => "cpu" };
         var force = new Option<bool>("--force", "-f") { Description = "Replace DIR when an earlier run wrote it." };
         var command = new Command("run",
             "The whole pipeline: inspect, analyze, mitigate (default recipe per architecture), quantize the original and the mitigated model " +

@@ -66,7 +66,12 @@ public static class MitigateRun
             if (request.CompareStatistics)
             {
                 bool dropsPrefix = steps.Any(s => s.DropsPrefix);
-                var again = AnalyzeRun.Calibrate(CalibrationRequest(request, outcome.ModelPath, dropsPrefix ? BosMode.Off : request.Bos,
+                // A baked prefix of P positions takes P of the context: the text-only windows are P shorter than the
+                // original's (which held BOS), so their last position stays inside the model's position tables.
+                int baked = steps.OfType<SinkBiasStep>().FirstOrDefault()?.Prefix?.Length ?? (dropsPrefix ? 1 : 0);
+                var afterRequest = dropsPrefix && before.Windows.Count > 0
+                    ? request with { SequenceLength = Math.Max(1, before.Windows.Max(w => w.Length) - baked) } : request;
+                var again = AnalyzeRun.Calibrate(CalibrationRequest(afterRequest, outcome.ModelPath, dropsPrefix ? BosMode.Off : request.Bos,
                     before.Run.Text ?? request.Text, before.Run.Ids ?? request.Ids), log, progress);
                 after = again.Statistics;
                 changes = BeforeAfter.Compare(before.Statistics, after);

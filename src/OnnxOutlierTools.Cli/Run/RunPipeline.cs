@@ -10,6 +10,7 @@ using OnnxOutlierTools.Probes;
 using OnnxOutlierTools.Quantization.Common;
 using OnnxOutlierTools.Reporting.Html;
 using OnnxOutlierTools.Structure.Recognition;
+using OnnxOutlierTools.Structure.Roles;
 
 namespace OnnxOutlierTools.Cli.Run;
 
@@ -38,11 +39,12 @@ public static class RunPipeline
         // 1. inspect: the structure must be recognized before anything runs.
         ModelArchitecture architecture;
         int blocks;
+        long? context;
         using (var model = ModelReader.Load(modelPath))
         {
             var recognition = StructureRecognizer.Recognize(model);
             var structure = recognition.Structure ?? throw new StructureNotRecognizedException(modelPath, recognition);
-            (architecture, blocks) = (structure.Architecture, structure.Blocks.Count);
+            (architecture, blocks, context) = (structure.Architecture, structure.Blocks.Count, ModelLimits.Context(model, structure)?.Value);
         }
         log.WriteLine($"run: {modelPath}: {architecture.ToString().ToLowerInvariant()}, {blocks} blocks");
 
@@ -98,7 +100,12 @@ public static class RunPipeline
                 }
             }
 
-        // 5. evaluate every model against the FP32 original.
+        // 5. evaluate every model against the FP32 original, on one window plan: a baked prefix takes P positions of the
+        // context, so every model is scored on windows that fit the mitigated one (the same tokens for all).
+        int baked;
+        using (var model = ModelReader.Load(mitigated.ModelPath)) baked = ModelLimits.BakedPrefixLength(model);
+        int? evalWindow = request.SequenceLength ?? (baked > 0 && context is long c ? (int)Math.Min(int.MaxValue, c - baked) : null);
+        if (evalWindow != request.SequenceLength) notes.Add($"evaluation windows of {evalWindow} tokens: the context less the {baked} baked prefix position(s) of the mitigated model, for every model");
         var rows = new List<RunRow>();
         var changes = mitigated.Changes;
         foreach (var v in variants)
@@ -108,7 +115,7 @@ public static class RunPipeline
             var result = ModelEvaluator.Evaluate(new EvalRequest
             {
                 Model = v.ModelPath, Reference = v.Name == "original" ? null : modelPath, Text = request.Text, Tokenizer = request.Tokenizer,
-                Window = request.SequenceLength, MaxTokens = request.EvalTokens, Device = request.Device,
+                Window = evalWindow, MaxTokens = request.EvalTokens, Device = request.Device,
                 Latency = request.Latency ? new LatencySettings() : null,
             }, progress);
             string evalPath = Path.Combine(output, "evaluation", FileName(v.Name) + ".json");
@@ -167,7 +174,12 @@ public static class RunPipeline
 
     private static string FileName(string variant) => variant.Replace(" + ", "-", StringComparison.Ordinal).Replace(' ', '-');
 
-    internal static string Relative(string output, string path) => Path.GetRelativePath(output, path);
+    /// <summary>A path inside the run's folder relative to it; anything else (the original model) as a full path.</summary>
+    internal static string Relative(string output, string path)
+    {
+        string relative = Path.GetRelativePath(output, path);
+        return relative.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(relative) ? Path.GetFullPath(path) : relative;
+    }
 }
 
 /// <summary>A model of the run: its row label, its model file (null when it could not be made), how it was made.</summary>

@@ -24,6 +24,7 @@ public sealed record RunRequest
     public int? SequenceLength { get; init; }
     /// <summary>Measure CPU latency of every model (prompt and decoding).</summary>
     public bool Latency { get; init; } = true;
-    public ExecutionDevice Device { get; init; } = ExecutionDevice.Auto;
+    /// <summary>Where every step runs (default the CPU: the table's latency is CPU latency).</summary>
+    public ExecutionDevice Device { get; init; } = ExecutionDevice.Cpu;
     public bool Force { get; init; }
 }

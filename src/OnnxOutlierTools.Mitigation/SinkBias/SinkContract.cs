@@ -10,7 +10,7 @@ public static class SinkContract
 {
     public const string ContractKey = "onnx_outliers.input_contract";
     public const string PrefixKey = "onnx_outliers.sink_prefix_ids";
-    public const string LengthKey = "onnx_outliers.sink_prefix_length";
+    public const string LengthKey = Calibration.ModelLimits.BakedPrefixLengthKey;
     public const string SourceKey = "onnx_outliers.sink_prefix_source";
 
     public static string Describe(CapturedSink sink)

@@ -53,6 +53,8 @@ public sealed record QuantizationOptions
     public int BlockSize { get; init; } = 32;
     /// <summary>int4 MatMulNBits: accuracy_level (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 activations per block).</summary>
     public int AccuracyLevel { get; init; }
+    /// <summary>int4: com.microsoft MatMulNBits (default) or the opset-21 blocked DequantizeLinear form.</summary>
+    public Int4.Int4Format Int4Format { get; init; } = Int4.Int4Format.MatMulNBits;
     /// <summary>int4: symmetric (zero point 8 implied) or asymmetric (per-block zero points).</summary>
     public bool Symmetric { get; init; } = true;
     /// <summary>Restrict the scheme to these sites (<see cref="QuantizationSite.Id"/>); null: every selected site. Error attribution

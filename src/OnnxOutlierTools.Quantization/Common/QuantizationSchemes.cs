@@ -15,6 +15,8 @@ public static class QuantizationSchemes
         // Built-in schemes, one line each.
         Register(new W8A8.W8A8Scheme(W8A8.ActivationMode.StaticPerTensor));
         Register(new W8A8.W8A8Scheme(W8A8.ActivationMode.DynamicPerToken));
+        Register(new Int4.Int4Scheme(activationAware: false));
+        Register(new Int4.Int4Scheme(activationAware: true));
     }
 
     /// <summary>Adds (or replaces) the scheme under its <see cref="IQuantizationScheme.Name"/>.</summary>
