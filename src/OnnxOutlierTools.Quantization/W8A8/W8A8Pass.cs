@@ -267,5 +267,6 @@ internal sealed class W8A8Pass : GraphPass
 /// used (null: the max).</summary>
 public sealed record ActivationRange(double Range, double AbsMax, double? Percentile);
 
-/// <summary>One matmul of a decomposed attention with two activation inputs: Q K^T (scores) or P V (values).</summary>
-public sealed record AttentionMatMul(string Id, int Block, string Kind, Node Node);
+/// <summary>One matmul of a decomposed attention with two activation inputs: Q K^T (scores) or P V (values);
+/// <paramref name="ProbabilityInput"/>: its first input is the softmax probabilities (in [0, 1]).</summary>
+public sealed record AttentionMatMul(string Id, int Block, string Kind, Node Node, bool ProbabilityInput);
