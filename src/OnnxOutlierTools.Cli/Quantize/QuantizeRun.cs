@@ -110,11 +110,11 @@ public static class QuantizeRun
         bool hasText = request.Text is not null || request.Ids is not null;
         if (request.Text is not null && request.Ids is not null) throw new UsageException("give --text or --ids, not both");
         bool needsStatistics = scheme.Needs == CalibrationNeed.Statistics;
-        bool needsWindows = scheme.Needs == CalibrationNeed.Windows || request.Attribute;
+        bool needsWindows = scheme.Needs == CalibrationNeed.Windows || request.Attribute || needsStatistics && request.Options.Attention;
         if (needsStatistics && request.Stats is null && !hasText)
             throw new UsageException($"--scheme {scheme.Name} needs calibration statistics: --stats stats.json (of analyze on this model) or --text FILE / --ids FILE.json");
         if (needsWindows && !hasText)
-            throw new UsageException($"{(request.Attribute ? "--attribute" : "--scheme " + scheme.Name)} needs calibration windows: --text FILE or --ids FILE.json");
+            throw new UsageException($"{(request.Attribute ? "--attribute" : request.Options.Attention && needsStatistics ? "--attention with --scheme " + scheme.Name : "--scheme " + scheme.Name)} needs calibration windows: --text FILE or --ids FILE.json");
         if (request.Stats is not null && !needsStatistics) log.WriteLine($"note: --scheme {scheme.Name} reads no statistics; --stats is not used");
 
         CalibrationStatistics? statistics = null;

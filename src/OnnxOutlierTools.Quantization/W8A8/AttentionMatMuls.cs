@@ -21,7 +21,7 @@ public static class AttentionMatMuls
                 continue;
             }
             var core = attention.CoreNodes.ToHashSet();
-            var values = probabilities.Consumers.FirstOrDefault(n => n.OpType == "MatMul" && ReferenceEquals(n.Input(0), probabilities));
+            var values = ValuesMatMul(probabilities);
             var softmax = probabilities.Producer;
             var scores = softmax is null ? null : core.Where(n => n.OpType == "MatMul" && n != values && !n.Inputs.Any(i => i is { IsInitializer: true }))
                 .FirstOrDefault(n => Reaches(n, softmax, core));
@@ -30,10 +30,25 @@ public static class AttentionMatMuls
                 notFound.Add($"block {block.Index}: the decomposed attention's {(scores is null ? "Q K^T" : "P V")} MatMul was not found");
                 continue;
             }
-            found.Add(new AttentionMatMul($"block{block.Index}.attention-scores", block.Index, "attention-scores", scores));
-            found.Add(new AttentionMatMul($"block{block.Index}.attention-values", block.Index, "attention-values", values));
+            found.Add(new AttentionMatMul($"block{block.Index}.attention-scores", block.Index, "attention-scores", scores, ProbabilityInput: false));
+            found.Add(new AttentionMatMul($"block{block.Index}.attention-values", block.Index, "attention-values", values, ProbabilityInput: true));
         }
         return (found, notFound);
+    }
+
+    /// <summary>The MatMul reading the probabilities as its first input, directly or through the dtype Casts and Identity
+    /// nodes exporters put after the Softmax (HF's <c>softmax(..., dtype=float32).to(dtype)</c>).</summary>
+    private static Node? ValuesMatMul(Value probabilities)
+    {
+        var current = probabilities;
+        for (int depth = 0; depth < 4; depth++)
+        {
+            var consumers = current.Consumers.ToArray();
+            if (consumers.FirstOrDefault(n => n.OpType == "MatMul" && ReferenceEquals(n.Input(0), current)) is { } matmul) return matmul;
+            if (consumers.Length != 1 || consumers[0].OpType is not ("Cast" or "Identity") || consumers[0].Outputs[0] is not { } next) return null;
+            current = next;
+        }
+        return null;
     }
 
     /// <summary>Whether <paramref name="target"/> is reached from <paramref name="from"/>'s outputs inside the attention core.</summary>

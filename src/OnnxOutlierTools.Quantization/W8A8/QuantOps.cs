@@ -41,11 +41,26 @@ internal sealed class QuantOps(GraphEditor editor, long opset)
     /// QuantizeLinear cannot take such a scale before opset 21 (and ORT has no fused kernel for it), so it is spelled out.</summary>
     public (Value Q, Value Scale) DynamicSymmetric(Value x, long axis, string name)
     {
+        var (clipped, scale) = DynamicGrid(x, axis, name);
+        return (Cast(clipped, TensorDataType.Int8), scale);
+    }
+
+    /// <summary>The same symmetric int8 grid stored as uint8 with zero point 128 (q + 128 in [1, 255]): the form whose
+    /// MatMulInteger ORT's CPU runs on its fast u8 x s8 kernels (s8 x s8 measured 4.2x slower than fp32 at dim 1024, u8 x s8
+    /// faster than fp32). Returns the uint8 tensor, the scale and the uint8 zero point 128.</summary>
+    public (Value Q, Value Scale, Value ZeroPoint) DynamicSymmetricShifted(Value x, long axis, string name)
+    {
+        var (clipped, scale) = DynamicGrid(x, axis, name);
+        var shifted = Cast(Op("Add", clipped, FloatScalar(name + ".shift", 128)), TensorDataType.UInt8);
+        return (shifted, scale, Editor.Initializer(name + ".zero_point", ArrayTensor.Create<byte>([128])));
+    }
+
+    private (Value Clipped, Value Scale) DynamicGrid(Value x, long axis, string name)
+    {
         var max = ReduceMaxKeep(Op("Abs", x), axis, name);
         var scale = Op("Max", Op("Div", max, FloatScalar(name + ".qmax", PerChannelInt8.QMax)), FloatScalar(name + ".min_scale", MinScale));
         var rounded = Op("Round", Op("Div", x, scale));
-        var clipped = Op("Clip", rounded, FloatScalar(name + ".qmin", -PerChannelInt8.QMax), FloatScalar(name + ".qmax_clip", PerChannelInt8.QMax));
-        return (Cast(clipped, TensorDataType.Int8), scale);
+        return (Op("Clip", rounded, FloatScalar(name + ".qmin", -PerChannelInt8.QMax), FloatScalar(name + ".qmax_clip", PerChannelInt8.QMax)), scale);
     }
 
     /// <summary>The smallest scale a dynamic row gets: a row of zeros (padding) must not divide by zero; 1e-30 keeps every

@@ -15,7 +15,8 @@ public enum ActivationMode
     /// ORT's QDQ fusion turns DQ-MatMul into MatMulIntegerToFloat / QLinearMatMul (int8 kernels).</summary>
     StaticPerTensor,
     /// <summary>One scale per token computed in the graph (ReduceMax(|x|) over the channels / 127), q = Cast(Clip(Round(x / s)))
-    /// to int8, MatMulInteger with the int8 weight (an int8 x int8 -> int32 kernel), then y = float(acc) * s_token * s_channel.</summary>
+    /// on the symmetric int8 grid (stored as uint8 + 128, zero point 128, for ORT's u8 x s8 CPU kernels), MatMulInteger with the
+    /// int8 weight (int32 accumulation), then y = float(acc) * s_token * s_channel.</summary>
     DynamicPerToken,
 }
 
@@ -105,7 +106,7 @@ internal sealed class W8A8Pass : GraphPass
         var type = ComputeType(site.Linears[0].Linear);
         var ops = At(root, FirstConsumer(site), DynamicRule);
         var x = type == TensorDataType.Float ? site.Input : ops.Cast(site.Input, TensorDataType.Float);
-        var (q, tokenScale) = ops.DynamicSymmetric(x, -1, site.Id + ".input");
+        var (q, tokenScale, zeroPoint) = ops.DynamicSymmetricShifted(x, -1, site.Id + ".input");
         var weightScales = new List<float>();
         foreach (var target in site.Linears)
         {
@@ -115,7 +116,7 @@ internal sealed class W8A8Pass : GraphPass
             weightScales.AddRange(weight.Scales);
             // MatMulInteger reads B as [in, out]: an [out, in] weight is transposed once (ORT folds the Transpose of a constant at load).
             var b = linear.Layout == WeightLayout.OutIn ? local.Op("Transpose", [weight.Int8], Attr.Ints("perm", 1, 0)) : weight.Int8;
-            var accumulated = local.Op("MatMulInteger", q, b);
+            var accumulated = local.Op("MatMulInteger", q, b, zeroPoint);
             var y = local.Op("Mul", local.Op("Mul", local.Cast(accumulated, TensorDataType.Float), tokenScale), weight.Scale);
             if (linear.Form == LinearForm.Gemm && linear.Node.Input(2) is { } bias)
                 y = local.Op("Add", y, bias.ElementType is null or TensorDataType.Float ? bias : local.Cast(bias, TensorDataType.Float));
@@ -151,9 +152,9 @@ internal sealed class W8A8Pass : GraphPass
         else
         {
             // A per row (its last axis), B per column (its second-to-last axis): the reduction axis of the product.
-            var (qa, sa) = local.DynamicSymmetric(matmul.Node.Input(0)!, -1, matmul.Id + ".a");
+            var (qa, sa, za) = local.DynamicSymmetricShifted(matmul.Node.Input(0)!, -1, matmul.Id + ".a");
             var (qb, sb) = local.DynamicSymmetric(matmul.Node.Input(1)!, -2, matmul.Id + ".b");
-            var y = local.Op("Mul", local.Op("Mul", local.Cast(local.Op("MatMulInteger", qa, qb), TensorDataType.Float), sa), sb);
+            var y = local.Op("Mul", local.Op("Mul", local.Cast(local.Op("MatMulInteger", qa, qb, za), TensorDataType.Float), sa), sb);
             TakeOver(matmul.Node.Outputs[0]!, y, root.Editor.Names);
             activation = "dynamic: A per row, B per column (the reduction axis), MatMulInteger";
         }
@@ -267,5 +268,6 @@ internal sealed class W8A8Pass : GraphPass
 /// used (null: the max).</summary>
 public sealed record ActivationRange(double Range, double AbsMax, double? Percentile);
 
-/// <summary>One matmul of a decomposed attention with two activation inputs: Q K^T (scores) or P V (values).</summary>
-public sealed record AttentionMatMul(string Id, int Block, string Kind, Node Node);
+/// <summary>One matmul of a decomposed attention with two activation inputs: Q K^T (scores) or P V (values);
+/// <paramref name="ProbabilityInput"/>: its first input is the softmax probabilities (in [0, 1]).</summary>
+public sealed record AttentionMatMul(string Id, int Block, string Kind, Node Node, bool ProbabilityInput);

@@ -22,18 +22,11 @@ public sealed class W8A8Scheme(ActivationMode mode) : IQuantizationScheme
 
     public CalibrationNeed Needs => Mode == ActivationMode.StaticPerTensor ? CalibrationNeed.Statistics : CalibrationNeed.None;
 
-    /// <summary>The tensors whose statistics a static run needs beyond the default probe points (the linear inputs): the head's
-    /// input, and the attention matmuls' inputs when asked. The CLI probes them by name when it calibrates.</summary>
-    public static IReadOnlyList<string> ExtraTensors(Structure.Roles.ModelStructure structure, QuantizationOptions options)
-    {
-        var names = new List<string>();
-        foreach (var site in LinearSelection.Select(structure, options).Sites) names.Add(site.Input.Name);
-        if (options.Attention)
-            foreach (var matmul in AttentionMatMuls.Find(structure).Found)
-                for (int i = 0; i < 2; i++)
-                    if (!IsProbabilities(matmul, i, structure)) names.Add(matmul.Node.Input(i)!.Name);
-        return names.Distinct(StringComparer.Ordinal).ToArray();
-    }
+    /// <summary>The tensors whose statistics a static run needs beyond the default probe points (the linear inputs): every
+    /// selected site's input, the head's included. The CLI probes them by name when it calibrates. (The attention matmuls'
+    /// inputs are [B, H, S, D], which probe points do not take: their max |x| is measured on <see cref="QuantizationInput.Windows"/>.)</summary>
+    public static IReadOnlyList<string> ExtraTensors(Structure.Roles.ModelStructure structure, QuantizationOptions options) =>
+        LinearSelection.Select(structure, options).Sites.Select(s => s.Input.Name).Distinct(StringComparer.Ordinal).ToArray();
 
     public QuantizationResult Quantize(QuantizationInput input)
     {
@@ -62,12 +55,13 @@ public sealed class W8A8Scheme(ActivationMode mode) : IQuantizationScheme
         {
             var statistics = input.Statistics ?? throw new QuantizationInputException($"{model}: {StaticName} needs calibration statistics (--stats stats.json or --text FILE)");
             foreach (var site in sites) ranges[site.Input.Name] = Range(statistics, site.Input.Name, site.Id, input.Options.Percentile, model);
+            var measured = AttentionRanges(input, attention, model);
             foreach (var matmul in attention)
                 for (int i = 0; i < 2; i++)
                 {
                     string name = matmul.Node.Input(i)!.Name;
                     // Softmax probabilities lie in [0, 1]: their range is known without calibration.
-                    ranges[name] = IsProbabilities(matmul, i, input.Structure) ? new ActivationRange(1, 1, null) : Range(statistics, name, matmul.Id, input.Options.Percentile, model);
+                    ranges[name] = i == 0 && matmul.ProbabilityInput ? new ActivationRange(1, 1, null) : new ActivationRange(measured[name], measured[name], null);
                 }
         }
 
@@ -102,7 +96,14 @@ public sealed class W8A8Scheme(ActivationMode mode) : IQuantizationScheme
         return new ActivationRange(ActivationRanges.Range(point, percentile), ActivationRanges.AbsMax(point), percentile);
     }
 
-    private static bool IsProbabilities(AttentionMatMul matmul, int input, Structure.Roles.ModelStructure structure) =>
-        input == 0 && matmul.Kind == "attention-values" &&
-        structure.Blocks[matmul.Block].Attention?.Probabilities is { } p && ReferenceEquals(p, matmul.Node.Input(0));
+    /// <summary>max |x| of the attention matmuls' activation inputs (Q, K^T, V) on the calibration windows (the max, whatever
+    /// --percentile says: these tensors have no per-token histogram).</summary>
+    private static IReadOnlyDictionary<string, double> AttentionRanges(QuantizationInput input, IReadOnlyList<AttentionMatMul> attention, string model)
+    {
+        var names = attention.SelectMany(m => Enumerable.Range(0, 2).Where(i => !(i == 0 && m.ProbabilityInput)).Select(i => m.Node.Input(i)!.Name)).Distinct(StringComparer.Ordinal).ToArray();
+        if (names.Length == 0) return new Dictionary<string, double>();
+        if (input.Windows is not { Count: > 0 } windows || input.Model.SourcePath is not { } path)
+            throw new QuantizationInputException($"{model}: {StaticName} --attention measures the attention matmuls' ranges on calibration windows: give --text FILE or --ids FILE.json");
+        return TensorAbsMax.Measure(path, names, windows, input.Structure.Inputs.InputIds?.Name);
+    }
 }

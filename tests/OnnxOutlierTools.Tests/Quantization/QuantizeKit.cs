@@ -34,11 +34,11 @@ internal static class QuantizeKit
     /// <summary>Loads <paramref name="modelPath"/>, quantizes it with <paramref name="scheme"/> and saves it to
     /// <paramref name="folder"/>/model.onnx (external data).</summary>
     public static (string Path, QuantizationResult Result) Quantize(string modelPath, IQuantizationScheme scheme, string folder,
-        CalibrationStatistics? statistics = null, QuantizationOptions? options = null)
+        CalibrationStatistics? statistics = null, QuantizationOptions? options = null, IReadOnlyList<int[]>? windows = null)
     {
         using var model = ModelReader.Load(modelPath);
         var structure = Recognize(model);
-        var result = scheme.Quantize(new QuantizationInput { Model = model, Structure = structure, Statistics = statistics, Options = options ?? new() });
+        var result = scheme.Quantize(new QuantizationInput { Model = model, Structure = structure, Statistics = statistics, Options = options ?? new(), Windows = windows });
         Directory.CreateDirectory(folder);
         string path = Path.Combine(folder, "model.onnx");
         ModelWriter.Save(model, path, new SaveOptions { Layout = TensorLayout.External, Durable = false });
