@@ -41,6 +41,7 @@ public class Int4ModelTests(ITestOutputHelper output)
             ("nbits-sym-32", new Int4Settings(Int4Format.MatMulNBits, 32, symmetric: true)),
             ("dq21-sym-32", new Int4Settings(Int4Format.BlockedDequantize, 32, symmetric: true)),
             ("nbits-asym-128", new Int4Settings(Int4Format.MatMulNBits, 128, symmetric: false)),
+            ("nbits-asym-32", new Int4Settings(Int4Format.MatMulNBits, 32, symmetric: false)),
             ("dq21-asym-64", new Int4Settings(Int4Format.BlockedDequantize, 64, symmetric: false)),
         };
         var logits = new Dictionary<string, float[]>();
