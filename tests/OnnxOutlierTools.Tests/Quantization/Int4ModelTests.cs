@@ -139,6 +139,17 @@ public class Int4ModelTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void OnlyWeights_QuantizesJustTheNamedLinear()
+    {
+        using var model = ModelReader.Load(CalibratedModel.Planted);
+        var structure = CalibratedModel.Recognize(model);
+        string down = structure.Blocks[1].Ffn!.Down.Weight.Name;
+        var report = Int4Quantizer.Quantize(model, new Int4Settings() { OnlyWeights = new HashSet<string> { down } }, structure);
+        Assert.Equal([down], report.Linears.Where(l => l.Quantized).Select(l => l.Weight));
+        Assert.Single(model.Graph.Nodes, n => n.Is("MatMulNBits", "com.microsoft"));
+    }
+
     internal static float[] Run(string path, IReadOnlyList<int[]> windows, SessionSettings? settings = null)
     {
         using var session = SessionFactory.Open(path, settings ?? SessionSettings.CpuUnoptimized);
