@@ -1,4 +1,5 @@
 using OnnxOutlierTools.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace OnnxOutlierTools.Quantization.Int4;
 
@@ -20,24 +21,41 @@ public static class Int4BlockCodec
         int blocks = (values.Length + blockSize - 1) / blockSize;
         if (codes.Length < values.Length || scales.Length < blocks || zeroPoints.Length < blocks)
             throw new ArgumentException($"buffers too small for {values.Length} values in {blocks} blocks");
-        for (int b = 0; b < blocks; b++)
+        Parameters(values, blockSize, symmetric, scaleType, scales, zeroPoints);
+        // code = clamp(round_half_even(w / scale) + zp, 0, 15), vectorized in float64 over the whole channel: the divisor and
+        // the zero point are expanded per element (a zero scale divides by 1 and is overwritten by its zero point below).
+        var pool = System.Buffers.ArrayPool<double>.Shared;
+        double[] w = pool.Rent(values.Length), divisor = pool.Rent(values.Length), zero = pool.Rent(values.Length);
+        try
         {
-            int start = b * blockSize, n = Math.Min(blockSize, values.Length - start);
-            var block = values.Slice(start, n);
-            var (scale, zeroPoint) = symmetric ? SymmetricParameters(block, scaleType) : AsymmetricParameters(block, scaleType);
-            scales[b] = scale;
-            zeroPoints[b] = zeroPoint;
-            var target = codes.Slice(start, n);
-            if (scale == 0)
+            var x = w.AsSpan(0, values.Length);
+            var d = divisor.AsSpan(0, values.Length);
+            var z = zero.AsSpan(0, values.Length);
+            TensorPrimitives.ConvertChecked<float, double>(values, x);
+            for (int b = 0; b < blocks; b++)
             {
-                target.Fill(zeroPoint);
-                continue;
+                int start = b * blockSize, n = Math.Min(blockSize, values.Length - start);
+                d.Slice(start, n).Fill(scales[b] == 0 ? 1 : scales[b]);
+                z.Slice(start, n).Fill(zeroPoints[b]);
             }
-            for (int i = 0; i < n; i++)
-            {
-                double q = Math.Round(block[i] / (double)scale, MidpointRounding.ToEven) + zeroPoint;
-                target[i] = (byte)Math.Clamp(q, 0, 15);
-            }
+            TensorPrimitives.Divide(x, d, x);
+            TensorPrimitives.Round(x, MidpointRounding.ToEven, x);
+            TensorPrimitives.Add(x, z, x);
+            TensorPrimitives.Max(x, 0.0, x);
+            TensorPrimitives.Min(x, 15.0, x);
+            TensorPrimitives.ConvertTruncating<double, byte>(x, codes[..values.Length]);
+            for (int b = 0; b < blocks; b++)
+                if (scales[b] == 0)
+                {
+                    int start = b * blockSize;
+                    codes.Slice(start, Math.Min(blockSize, values.Length - start)).Fill(zeroPoints[b]);
+                }
+        }
+        finally
+        {
+            pool.Return(w);
+            pool.Return(divisor);
+            pool.Return(zero);
         }
     }
 

@@ -35,7 +35,9 @@ public sealed class Int4QuantizePass : GraphPass
             throw new Int4QuantizationException($"the recognized blocks are in a nested graph ({nested}); int4 quantization edits the main graph only");
         _structure = structure;
         Settings = settings;
-        Candidates = Int4Linears.Select(structure, settings.IncludeLmHead);
+        Candidates = Int4Linears.Select(structure, settings.IncludeLmHead)
+            .Select(c => c.Eligible && settings.OnlyWeights is { } only && !only.Contains(c.Linear.Weight.Name) ? c with { SkipReason = "not among the linears asked for" } : c)
+            .ToList();
     }
 
     public Int4Settings Settings { get; }

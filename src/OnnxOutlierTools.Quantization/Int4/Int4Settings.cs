@@ -44,6 +44,9 @@ public sealed record Int4Settings
     public int AccuracyLevel { get; }
     /// <summary>Quantize the LM head too (a tied embedding table keeps its float copy for the Gather).</summary>
     public bool IncludeLmHead { get; }
+    /// <summary>Quantize only the linears whose weight initializer is named here (one site at a time, for error attribution);
+    /// null: every selected linear.</summary>
+    public IReadOnlySet<string>? OnlyWeights { get; init; }
 
     public override string ToString() =>
         $"int4 {(Format == Int4Format.MatMulNBits ? "MatMulNBits" : "DequantizeLinear-21")}, block {BlockSize}, {(Symmetric ? "symmetric" : "asymmetric")}" +

@@ -6,7 +6,8 @@ namespace OnnxOutlierTools.Quantization.Int4;
 /// <summary>Raises a model's default (ai.onnx) opset to 21, which the INT4 blocked DequantizeLinear needs, only when every node
 /// (nested graphs included) means the same at 21. From opset 13 on, the ops whose definition changed on the way are converted:
 /// ReduceMax/Min/Mean/Prod/L1/L2/LogSum/LogSumExp/SumSquare take their axes as an input from 18 (the attribute becomes an int64
-/// initializer), Split without a split input needs num_outputs from 18, GridSample's modes are renamed at 20
+/// initializer), Split without a split input needs num_outputs from 18, RoiAlign keeps its old output_half_pixel default explicitly
+/// (16 changed the default), GridSample's modes are renamed at 20
 /// (bilinear -> linear, bicubic -> cubic). Refused with one line naming the op: a model below opset 13 (Softmax, Squeeze,
 /// ReduceSum and more changed meaning at 13), GroupNormalization (its scale and bias became per channel at 21) and DFT (its
 /// axis became an input at 20). The IR version is raised to 10 (opset 21 needs it).</summary>
@@ -35,7 +36,7 @@ public static class Opset21Upgrade
                 throw new Int4QuantizationException($"{display}: {node.Describe()} takes its axis as an input from opset 20; cannot raise opset {current} to 21");
         }
         var lines = new List<string>();
-        int reduces = 0, splits = 0, grids = 0;
+        int reduces = 0, splits = 0, grids = 0, rois = 0;
         foreach (var node in nodes)
         {
             if (current < 18 && ReduceWithAxesInputAt18.Contains(node.OpType) && node.GetAttribute("axes") is { } axes)
@@ -55,6 +56,12 @@ public static class Opset21Upgrade
                 node.SetAttribute(Attr.Int("num_outputs", node.Outputs.Count));
                 splits++;
             }
+            else if (current < 16 && node.OpType == "RoiAlign" && node.GetAttribute("coordinate_transformation_mode") is null)
+            {
+                // RoiAlign-16 added the attribute with default half_pixel; the older op computed output_half_pixel.
+                node.SetAttribute(Attr.String("coordinate_transformation_mode", "output_half_pixel"));
+                rois++;
+            }
             else if (current < 20 && node.OpType == "GridSample" && node.GetString("mode") is { } mode && mode is "bilinear" or "bicubic")
             {
                 node.SetAttribute(Attr.String("mode", mode == "bilinear" ? "linear" : "cubic"));
@@ -63,6 +70,7 @@ public static class Opset21Upgrade
         }
         if (reduces > 0) lines.Add($"{reduces} Reduce node(s): axes attribute -> input (opset 18)");
         if (splits > 0) lines.Add($"{splits} Split node(s): num_outputs set (opset 18)");
+        if (rois > 0) lines.Add($"{rois} RoiAlign node(s): coordinate_transformation_mode output_half_pixel kept (opset 16)");
         if (grids > 0) lines.Add($"{grids} GridSample node(s): mode renamed (opset 20)");
         int index = model.OpsetImports.FindIndex(o => o.Domain is "" or "ai.onnx");
         if (index < 0) model.OpsetImports.Add(new OpsetId("", Target));

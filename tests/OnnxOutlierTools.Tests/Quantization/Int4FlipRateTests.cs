@@ -85,6 +85,17 @@ public class Int4FlipRateTests(ITestOutputHelper output)
         foreach (var line in lines) output.WriteLine(line);
     }
 
+    [Fact]
+    public void FlipRate_DifferentVocabularies_OneLine()
+    {
+        var windows = CalibratedModel.Windows(seqLen: 8, maxTokens: 8);
+        using var planted = SessionFactory.Open(CalibratedModel.Planted, SessionSettings.CpuUnoptimized);
+        using var gpt2 = SessionFactory.Open(Fixtures.Export("gpt2-ort-fused-fp32", "past.onnx"), SessionSettings.CpuUnoptimized);
+        var ex = Assert.Throws<OnnxOutlierTools.Mitigation.MitigationInputException>(() => FlipRateMeter.Measure(planted, gpt2, windows));
+        Assert.Contains("512 and 1000", ex.Message);
+        Assert.DoesNotContain('\n', ex.Message);
+    }
+
     private static string Mitigate(string model, IReadOnlyList<MitigationStep> steps, string staging, IReadOnlyList<int[]> proof, SessionSettings session)
     {
         var outcome = MitigationPipeline.Run(model, steps, staging, null, null, proof, session);

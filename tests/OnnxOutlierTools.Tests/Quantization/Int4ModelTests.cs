@@ -41,6 +41,7 @@ public class Int4ModelTests(ITestOutputHelper output)
             ("nbits-sym-32", new Int4Settings(Int4Format.MatMulNBits, 32, symmetric: true)),
             ("dq21-sym-32", new Int4Settings(Int4Format.BlockedDequantize, 32, symmetric: true)),
             ("nbits-asym-128", new Int4Settings(Int4Format.MatMulNBits, 128, symmetric: false)),
+            ("nbits-asym-32", new Int4Settings(Int4Format.MatMulNBits, 32, symmetric: false)),
             ("dq21-asym-64", new Int4Settings(Int4Format.BlockedDequantize, 64, symmetric: false)),
         };
         var logits = new Dictionary<string, float[]>();
@@ -136,6 +137,17 @@ public class Int4ModelTests(ITestOutputHelper output)
             output.WriteLine($"LM head included, {settings.Format}: max |logit - reference| {diff:G3} of {scale:G3}");
             Assert.True(diff <= 1e-3 * scale, $"{settings.Format}: {diff}");
         }
+    }
+
+    [Fact]
+    public void OnlyWeights_QuantizesJustTheNamedLinear()
+    {
+        using var model = ModelReader.Load(CalibratedModel.Planted);
+        var structure = CalibratedModel.Recognize(model);
+        string down = structure.Blocks[1].Ffn!.Down.Weight.Name;
+        var report = Int4Quantizer.Quantize(model, new Int4Settings() { OnlyWeights = new HashSet<string> { down } }, structure);
+        Assert.Equal([down], report.Linears.Where(l => l.Quantized).Select(l => l.Weight));
+        Assert.Single(model.Graph.Nodes, n => n.Is("MatMulNBits", "com.microsoft"));
     }
 
     internal static float[] Run(string path, IReadOnlyList<int[]> windows, SessionSettings? settings = null)
