@@ -77,6 +77,25 @@ public class ReferenceComparisonTests
     }
 
     [Fact]
+    public void Evaluate_SinkBiasGqaModelWithKvCache_MatchesTheOriginalAndDecodes()
+    {
+        // GroupQueryAttention with a KV cache: the baked BOS is a past for every prompt, so windows run one at a time even
+        // when a batch is asked for; decoding feeds back the present caches, which hold the text only.
+        using var folder = new TempFolder("eval-sink-gqa");
+        string original = RepositoryFiles.Path("onnx-models", "planted-llama-genai", "model.onnx");
+        var (sinkModel, _, _) = SinkBiasHarness.Rewrite(original, folder.Path("sink"), SinkPrefix.Bos(1));
+        var result = ModelEvaluator.Evaluate(Planted(sinkModel, original) with { Latency = new LatencySettings { Repetitions = 2, DecodeTokens = 4 } });
+        Assert.InRange(result.Divergence!.MaxKl, 0, 1e-6);
+        Assert.Equal(1, result.Divergence.Top1Agreement);
+        Assert.Equal(result.Perplexity!.Reference!.Perplexity, result.Perplexity.Model.Perplexity, result.Perplexity.Model.Perplexity * 1e-5);
+        Assert.Contains(result.Notes, n => n.Contains("one at a time"));
+        Assert.Equal(4, result.Latency!.Model.DecodeTokens);
+        Assert.Equal(63, result.Latency.Model.PromptTokens); // the text only; the reference is fed BOS + text
+        Assert.Equal(64, result.Latency.Reference!.PromptTokens);
+        Assert.True(result.Latency.Model.DecodeTokensPerSecond > 0);
+    }
+
+    [Fact]
     public void Evaluate_MiniLmAgainstItself_CosineOne()
     {
         var result = ModelEvaluator.Evaluate(new EvalRequest
