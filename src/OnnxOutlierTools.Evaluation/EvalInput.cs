@@ -21,7 +21,8 @@ internal sealed class EvalInput
     public required EvalBosMode Resolved { get; init; }
     public required string BosReason { get; init; }
     public TextTokenizer? Tokenizer { get; init; }
-    public IReadOnlyList<string> Notes { get; init; } = [];
+    /// <summary>Lines for the user (tokenizer notes, choices the run made).</summary>
+    public List<string> Notes { get; init; } = [];
 
     /// <summary>What <paramref name="model"/> is fed for <paramref name="window"/>: the text alone when the prefix is baked into it.</summary>
     public int[] Fed(EvaluatedModel model, EvalWindow window) =>
@@ -87,7 +88,7 @@ internal sealed class EvalInput
         {
             Windows = windows, Prefix = prefix, PrefixSource = sink is not null ? $"sink prefix of {sinkOwner}" : prefix.Count > 0 ? "bos" : null,
             Source = textPath, StreamTokens = stream.Length, DroppedTail = tail, Window = window, Stride = stride, Resolved = mode, BosReason = reason,
-            Tokenizer = tokenizer, Notes = tokenizer.Notes,
+            Tokenizer = tokenizer, Notes = [.. tokenizer.Notes],
         };
     }
 
@@ -133,7 +134,7 @@ internal sealed class EvalInput
         return new EvalInput
         {
             Windows = windows, Prefix = [], Source = source, StreamTokens = stream, Window = window, Resolved = EvalBosMode.Off,
-            BosReason = "encoder: [CLS] ... [SEP] segments of whole sentences, no BOS", Tokenizer = tokenizer, Notes = tokenizer?.Notes ?? [],
+            BosReason = "encoder: [CLS] ... [SEP] segments of whole sentences, no BOS", Tokenizer = tokenizer, Notes = [.. tokenizer?.Notes ?? []],
         };
     }
 

@@ -36,7 +36,6 @@ public static class ModelEvaluator
         using var reference = request.Reference is null ? null : EvaluatedModel.Open(request.Reference, settings);
         CheckPair(model, reference);
         var input = EvalInput.Prepare(request, model, reference);
-        notes.AddRange(input.Notes);
 
         var watch = Stopwatch.StartNew();
         long total = input.Windows.Sum(x => (long)x.Text.Length), done = 0;
@@ -80,6 +79,7 @@ public static class ModelEvaluator
                 reference is null ? null : LatencyMeter.Measure(reference, input.Fed(reference, first), latencySettings));
         }
 
+        notes.AddRange(input.Notes);
         return new EvalResult
         {
             Model = Facts(model),
@@ -91,7 +91,7 @@ public static class ModelEvaluator
             Divergence = divergence,
             Embedding = embedding,
             Latency = latency,
-            Notes = notes,
+            Notes = notes.Distinct().ToArray(),
         };
     }
 
@@ -111,6 +111,13 @@ public static class ModelEvaluator
         var modelLogits = new NextTokenLogits(model.Session, model.LogitsOutput, model.TokenInput);
         var referenceLogits = reference is null ? null : new NextTokenLogits(reference.Session, reference.LogitsOutput, reference.TokenInput);
         if (modelLogits.StepMode || referenceLogits?.StepMode == true) batchSize = 1;
+        // A baked prefix is a non-empty past for every prompt, and ORT's GroupQueryAttention refuses a multi-token run after a
+        // past at batch > 1: such models run one window at a time.
+        if (batchSize > 1 && (model.SinkPrefix is not null || reference?.SinkPrefix is not null))
+        {
+            batchSize = 1;
+            input.Notes.Add("a model has a baked sink prefix: windows run one at a time (GroupQueryAttention takes no batched prompt after a past)");
+        }
         var scorer = new NextTokenScorer(reference is not null);
         foreach (var batch in Batches(input.Windows, batchSize))
         {
