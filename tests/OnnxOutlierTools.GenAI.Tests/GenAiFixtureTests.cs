@@ -14,7 +14,7 @@ public sealed class GenAiFixtureTests(ITestOutputHelper output) : IDisposable
     public void BuilderFolder_RunsInGenAi_AndGreedyEqualsOurDecoder()
     {
         string folder = GenAiFolders.CopyGqaFixture(_temp.Folder("gqa"));
-        int[] prompt = GenAiGeneration.Encode(folder, "Hello world, this is a test");
+        int[] prompt = GenAiGeneration.Encode(folder, "Hello world, this is a test", addSpecialTokens: true);
         Assert.NotEmpty(prompt);
 
         var genai = GenAiGeneration.Greedy(folder, prompt, 12);

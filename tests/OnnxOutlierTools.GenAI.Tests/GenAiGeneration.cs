@@ -20,31 +20,43 @@ public static class GenAiGeneration
         return Run(model, tokenizer, [.. promptIds], maxNewTokens);
     }
 
-    /// <summary>Greedy from text, encoded by the folder's tokenizer the way genai does (its tokenizer_config.json
-    /// decides whether BOS is added).</summary>
-    public static GenAiResult Greedy(string folder, string text, int maxNewTokens)
+    /// <summary>Greedy from text, encoded by the folder's tokenizer in genai. genai 0.20 adds no special tokens
+    /// unless asked (<paramref name="addSpecialTokens"/>, its <c>add_special_tokens</c> option), and then adds
+    /// what tokenizer.json's post-processor template says; it does not read tokenizer_config.json's add_bos_token.</summary>
+    public static GenAiResult Greedy(string folder, string text, int maxNewTokens, bool addSpecialTokens)
     {
         using var model = Load(folder);
-        using var tokenizer = new Tokenizer(model);
+        using var tokenizer = Tokenizer(model, addSpecialTokens);
         using var sequences = tokenizer.Encode(text);
         return Run(model, tokenizer, sequences[0].ToArray(), maxNewTokens);
     }
 
-    /// <summary>The folder's tokenizer as genai loads it: ids of <paramref name="text"/>.</summary>
-    public static int[] Encode(string folder, string text)
+    /// <summary>The folder's tokenizer as genai loads it: ids of <paramref name="text"/> (see <see cref="Greedy(string, string, int, bool)"/>).</summary>
+    public static int[] Encode(string folder, string text, bool addSpecialTokens)
     {
-        using var model = Load(folder);
-        using var tokenizer = new Tokenizer(model);
-        using var sequences = tokenizer.Encode(text);
-        return sequences[0].ToArray();
+        using var tokenizer = OpenTokenizer(folder, addSpecialTokens);
+        return tokenizer.Encode(text);
+    }
+
+    /// <summary>The folder's tokenizer in genai, loaded once for many texts.</summary>
+    public static GenAiTokenizer OpenTokenizer(string folder, bool addSpecialTokens)
+    {
+        var model = Load(folder);
+        return new GenAiTokenizer(model, Tokenizer(model, addSpecialTokens));
+    }
+
+    private static Tokenizer Tokenizer(Model model, bool addSpecialTokens)
+    {
+        var tokenizer = new Tokenizer(model);
+        tokenizer.UpdateOptions(new() { ["add_special_tokens"] = addSpecialTokens ? "true" : "false" });
+        return tokenizer;
     }
 
     /// <summary>The folder's tokenizer as genai loads it: the text of <paramref name="ids"/>.</summary>
     public static string Decode(string folder, IReadOnlyList<int> ids)
     {
-        using var model = Load(folder);
-        using var tokenizer = new Tokenizer(model);
-        return tokenizer.Decode([.. ids]);
+        using var tokenizer = OpenTokenizer(folder, addSpecialTokens: false);
+        return tokenizer.Decode(ids);
     }
 
     private static Model Load(string folder)
@@ -70,6 +82,24 @@ public static class GenAiGeneration
             generated.Add(generator.GetNextTokens()[0]);
         }
         return new GenAiResult(prompt, [.. generated], tokenizer.Decode([.. generated]));
+    }
+}
+
+/// <summary>A genai tokenizer with the model it came from.</summary>
+public sealed class GenAiTokenizer(Model model, Tokenizer tokenizer) : IDisposable
+{
+    public int[] Encode(string text)
+    {
+        using var sequences = tokenizer.Encode(text);
+        return sequences[0].ToArray();
+    }
+
+    public string Decode(IReadOnlyList<int> ids) => tokenizer.Decode([.. ids]);
+
+    public void Dispose()
+    {
+        tokenizer.Dispose();
+        model.Dispose();
     }
 }
 
