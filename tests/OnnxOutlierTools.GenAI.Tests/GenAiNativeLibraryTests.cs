@@ -41,9 +41,10 @@ public sealed class GenAiNativeLibraryTests : IDisposable
         var genai = GenAiGeneration.Greedy(folder, [1, 15043, 3186], 3);
         Assert.Equal(ours, genai.NewTokens);
 
-        var loaded = File.ReadLines("/proc/self/maps").Select(l => l.IndexOf('/') is int i and >= 0 ? l[i..] : "")
-            .Where(p => Path.GetFileName(p).StartsWith("libonnxruntime", StringComparison.Ordinal)).Distinct().Order().ToArray();
-        Assert.Equal([Path.Combine(NativeFolder, "libonnxruntime-genai.so"), Path.Combine(NativeFolder, "libonnxruntime.so")], loaded);
+        var loaded = File.ReadLines("/proc/self/maps").Select(l => l.IndexOf('/') is int i and >= 0 ? l[i..] : "").Distinct().ToArray();
+        // One ONNX Runtime in the process (other tests may have loaded its providers_shared library too).
+        Assert.Equal([Path.Combine(NativeFolder, "libonnxruntime.so")], loaded.Where(p => Path.GetFileName(p).StartsWith("libonnxruntime.so", StringComparison.Ordinal)));
+        Assert.Contains(Path.Combine(NativeFolder, "libonnxruntime-genai.so"), loaded);
     }
 
     private static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
