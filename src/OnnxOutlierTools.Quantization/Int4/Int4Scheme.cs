@@ -28,8 +28,7 @@ public sealed class Int4Scheme(bool activationAware) : IQuantizationScheme
         Int4Settings settings;
         try
         {
-            settings = new Int4Settings(options.Int4Format, options.BlockSize, options.Symmetric,
-                options.Int4Format == Int4Format.MatMulNBits ? options.AccuracyLevel : 0, options.IncludeLmHead);
+            settings = new Int4Settings(options.Int4Format, options.BlockSize, options.Symmetric, options.AccuracyLevel, options.IncludeLmHead);
         }
         catch (ArgumentException ex) { throw new QuantizationInputException($"{display}: {ex.Message.Split(" (Parameter")[0]}", ex); }
         Int4Report report;

@@ -51,6 +51,25 @@ public sealed class RunCommandTests
         Assert.Contains("original + w8a8-static", result.Stdout);
     }
 
+    /// <summary>An encoder (MiniLM, post-norm, a measured massive activation): no sink bias in its recipe, the embedding cosine
+    /// of W8A8 with and without mitigation reported (measured, printed; asserted only where certain).</summary>
+    [Fact]
+    public void Run_OnMiniLm_ReportsTheEmbeddingCosine_WithAndWithoutMitigation()
+    {
+        using var temp = new TempFolder();
+        string output = temp.Path("run");
+        var result = CliRunner.Run("run", MiniLm.ModelPath, "--text", Fixtures.Path("text", "prose-sample.txt"), "-o", output,
+            "--schemes", "w8a8-static,w8a8-dynamic", "--calibration-tokens", "512", "--eval-tokens", "512", "--no-latency");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "run.json")));
+        Assert.DoesNotContain("sink-bias", json.RootElement.GetProperty("recipe").EnumerateArray().Select(e => e.GetString()));
+        var cosine = json.RootElement.GetProperty("rows").EnumerateArray().Where(r => r.GetProperty("variant").GetString() != "original")
+            .ToDictionary(r => r.GetProperty("variant").GetString()!, r => r.GetProperty("cosine").GetDouble());
+        Console.WriteLine("MiniLM mean pooled cosine to FP32: " + string.Join(", ", cosine.Select(c => $"{c.Key} {c.Value:F5}")));
+        Assert.True(cosine["mitigated"] > 0.99999, $"the exact recipe changed the embeddings: cosine {cosine["mitigated"]}");
+        foreach (var (name, value) in cosine) Assert.True(value is > 0 and <= 1.000001, $"{name}: {value}");
+    }
+
     [Fact]
     public void Demo_IsBundledBesideTheTool()
     {

@@ -70,9 +70,17 @@ public sealed class QuantizeCommandTests
         using var temp = new TempFolder("quantize-bad");
         string output = temp.Path("out");
 
-        var int4 = CliRunner.Run("quantize", Planted, "--scheme", "int4-rtn", "-o", output);
-        Assert.Equal(2, int4.ExitCode);
-        Assert.Contains("scheme not available", Assert.Single(int4.StderrLines));
+        var blockSize = CliRunner.Run("quantize", Planted, "--scheme", "int4-rtn", "--block-size", "48", "-o", output);
+        Assert.Equal(2, blockSize.ExitCode);
+        Assert.Contains("--block-size", Assert.Single(blockSize.StderrLines));
+
+        var dqLevel = CliRunner.Run("quantize", Planted, "--scheme", "int4-rtn", "--int4-format", "dq", "--accuracy-level", "4", "-o", output);
+        Assert.Equal(2, dqLevel.ExitCode);
+        Assert.Contains("accuracy_level", Assert.Single(dqLevel.StderrLines));
+
+        var awqNoText = CliRunner.Run("quantize", Planted, "--scheme", "int4-awq", "-o", output);
+        Assert.Equal(2, awqNoText.ExitCode);
+        Assert.Single(awqNoText.StderrLines);
 
         var unknown = CliRunner.Run("quantize", Planted, "--scheme", "w4a4", "-o", output);
         Assert.Equal(2, unknown.ExitCode);
@@ -119,5 +127,30 @@ public sealed class QuantizeCommandTests
 
         Assert.False(Directory.Exists(output));
         Assert.Equal(new[] { "mine", "mlp.onnx", "other" }, Directory.GetFileSystemEntries(temp.FullPath).Select(f => Path.GetFileName(f)!).Order().ToArray());
+    }
+
+    /// <summary>The int4 schemes through the CLI: MatMulNBits at accuracy levels 0 and 4, the opset-21 blocked DequantizeLinear
+    /// form, and AWQ on calibration text; every folder loads and runs in ORT (the command compares it with the original).</summary>
+    [Theory]
+    [InlineData("int4-rtn", "matmulnbits", "0", "MatMulNBits")]
+    [InlineData("int4-rtn", "matmulnbits", "4", "MatMulNBits")]
+    [InlineData("int4-rtn", "dq", "0", "DequantizeLinear")]
+    [InlineData("int4-awq", "matmulnbits", "0", "MatMulNBits")]
+    public void Int4_Schemes_WriteModelsThatOrtRuns(string scheme, string format, string level, string op)
+    {
+        using var temp = new TempFolder("quantize-int4");
+        string output = temp.Path("out");
+        var r = CliRunner.Run("quantize", Planted, "--scheme", scheme, "--int4-format", format, "--accuracy-level", level, "--block-size", "32",
+            "--text", Text, "--seq-len", "64", "--max-tokens", "256", "-o", output);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "quantization.json")));
+        var root = report.RootElement;
+        Assert.Equal(scheme, root.GetProperty("scheme").GetString());
+        Assert.True(double.IsFinite(root.GetProperty("comparison").GetProperty("meanKl").GetDouble()));
+        using var model = ModelReader.Load(Path.Combine(output, "model.onnx"));
+        Assert.Equal(35, model.Graph.Nodes.Count(n => n.OpType == op && (op != "DequantizeLinear" || n.Input(0)?.ConstValue?.DataType is Tensors.TensorDataType.Int4 or Tensors.TensorDataType.UInt4)));
+        if (format == "dq") Assert.Equal(21, model.OpsetVersion(""));
+        if (op == "MatMulNBits")
+            Assert.All(model.Graph.Nodes.Where(n => n.OpType == op), n => Assert.Equal(long.Parse(level), n.Attributes.FirstOrDefault(a => a.Name == "accuracy_level")?.AsInt() ?? 0));
     }
 }
