@@ -131,7 +131,9 @@ public class InspectLayersTests
     {
         string root = RepositoryRoot();
         const string prefix = "dotnet run --project src/OnnxOutlierTools.Cli -c Release -- ";
-        var commands = File.ReadAllLines(Path.Combine(root, "README.md")).Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+        // `run --demo` (minutes) is run by the install test through the installed tool, and the pipeline by RunCommandTests.
+        var commands = File.ReadAllLines(Path.Combine(root, "README.md")).Where(l => l.StartsWith(prefix, StringComparison.Ordinal))
+            .Where(l => !l.Contains(" run --demo", StringComparison.Ordinal)).ToList();
         Assert.NotEmpty(commands);
         using var temp = new TempFolder("readme-quick-start");
         foreach (var line in commands)

@@ -65,6 +65,14 @@ public sealed class ReadmeInstallTests(ITestOutputHelper output)
         Assert.Contains("block 1", run.Stdout);
         Assert.Contains("lm head", run.Stdout);
 
+        // The demo through the installed tool: its model and text travel in the tool package.
+        var demo = Expect(Bash(commands["demo"], clone, env, TimeSpan.FromMinutes(15)), "demo");
+        Assert.Contains("mitigated + w8a8-static", demo.Stdout);
+        string report = Path.Combine(clone, global::OnnxOutlierTools.Cli.Commands.RunCommand.DemoOutput, "report.html");
+        Assert.True(File.Exists(report), $"{report} missing after the demo");
+        Assert.Contains("id=\"pipeline\"", File.ReadAllText(report));
+        output.WriteLine(demo.Stdout);
+
         Expect(Bash(commands["uninstall"], clone, env, TimeSpan.FromMinutes(2)), "uninstall");
         Assert.False(File.Exists(shim), $"{shim} still there after the uninstall command");
         Assert.NotEqual(shim, Bash("command -v onnx-outliers || true", clone, env, TimeSpan.FromSeconds(30)).Stdout.Trim());
