@@ -131,7 +131,7 @@ public static class RunPipeline
             TextSha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(request.Text))),
             Architecture = architecture.ToString().ToLowerInvariant(), Blocks = blocks,
             Recipe = recipe.Names, RecipeWhy = recipe.Why, Schemes = request.Schemes,
-            CalibrationTokens = request.CalibrationTokens, EvalTokens = request.EvalTokens, SequenceLength = request.SequenceLength,
+            CalibrationTokens = request.CalibrationTokens, EvalTokens = request.EvalTokens, SequenceLength = request.SequenceLength, EvalWindow = evalWindow,
             Device = request.Device.ToString().ToLowerInvariant(), Rows = rows, Notes = notes, Seconds = clock.Elapsed.TotalSeconds,
             Analysis = Relative(output, analyze.ReportHtmlPath), Mitigation = Relative(output, mitigated.ReportPath),
         };

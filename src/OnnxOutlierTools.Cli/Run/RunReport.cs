@@ -89,6 +89,8 @@ public sealed record RunReport
     public int CalibrationTokens { get; init; }
     public int EvalTokens { get; init; }
     public int? SequenceLength { get; init; }
+    /// <summary>The evaluation windows' length when the run chose it (a baked prefix shortens the context); null: eval's default.</summary>
+    public int? EvalWindow { get; init; }
     public required string Device { get; init; }
     public required IReadOnlyList<RunRow> Rows { get; init; }
     public IReadOnlyList<string> Notes { get; init; } = [];
@@ -108,7 +110,8 @@ public sealed record RunReport
         [
             new("text", Text), new("tokenizer", Tokenizer ?? "found beside the model"), new("calibration tokens", CalibrationTokens.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             new("evaluation tokens", EvalTokens.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-            new("window", SequenceLength?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "the model's default (see evaluation/*.json)"),
+            new("calibration window", SequenceLength?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "the model's default (see analysis/report.json)"),
+            new("evaluation window", EvalWindow?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "eval's default, min(context, 512) (see evaluation/*.json)"),
             new("schemes", string.Join(", ", Schemes)), new("device", Device), new("command", CommandLine ?? "-"),
             new("seconds", Seconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)),
         ],
