@@ -14,7 +14,7 @@ internal sealed class EarlyWriteback
     [DllImport("libc", SetLastError = true, EntryPoint = "sync_file_range")]
     private static extern int SyncFileRange(int fd, long offset, long nbytes, uint flags);
 
-    private static bool _unavailable = !OperatingSystem.IsLinux();
+    private static bool _unavailable = !OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("ONNX_OUTLIERS_EARLY_WRITEBACK") == "0";
     private readonly FileStream _stream;
     private long _started;
 

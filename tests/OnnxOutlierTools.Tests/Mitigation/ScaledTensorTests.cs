@@ -51,7 +51,9 @@ public class ScaledTensorTests
     [Fact]
     public void LargeReads_ScaledOnEveryCore_MatchTheReference()
     {
-        const int rows = 600, columns = 700; // 420,000 elements: above the parallel slice size
+        // 2,400,000 FLOAT16 elements (4.8 MB): above the parallel slice size, and two chunks of the double-buffered save
+        // path (4 MiB, the second partial), so a buffer swapped too early would show as wrong bytes.
+        const int rows = 1600, columns = 1500;
         var source = Stored(TensorDataType.Float16, Values(rows * columns), rows, columns);
         var original = source.ToSingleArray();
         var r = Enumerable.Range(0, rows).Select(i => 0.5 + i % 3).ToArray();
@@ -62,12 +64,12 @@ public class ScaledTensorTests
             scaled.CopyTo(stream);
             var got = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(stream.ToArray());
             var s = (ScaledTensor)scaled;
+            Assert.Equal(rows * columns, got.Length);
+            int wrong = 0, first = -1;
             for (int i = 0; i < rows; i++)
                 for (int j = 0; j < columns; j++)
-                {
-                    double factor = Factor(s, r, c, i, j);
-                    Assert.Equal((Half)(float)(original[i * columns + j] * factor), got[i * columns + j]);
-                }
+                    if ((Half)(float)(original[i * columns + j] * Factor(s, r, c, i, j)) != got[i * columns + j] && wrong++ == 0) first = i * columns + j;
+            Assert.True(wrong == 0, $"{wrong} wrong elements, the first at {first}");
         }
     }
 
