@@ -59,8 +59,8 @@ public static class Program
         root.Subcommands.Add(ProbeCommand.Create(context));
         root.Subcommands.Add(MitigateCommand.Create(context));
         root.Subcommands.Add(QuantizeCommand.Create(context));
-        root.Subcommands.Add(RunCommand.Create(context));
         root.Subcommands.Add(EvalCommand.Create(context));
+        root.Subcommands.Add(RunCommand.Create(context));
         return root;
     }
 }

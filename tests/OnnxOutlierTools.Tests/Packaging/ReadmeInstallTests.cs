@@ -13,7 +13,7 @@ namespace OnnxOutlierTools.Tests.Packaging;
 public sealed class ReadmeInstallTests(ITestOutputHelper output)
 {
     public const string EnabledVariable = "ONNX_OUTLIERS_INSTALL_TEST";
-    private static readonly string[] Names = ["install", "run", "uninstall"];
+    private static readonly string[] Names = ["demo", "install", "run", "uninstall"];
 
     [Fact]
     public void Readme_MarksOneLineInstallRunAndUninstallCommands()
