@@ -77,6 +77,12 @@ public sealed class MitigatedBuilderFolderTests(ShippedFolders folders, ITestOut
     [Theory]
     [MemberData(nameof(Recipes))]
     public void GenAiGreedy_MitigatedEqualsOriginal(string recipe) => AssertSameTokens(folders, recipe);
+
+    /// <summary>The folder converted to fp16 (float32 I/O, and float16 I/O with float16 KV caches) still runs in genai.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GenAi_RunsTheFp16Folder(bool fp16Io) => AssertGeneratesText(folders, folders.ConvertFp16(Original(folders), fp16Io ? "fp16-io" : "fp16", fp16Io));
 }
 
 public sealed class MitigatedStoriesFolderTests(ShippedFolders folders, ITestOutputHelper output) : MitigatedFolderTests(output)
@@ -86,4 +92,10 @@ public sealed class MitigatedStoriesFolderTests(ShippedFolders folders, ITestOut
     [Theory]
     [MemberData(nameof(Recipes))]
     public void GenAiGreedy_MitigatedEqualsOriginal(string recipe) => AssertSameTokens(folders, recipe);
+
+    /// <summary>The folder converted to fp16 (float32 I/O, and float16 I/O with float16 KV caches) still runs in genai.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GenAi_RunsTheFp16Folder(bool fp16Io) => AssertGeneratesText(folders, folders.ConvertFp16(Original(folders), fp16Io ? "fp16-io" : "fp16", fp16Io));
 }
