@@ -9,9 +9,9 @@ namespace OnnxOutlierTools.GenAI.Tests;
 /// <summary><c>import-llama2c --flavour genai-gqa</c> on stories260K writes a folder onnxruntime-genai runs:
 /// its tokenizer (our tokenizer.json) encodes and decodes as run.c's (our <see cref="Llama2cTokenizer"/>,
 /// checked against the MANIFEST's ids), and its greedy tokens are ours and the PyTorch reference's.</summary>
-public sealed class ImportedStoriesTests(ITestOutputHelper output) : IClassFixture<ImportedStoriesFolder>
+public sealed class ImportedStoriesTests(ImportedStoriesFolder stories, ITestOutputHelper output) : IClassFixture<ImportedStoriesFolder>
 {
-    private readonly string _folder = ImportedStoriesFolder.Path;
+    private readonly string _folder = stories.Path;
 
     [Fact]
     public void Folder_HoldsWhatGenAiNeeds()
@@ -69,7 +69,7 @@ public sealed class ImportedStoriesFolder : IDisposable
         Path = folder;
     }
 
-    public static string Path { get; private set; } = "";
+    public string Path { get; }
 
     public void Dispose() => _temp.Dispose();
 }

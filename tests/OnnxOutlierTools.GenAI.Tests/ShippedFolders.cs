@@ -38,6 +38,18 @@ public sealed class ShippedFolders : IDisposable
         return output;
     }
 
+    /// <summary>The folder with its model converted to fp16 (<c>convert --fp16</c>, external data as model.onnx.data) and
+    /// the companions (genai_config.json, tokenizer files) copied beside it.</summary>
+    public string ConvertFp16(string sourceFolder, string name, bool fp16Io = false)
+    {
+        string output = _temp.Folder(name);
+        foreach (string file in Directory.EnumerateFiles(sourceFolder).Where(f => !System.IO.Path.GetFileName(f).StartsWith("model.onnx", StringComparison.Ordinal)))
+            File.Copy(file, System.IO.Path.Combine(output, System.IO.Path.GetFileName(file)));
+        Run(["convert", System.IO.Path.Combine(sourceFolder, "model.onnx"), "-o", System.IO.Path.Combine(output, "model.onnx"), "--fp16",
+            "--external-data", "--data-file", "model.onnx.data", .. (fp16Io ? new[] { "--fp16-io" } : [])]);
+        return output;
+    }
+
     public static void Run(params string[] args)
     {
         var result = CliRunner.Run(args);

@@ -1,11 +1,13 @@
 using System.CommandLine;
 using System.Globalization;
 using OnnxOutlierTools.IO;
+using OnnxOutlierTools.Passes;
+using OnnxOutlierTools.Passes.Fp16;
 
 namespace OnnxOutlierTools.Cli.Commands;
 
-/// <summary><c>convert MODEL -o OUT.onnx [--external-data [--threshold BYTES] | --embed] [--data-file NAME] [--force] [--json]</c>:
-/// re-saves a model with another tensor layout.</summary>
+/// <summary><c>convert MODEL -o OUT.onnx [--external-data [--threshold BYTES] | --embed] [--data-file NAME] [--fp16 [--fp16-io]] [--force] [--json]</c>:
+/// re-saves a model with another tensor layout, optionally converted to float16.</summary>
 public static class ConvertCommand
 {
     public static Command Create(CliContext context)
@@ -54,6 +56,12 @@ public static class ConvertCommand
         {
             Description = "Write the result (files, sizes, tensor counts, warnings) as JSON instead of the text line.",
         };
+        var fp16 = new Option<bool>("--fp16")
+        {
+            Description = "Convert float32 weights and computation to float16, keeping precision-critical ops (norm reductions, Softmax, " +
+                "rotary angles) in float32 with Casts; graph inputs and outputs stay float32 unless --fp16-io.",
+        };
+        var fp16Io = new Option<bool>("--fp16-io") { Description = "With --fp16: convert the float32 graph inputs and outputs (KV caches included) too." };
         // Lowers the 2 GB protobuf limit so tests can exercise the forced-external path cheaply.
         var protobufLimit = new Option<long?>("--protobuf-limit") { Hidden = true };
 
@@ -62,7 +70,7 @@ public static class ConvertCommand
             "embedded stay embedded), all embedded (--embed) or large tensors external (--external-data). " +
             "The write is atomic; the input is never overwritten.")
         {
-            model, output, external, threshold, embed, dataFile, force, json, protobufLimit,
+            model, output, external, threshold, embed, dataFile, fp16, fp16Io, force, json, protobufLimit,
         };
         command.Validators.Add(result =>
         {
@@ -73,6 +81,7 @@ public static class ConvertCommand
             // A name for a file that --embed promises not to write is a mistake, not a preference.
             if (wantsEmbed && result.GetResult(dataFile) is { Implicit: false })
                 result.AddError("--data-file names the external data file, and --embed writes none; drop one of them.");
+            if (result.GetValue(fp16Io) && !result.GetValue(fp16)) result.AddError("--fp16-io applies only with --fp16.");
         });
 
         command.SetAction(parseResult => context.Guard(parseResult, () =>
@@ -88,18 +97,22 @@ public static class ConvertCommand
                 ProtobufLimit = parseResult.GetValue(protobufLimit) ?? new SaveOptions().ProtobufLimit,
                 Overwrite = parseResult.GetValue(force),
             };
-            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(output)!, options, context.Out, context.Error, parseResult.GetValue(json));
+            var half = parseResult.GetValue(fp16) ? new Fp16Options { KeepIoTypes = !parseResult.GetValue(fp16Io) } : null;
+            return Execute(parseResult.GetValue(model)!, parseResult.GetValue(output)!, options, context.Out, context.Error, parseResult.GetValue(json), half);
         }));
         return command;
     }
 
-    public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr, bool json = false)
+    public static int Execute(string input, string output, SaveOptions options, TextWriter stdout, TextWriter stderr, bool json = false, Fp16Options? fp16 = null)
     {
         CheckOutputIsAFile(output);
         SaveResult result;
         string modelPath = ModelLocator.Locate(input);
         using (var model = ModelReader.Load(modelPath))
+        {
+            if (fp16 is not null) Fp16(model, modelPath, fp16, stderr);
             result = ModelWriter.Save(model, output, options);
+        }
 
         var warnings = new List<string>();
         if (result.ForcedExternal && options.Layout != TensorLayout.External)
@@ -117,6 +130,19 @@ public static class ConvertCommand
         var report = WriteReport.From("convert", modelPath, result, options.Layout.ToString().ToLowerInvariant(), warnings);
         stdout.WriteLine(json ? report.ToJson() : report.ToText(output));
         return ErrorHandler.Success;
+    }
+
+    private static void Fp16(Ir.Model model, string modelPath, Fp16Options fp16, TextWriter stderr)
+    {
+        PassResult conversion;
+        try { conversion = model.Apply(new Fp16Conversion(fp16)); }
+        catch (PassException ex) when (ex.InnerException is InvalidOperationException reason)
+        {
+            throw new UsageException($"{modelPath}: cannot convert to fp16: {reason.Message}");
+        }
+        stderr.WriteLine($"note: fp16: {conversion.Count(Fp16Conversion.ConvertedInitializers)} initializers and {conversion.Count(Fp16Conversion.ConvertedValues)} values " +
+            $"converted, {conversion.Count(Fp16Conversion.KeptFloat32Nodes)} nodes kept in float32, {conversion.Count(Fp16Conversion.InsertedCasts)} Casts inserted" +
+            (conversion.Count(Fp16Conversion.SaturatedElements) > 0 ? $", {conversion.Count(Fp16Conversion.SaturatedElements)} weight elements beyond +-65504 saturated" : ""));
     }
 
     /// <summary>convert's -o is a file and import-llama2c's a folder: a folder given here is that mix-up,

@@ -53,6 +53,7 @@ public static class MitigateRun
             if (steps.OfType<SinkBiasStep>().FirstOrDefault() is { Prefix: { } prefix })
             {
                 NoBosInTokenizerConfig(finalFolder, log);
+                NoBosInTokenizerJson(finalFolder, log);
                 string genai = Path.Combine(finalFolder, "genai_config.json");
                 if (File.Exists(genai))
                 {
@@ -165,6 +166,19 @@ public static class MitigateRun
 
     /// <summary>A model with a baked prefix is fed the text without BOS: a Hugging Face tokenizer_config.json that adds BOS
     /// (add_bos_token true, read by transformers and onnxruntime-genai's tokenizer) is changed to not add it.</summary>
+    // Runtimes that read tokenizer.json alone (onnxruntime-genai, tokenizers.Tokenizer.from_file) add BOS from its template.
+    private static void NoBosInTokenizerJson(string folder, TextWriter log)
+    {
+        string path = Path.Combine(folder, "tokenizer.json");
+        if (!File.Exists(path)) return;
+        string? updated;
+        try { updated = Mitigation.SinkBias.SinkCompanions.RemoveTemplateBos(File.ReadAllText(path), path); }
+        catch (Mitigation.SinkBias.SinkBiasException) { log.WriteLine($"note: {path}: not JSON; left as it was (the model takes no BOS now)"); return; }
+        if (updated is null) return;
+        File.WriteAllText(path, updated);
+        log.WriteLine($"note: {path}: the post-processor template adds no BOS now (the BOS keys and values are baked into the model)");
+    }
+
     private static void NoBosInTokenizerConfig(string folder, TextWriter log)
     {
         string path = Path.Combine(folder, "tokenizer_config.json");
