@@ -49,6 +49,23 @@ public sealed class ShippingTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(ShippedModel.Require(Path.Combine(folder, "model.onnx")).ToString());
     }
 
+    /// <summary>quantize's outputs: the QDQ models (opset 13+ QuantizeLinear/DequantizeLinear with axis), MatMulNBits
+    /// (com.microsoft, the checker skips contrib domains' schemas) and the opset-21 blocked DequantizeLinear form.</summary>
+    [Theory]
+    [InlineData("w8a8-static", "matmulnbits")]
+    [InlineData("w8a8-dynamic", "matmulnbits")]
+    [InlineData("int4-rtn", "matmulnbits")]
+    [InlineData("int4-rtn", "dq")]
+    public void Quantize_Ships(string scheme, string int4Format)
+    {
+        string model = RepositoryFiles.Path("onnx-models", "planted-llama-decomposed", "model.onnx");
+        string folder = _temp.Path($"quantized-{scheme}-{int4Format}");
+        var r = CliRunner.Run("quantize", model, "--scheme", scheme, "--int4-format", int4Format, "--text", Fixtures.Path("text", "tinystories-sample.txt"),
+            "--seq-len", "64", "--max-tokens", "128", "-o", folder);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        output.WriteLine(ShippedModel.Require(Path.Combine(folder, "model.onnx")).ToString());
+    }
+
     [Fact]
     public void LargeModelWithEmbeddedWeights_IsCaught()
     {
