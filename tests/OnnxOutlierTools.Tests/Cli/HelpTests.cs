@@ -46,7 +46,7 @@ public class HelpTests
         var result = CliRunner.Run("frobnicate", "x.onnx");
 
         Assert.Equal(2, result.ExitCode);
-        Assert.Equal(["error: 'frobnicate' is not an onnx-outliers command (commands: inspect, convert, analyze, import-llama2c, probe, mitigate)",
+        Assert.Equal(["error: 'frobnicate' is not an onnx-outliers command (commands: inspect, convert, analyze, import-llama2c, probe, mitigate, quantize)",
             "Run 'onnx-outliers --help' for usage."], result.StderrLines);
     }
 
