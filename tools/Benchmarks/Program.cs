@@ -15,10 +15,13 @@ using OnnxOutlierTools.IO;
 //       (plain ORT forward vs the probed model vs every intermediate tensor as an output: time and peak RSS ratios)
 //   dotnet run -c Release --project tools/Benchmarks -- fold [--sizes 1,4] [--repetitions 3] [--work DIR] [--keep]
 //       (norm-gain folding + SmoothQuant + durable save of a FLOAT16 model in external data vs cp -r; sync: time, peak RSS)
+//   dotnet run -c Release --project tools/Benchmarks -- quantize-scale [--sizes 1,4] [--schemes int4-rtn,w8a8-dynamic] [--repetitions 1] [--keep]
+//       (quantize + durable save of a FLOAT16 model in external data vs cp -r; sync: time, peak RSS per child, growth)
 string command = args.FirstOrDefault() ?? "save-vs-copy";
 if (command == MemoryBenchmark.ChildCommand) return MemoryBenchmark.Child(args[1..]);
 if (command == ProbeBenchmark.ChildCommand) return ProbeBenchmark.Child(args[1..]);
 if (command == FoldBenchmark.ChildCommand) return FoldBenchmark.ChildMain(args[1..]);
+if (command == QuantizeScaleBenchmark.ChildCommand) return QuantizeScaleBenchmark.ChildMain(args[1..]);
 double gigabytes = Option("--gigabytes", 1.0);
 int repetitions = (int)Option("--repetitions", 7);
 string work = args.SkipWhile(a => a != "--work").Skip(1).FirstOrDefault() ?? Path.Combine(Path.GetTempPath(), "onnx-outliers-bench");
@@ -34,6 +37,8 @@ try
         "big-protobuf" => BigProtobuf(),
         "kernel" => KernelBenchmark.Run(),
         "fold" => FoldBenchmark.Run(work, args.SkipWhile(a => a != "--sizes").Skip(1).FirstOrDefault() ?? "1,4", (int)Option("--repetitions", 3), args.Contains("--keep")),
+        "quantize-scale" => QuantizeScaleBenchmark.Run(work, args.SkipWhile(a => a != "--sizes").Skip(1).FirstOrDefault() ?? "1,4",
+            args.SkipWhile(a => a != "--schemes").Skip(1).FirstOrDefault() ?? "int4-rtn,w8a8-dynamic", (int)Option("--repetitions", 1), args.Contains("--keep")),
         "scale" => ScaleBenchmark.Run(args.SkipWhile(a => a != "--parts").Skip(1).FirstOrDefault() ?? "all", (int)Option("--layers", 1464)),
         "memory" => MemoryBenchmark.Run(work, args.SkipWhile(a => a != "--nodes").Skip(1).FirstOrDefault() ?? "100000,1000000",
             (long)Option("--embed-megabytes", 512)),
