@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 
 namespace OnnxOutlierTools.Tests.Quantization;
 
-/// <summary>CPU latency of the two W8A8 forms against FP32 on a generated Llama-shaped model (dim 1024, FFN 2816, 4 layers,
+/// <summary>CPU latency of the two W8A8 forms and int4 MatMulNBits (accuracy_level 0 and 4) against FP32 on a generated Llama-shaped model (dim 1024, FFN 2816, 4 layers,
 /// 16 heads / 4 KV heads, vocabulary 4096, random weights; 54M parameters): one 128-token prompt, ORT_ENABLE_ALL, median of 15
 /// after 3 warm-ups, every model alternating. Opt-in (ONNX_OUTLIERS_W8A8_LATENCY=1): it takes about a minute; the README's
 /// figures come from it. Asserts what must hold for the figures to mean anything: finite logits and int8 kernels in use.</summary>
@@ -32,10 +32,13 @@ public sealed class W8A8LatencyTests(ITestOutputHelper output)
         var stats = QuantizeKit.Calibrate(fp32, windows);
         var (staticPath, _) = QuantizeKit.Quantize(fp32, new W8A8Scheme(ActivationMode.StaticPerTensor), temp.Folder("static"), stats);
         var (dynamicPath, _) = QuantizeKit.Quantize(fp32, new W8A8Scheme(ActivationMode.DynamicPerToken), temp.Folder("dynamic"));
+        var (int4Path, _) = QuantizeKit.Quantize(fp32, new OnnxOutlierTools.Quantization.Int4.Int4Scheme(activationAware: false), temp.Folder("int4-0"));
+        var (int4Level4Path, _) = QuantizeKit.Quantize(fp32, new OnnxOutlierTools.Quantization.Int4.Int4Scheme(activationAware: false), temp.Folder("int4-4"),
+            options: new OnnxOutlierTools.Quantization.Common.QuantizationOptions { AccuracyLevel = 4 });
         Assert.True(QuantizeKit.OptimizedOps(staticPath, temp.Path("static", "opt.onnx")).ContainsKey("com.microsoft.MatMulIntegerToFloat"));
         Assert.True(QuantizeKit.OptimizedOps(dynamicPath, temp.Path("dynamic", "opt.onnx")).ContainsKey("MatMulInteger"));
 
-        var paths = new[] { ("fp32", fp32), ("w8a8-static", staticPath), ("w8a8-dynamic", dynamicPath) };
+        var paths = new[] { ("fp32", fp32), ("w8a8-static", staticPath), ("w8a8-dynamic", dynamicPath), ("int4-rtn acc 0", int4Path), ("int4-rtn acc 4", int4Level4Path) };
         var sessions = paths.Select(p => SessionFactory.Open(p.Item2, new SessionSettings { Device = ExecutionDevice.Cpu })).ToArray();
         try
         {
