@@ -66,4 +66,45 @@ public sealed class W8A8LatencyTests(ITestOutputHelper output)
     }
 
     private static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
+
+    /// <summary>Decoding with the KV cache, the same five models in the decomposed-past flavour: eval's latency measurement
+    /// (prompt of 128 tokens, then 16 tokens one at a time, 1 warm-up, median of 5), one model after the other in one run.</summary>
+    [SkippableFact]
+    public void Decode16_AfterPrompt128_Fp32_W8A8_Int4()
+    {
+        Skip.IfNot(Environment.GetEnvironmentVariable(EnabledVariable) == "1", $"set {EnabledVariable}=1 to measure decoding latency on the CPU");
+        using var temp = new TempFolder("decode-latency");
+        var config = new DecoderConfig(dim: 1024, hiddenDim: 2816, layers: 4, heads: 16, kvHeads: 4, vocabSize: 4096, maxSeqLen: 256);
+        string fp32 = temp.Path("fp32", "model.onnx");
+        using (var model = SyntheticDecoder.CreateModel(config, seed: 5, new LlamaOnnxOptions { Flavour = LlamaOnnxFlavour.DecomposedWithPast }))
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(fp32)!);
+            ModelWriter.Save(model, fp32, new SaveOptions { Layout = TensorLayout.External, Durable = false });
+        }
+        var random = new Random(3);
+        var windows = Enumerable.Range(0, 4).Select(_ => Enumerable.Range(0, 144).Select(_ => random.Next(3, config.VocabSize)).ToArray()).ToArray();
+        var stats = QuantizeKit.Calibrate(fp32, windows);
+        var models = new List<(string Name, string Path)> { ("fp32", fp32) };
+        models.Add(("w8a8-static", QuantizeKit.Quantize(fp32, new W8A8Scheme(ActivationMode.StaticPerTensor), temp.Folder("static"), stats).Path));
+        models.Add(("w8a8-dynamic", QuantizeKit.Quantize(fp32, new W8A8Scheme(ActivationMode.DynamicPerToken), temp.Folder("dynamic")).Path));
+        models.Add(("int4-rtn acc 0", QuantizeKit.Quantize(fp32, new OnnxOutlierTools.Quantization.Int4.Int4Scheme(false), temp.Folder("int4-0")).Path));
+        models.Add(("int4-rtn acc 4", QuantizeKit.Quantize(fp32, new OnnxOutlierTools.Quantization.Int4.Int4Scheme(false), temp.Folder("int4-4"),
+            options: new OnnxOutlierTools.Quantization.Common.QuantizationOptions { AccuracyLevel = 4 }).Path));
+        string ids = temp.Path("window.json");
+        File.WriteAllText(ids, "[[" + string.Join(",", windows[0]) + "]]");
+        double? fp32TokensPerSecond = null;
+        foreach (var (name, path) in models)
+        {
+            var result = OnnxOutlierTools.Evaluation.ModelEvaluator.Evaluate(new OnnxOutlierTools.Evaluation.EvalRequest
+            {
+                Model = path, Ids = ids, Device = ExecutionDevice.Cpu,
+                Latency = new OnnxOutlierTools.Evaluation.LatencySettings { Warmup = 1, Repetitions = 5, DecodeTokens = 16 },
+            });
+            var latency = result.Latency!.Model;
+            Assert.NotNull(latency.DecodeTokensPerSecond);
+            fp32TokensPerSecond ??= latency.DecodeTokensPerSecond;
+            output.WriteLine($"{name,-15} prompt {latency.PromptTokens} tokens {latency.PromptMs,7:F1} ms, decode {latency.DecodeTokens} tokens " +
+                $"{latency.DecodeMsPerToken,6:F2} ms/token = {latency.DecodeTokensPerSecond,6:F1} tokens/s ({latency.DecodeTokensPerSecond / fp32TokensPerSecond:F2}x fp32)");
+        }
+    }
 }
