@@ -200,29 +200,7 @@ public static class QuantizeRun
         }
     }
 
-    private static void CheckOutput(QuantizeRequest request)
-    {
-        if (File.Exists(request.Output)) throw new UsageException($"{request.Output}: is a file; quantize -o names the folder to write the model into");
-        if (!Directory.Exists(request.Output) || !Directory.EnumerateFileSystemEntries(request.Output).Any()) return;
-        if (!request.Force) throw new OutputExistsException(request.Output, "exists");
-        // --force replaces only a folder quantize wrote (never a folder of other files, such as the input's).
-        if (!File.Exists(Path.Combine(request.Output, ReportFile)))
-            throw new UsageException($"{request.Output}: exists and was not written by quantize (no {ReportFile}); choose another folder");
-    }
+    private static void CheckOutput(QuantizeRequest request) => OutputFolder.Check(request.Output, request.Force, "quantize", ReportFile);
 
-    /// <summary>Moves the finished folder to <paramref name="output"/> (an existing one, written by quantize, is replaced).</summary>
-    private static void Commit(string finished, string output, bool force)
-    {
-        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
-        {
-            if (!force) throw new OutputExistsException(output, "exists");
-            string old = output + $".old-{Guid.NewGuid():N}";
-            Directory.Move(output, old);
-            Directory.Move(finished, output);
-            Directory.Delete(old, recursive: true);
-            return;
-        }
-        if (Directory.Exists(output)) Directory.Delete(output);
-        Directory.Move(finished, output);
-    }
+    private static void Commit(string finished, string output, bool force) => OutputFolder.Commit(finished, output, force);
 }
