@@ -25,6 +25,9 @@ public sealed class Int4Scheme(bool activationAware) : IQuantizationScheme
         ArgumentNullException.ThrowIfNull(input);
         var options = input.Options;
         string display = input.Model.SourcePath ?? input.Model.Graph.Name;
+        // One site at a time (error attribution) is not mapped to int4's weight filter yet: refuse rather than quantize all.
+        if (options.OnlySites is not null)
+            throw new QuantizationInputException($"{display}: {Name} quantizes every block linear; per-site quantization (--attribute) is available for the W8A8 schemes");
         Int4Settings settings;
         try
         {

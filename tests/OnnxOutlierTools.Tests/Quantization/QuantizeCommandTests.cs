@@ -78,6 +78,10 @@ public sealed class QuantizeCommandTests
         Assert.Equal(2, dqLevel.ExitCode);
         Assert.Contains("accuracy_level", Assert.Single(dqLevel.StderrLines));
 
+        var int4Attribute = CliRunner.Run("quantize", Planted, "--scheme", "int4-rtn", "--attribute", "--text", Text, "--seq-len", "64", "--max-tokens", "128", "-o", output);
+        Assert.Equal(2, int4Attribute.ExitCode);
+        Assert.Contains("--attribute", Assert.Single(int4Attribute.StderrLines, l => l.StartsWith("error:", StringComparison.Ordinal)));
+
         var awqNoText = CliRunner.Run("quantize", Planted, "--scheme", "int4-awq", "-o", output);
         Assert.Equal(2, awqNoText.ExitCode);
         Assert.Single(awqNoText.StderrLines);
